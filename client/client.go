@@ -1,0 +1,598 @@
+// Package client is telemed's Go client: it joins a consultation with a link, as a browser would, and
+// connects peer to peer with pion/webrtc. Programs use it to take part in consultations (the device
+// agent, tests, bots), sending and receiving tracks and data channels.
+//
+//	s, err := client.Join(ctx, client.Config{Link: joinURL, Name: "Ada"})
+//	if err != nil { ... }
+//	defer s.Close()
+//	if err := s.WaitAdmitted(ctx); err != nil { ... }
+//	peer, err := s.WaitPeer(ctx)
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/internal/protocol"
+)
+
+// Config configures a Session. Only Link is required.
+type Config struct {
+	// Link is the consultation's start_url (provider) or join_url (patient).
+	Link string
+	// Name is shown to the other side. Required for patients; providers' names come from their account.
+	Name string
+	// API builds peer connections. Default: webrtc.NewAPI() with default codecs and interceptors.
+	API *webrtc.API
+	// Tracks are sent to every peer in the call.
+	Tracks []webrtc.TrackLocal
+	// DataChannels are opened towards each peer by the side that makes the first offer, so they are
+	// part of the first negotiation. The other side receives them in OnDataChannel.
+	DataChannels []DataChannelSpec
+	// OnTrack is called for each remote track.
+	OnTrack func(p *Peer, t *webrtc.TrackRemote, r *webrtc.RTPReceiver)
+	// OnDataChannel is called for every data channel towards a peer, whichever side opened it.
+	OnDataChannel func(p *Peer, dc *webrtc.DataChannel)
+	// Header is sent with the WebSocket handshake (for example an Origin). Default: none.
+	Header http.Header
+	// HTTPClient dials the WebSocket. Default: http.DefaultClient.
+	HTTPClient *http.Client
+	// Logger receives connection events. Default: slog.Default().
+	Logger *slog.Logger
+	// NoReconnect disables resuming after a dropped signaling connection.
+	NoReconnect bool
+}
+
+// DataChannelSpec names a data channel and how it behaves.
+type DataChannelSpec struct {
+	Label string
+	Init  *webrtc.DataChannelInit
+}
+
+// Error is an error the server reported, with its protocol code (docs/signaling.md).
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return "telemed: " + e.Code + ": " + e.Message }
+
+// ErrDeclined is returned while waiting to be admitted when the provider declines.
+var ErrDeclined = errors.New("telemed: the provider declined")
+
+// ErrClosed is returned by calls on a closed session.
+var ErrClosed = errors.New("telemed: session closed")
+
+// EventType says what an Event is about.
+type EventType int
+
+// Events a session reports.
+const (
+	EventLobby         EventType = iota + 1 // the waiting room changed (providers)
+	EventAdmitted                           // this participant was admitted
+	EventDeclined                           // this participant was declined
+	EventPeerJoined                         // a peer was admitted into the call
+	EventPeerConnected                      // the peer connection to a peer is connected
+	EventPeerLeft                           // a peer left the call
+	EventError                              // the server reported an error
+	EventReconnecting                       // the signaling connection dropped; resuming
+	EventReconnected                        // the signaling connection is back
+	EventClosed                             // the session is over
+)
+
+// Event is something that happened in the session.
+type Event struct {
+	Type    EventType
+	Peer    *Peer
+	Waiting []protocol.Waiting
+	Reason  string // for EventPeerLeft
+	Err     error  // for EventError and EventClosed
+}
+
+// Session is one participant's presence in a consultation.
+type Session struct {
+	cfg    Config
+	log    *slog.Logger
+	wsURL  string
+	join   protocol.Message
+	events chan Event
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	ws       *websocket.Conn
+	welcome  protocol.Welcome
+	state    string
+	waiting  []protocol.Waiting
+	peers    map[string]*Peer
+	admitted chan struct{} // closed once admitted
+	declined bool
+	closed   bool
+	lastErr  error
+}
+
+// ParseLink splits a start_url or join_url into the WebSocket URL, consultation id and token.
+func ParseLink(link string) (wsURL, consultationID, token string, err error) {
+	u, err := url.Parse(link)
+	if err != nil {
+		return "", "", "", fmt.Errorf("parse link: %w", err)
+	}
+	id, ok := strings.CutPrefix(u.Path, "/c/")
+	frag, _ := url.ParseQuery(u.Fragment)
+	token = frag.Get("t")
+	if !ok || id == "" || strings.Contains(id, "/") || token == "" {
+		return "", "", "", fmt.Errorf("parse link %q: want <base-url>/c/<id>#t=<token>", link)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", "", "", fmt.Errorf("parse link: scheme %q is not http or https", u.Scheme)
+	}
+	u.Path, u.Fragment, u.RawQuery = "/ws", "", ""
+	return u.String(), id, token, nil
+}
+
+// Join connects to the consultation of cfg.Link and returns once the server has welcomed this
+// participant (into the call, or the waiting room). A server refusal is an *Error.
+func Join(ctx context.Context, cfg Config) (*Session, error) {
+	wsURL, id, token, err := ParseLink(cfg.Link)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.API == nil {
+		cfg.API = webrtc.NewAPI()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Session{
+		cfg: cfg, log: cfg.Logger, wsURL: wsURL,
+		join:   protocol.Message{Type: protocol.TypeJoin, Version: protocol.ProtocolVersion, Consultation: id, Token: token, Name: cfg.Name},
+		events: make(chan Event, 256),
+		ctx:    sctx, cancel: cancel, done: make(chan struct{}),
+		peers:    make(map[string]*Peer),
+		admitted: make(chan struct{}),
+	}
+	ws, w, err := s.connect(ctx, "")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.ws = ws
+	s.applyWelcome(w)
+	go s.readLoop(ws)
+	return s, nil
+}
+
+// connect dials and joins (or resumes), returning the welcome.
+func (s *Session) connect(ctx context.Context, resume string) (*websocket.Conn, protocol.Welcome, error) {
+	ws, _, err := websocket.Dial(ctx, s.wsURL, &websocket.DialOptions{HTTPHeader: s.cfg.Header, HTTPClient: s.cfg.HTTPClient})
+	if err != nil {
+		return nil, protocol.Welcome{}, fmt.Errorf("connect to %s: %w", s.wsURL, err)
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	j := s.join
+	j.Resume = resume
+	if err := writeJSON(ctx, ws, j); err != nil {
+		ws.CloseNow()
+		return nil, protocol.Welcome{}, fmt.Errorf("join: %w", err)
+	}
+	for {
+		var env protocol.Envelope
+		data, err := readMessage(ctx, ws, &env)
+		if err != nil {
+			ws.CloseNow()
+			return nil, protocol.Welcome{}, fmt.Errorf("join: %w", err)
+		}
+		switch env.Type {
+		case protocol.TypeWelcome:
+			var w protocol.Welcome
+			if err := json.Unmarshal(data, &w); err != nil {
+				ws.CloseNow()
+				return nil, w, fmt.Errorf("join: bad welcome: %w", err)
+			}
+			return ws, w, nil
+		case protocol.TypeError:
+			var e protocol.ErrorMessage
+			json.Unmarshal(data, &e)
+			ws.CloseNow()
+			return nil, protocol.Welcome{}, &Error{Code: e.Code, Message: e.Message}
+		}
+	}
+}
+
+func writeJSON(ctx context.Context, ws *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return ws.Write(ctx, websocket.MessageText, b)
+}
+
+func readMessage(ctx context.Context, ws *websocket.Conn, env *protocol.Envelope) ([]byte, error) {
+	_, data, err := ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, env); err != nil {
+		return nil, fmt.Errorf("server sent bad JSON: %w", err)
+	}
+	return data, nil
+}
+
+func (s *Session) applyWelcome(w protocol.Welcome) {
+	s.mu.Lock()
+	s.welcome = w
+	s.waiting = w.Waiting
+	s.mu.Unlock()
+	if w.State == protocol.StateAdmitted {
+		s.setAdmitted(w.Peers)
+	}
+}
+
+func (s *Session) emit(e Event) {
+	select {
+	case s.events <- e:
+	default:
+		s.log.Warn("telemed client: event dropped; read Events() to keep up", "type", e.Type)
+	}
+}
+
+// Events delivers what happens in the session. It is buffered; a program that does not read it loses
+// events, never blocks the session.
+func (s *Session) Events() <-chan Event { return s.events }
+
+// ID is this participant's id.
+func (s *Session) ID() string { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome.You.ID }
+
+// Role is "provider" or "patient".
+func (s *Session) Role() string { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome.You.Role }
+
+// Welcome returns the server's last welcome.
+func (s *Session) Welcome() protocol.Welcome { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome }
+
+// Waiting returns the waiting room as last reported (providers only).
+func (s *Session) Waiting() []protocol.Waiting {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]protocol.Waiting(nil), s.waiting...)
+}
+
+// Peers returns the peers in the call.
+func (s *Session) Peers() []*Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// WaitAdmitted blocks until this participant is in the call.
+func (s *Session) WaitAdmitted(ctx context.Context) error {
+	select {
+	case <-s.admitted:
+		return nil
+	case <-s.done:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.declined {
+			return ErrDeclined
+		}
+		if s.lastErr != nil {
+			return s.lastErr
+		}
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WaitPeer blocks until the peer connection to some peer is connected, and returns that peer.
+func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
+	for {
+		for _, p := range s.Peers() {
+			if p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
+				return p, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, ErrClosed
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WaitWaiting blocks until someone is in the waiting room (providers) and returns the room.
+func (s *Session) WaitWaiting(ctx context.Context) ([]protocol.Waiting, error) {
+	for {
+		if w := s.Waiting(); len(w) > 0 {
+			return w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.done:
+			return nil, ErrClosed
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Session) send(ctx context.Context, m any) error {
+	s.mu.Lock()
+	ws, closed := s.ws, s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if ws == nil {
+		return errors.New("telemed: reconnecting; try again")
+	}
+	return writeJSON(ctx, ws, m)
+}
+
+// Admit lets a waiting patient into the call (providers only).
+func (s *Session) Admit(ctx context.Context, peerID string) error {
+	return s.send(ctx, protocol.Message{Type: protocol.TypeAdmit, Peer: peerID})
+}
+
+// Decline turns a waiting patient away (providers only).
+func (s *Session) Decline(ctx context.Context, peerID string) error {
+	return s.send(ctx, protocol.Message{Type: protocol.TypeDecline, Peer: peerID})
+}
+
+// Leave hangs up: the others are told at once, and the session closes.
+func (s *Session) Leave(ctx context.Context) error {
+	err := s.send(ctx, protocol.Message{Type: protocol.TypeLeave})
+	return errors.Join(err, s.Close())
+}
+
+// Close ends the session without telling the server first; the others see this participant leave when
+// the server notices. Use Leave to hang up.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ws := s.ws
+	peers := s.peers
+	s.peers = map[string]*Peer{}
+	s.mu.Unlock()
+	s.cancel()
+	if ws != nil {
+		ws.Close(websocket.StatusNormalClosure, "")
+	}
+	var errs []error
+	for _, p := range peers {
+		errs = append(errs, p.PC.Close())
+	}
+	<-s.done
+	return errors.Join(errs...)
+}
+
+// readLoop handles server messages until the session closes, reconnecting when the socket drops.
+func (s *Session) readLoop(ws *websocket.Conn) {
+	defer close(s.done)
+	defer func() {
+		s.mu.Lock()
+		err := s.lastErr
+		s.mu.Unlock()
+		s.emit(Event{Type: EventClosed, Err: err})
+	}()
+	for {
+		err := s.readConn(ws)
+		s.mu.Lock()
+		stop := s.closed || s.declined || s.cfg.NoReconnect || s.lastErr != nil
+		s.ws = nil
+		s.mu.Unlock()
+		if stop || s.ctx.Err() != nil {
+			return
+		}
+		s.log.Info("telemed client: signaling connection lost; resuming", "err", err)
+		s.emit(Event{Type: EventReconnecting, Err: err})
+		ws = s.reconnect()
+		if ws == nil {
+			return
+		}
+		s.emit(Event{Type: EventReconnected})
+	}
+}
+
+func (s *Session) reconnect() *websocket.Conn {
+	backoff := 250 * time.Millisecond
+	for {
+		select {
+		case <-s.ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		ws, w, err := s.connect(ctx, s.Welcome().Resume)
+		cancel()
+		var se *Error
+		if errors.As(err, &se) {
+			// The server has given our place away (bad_resume) or refuses us: nothing to resume.
+			s.mu.Lock()
+			s.lastErr = se
+			s.mu.Unlock()
+			return nil
+		}
+		if err == nil {
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				ws.CloseNow()
+				return nil
+			}
+			s.ws = ws
+			s.mu.Unlock()
+			s.applyWelcome(w)
+			return ws
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Session) readConn(ws *websocket.Conn) error {
+	for {
+		var env protocol.Envelope
+		data, err := readMessage(s.ctx, ws, &env)
+		if err != nil {
+			return err
+		}
+		s.handle(env.Type, data)
+	}
+}
+
+func (s *Session) handle(typ string, data []byte) {
+	switch typ {
+	case protocol.TypeLobby:
+		var m protocol.Lobby
+		if json.Unmarshal(data, &m) == nil {
+			s.mu.Lock()
+			s.waiting = m.Waiting
+			s.mu.Unlock()
+			s.emit(Event{Type: EventLobby, Waiting: m.Waiting})
+		}
+	case protocol.TypeAdmitted:
+		var m protocol.Admitted
+		if json.Unmarshal(data, &m) == nil {
+			s.setAdmitted(m.Peers)
+		}
+	case protocol.TypeDeclined:
+		s.mu.Lock()
+		s.declined = true
+		s.mu.Unlock()
+		s.emit(Event{Type: EventDeclined})
+	case protocol.TypePeerJoined:
+		var m protocol.PeerJoined
+		if json.Unmarshal(data, &m) == nil {
+			if p := s.addPeer(m.Peer); p != nil {
+				s.emit(Event{Type: EventPeerJoined, Peer: p})
+			}
+		}
+	case protocol.TypePeerLeft:
+		var m protocol.PeerLeft
+		if json.Unmarshal(data, &m) == nil {
+			s.mu.Lock()
+			p := s.peers[m.Peer]
+			delete(s.peers, m.Peer)
+			s.mu.Unlock()
+			if p != nil {
+				p.PC.Close()
+				s.emit(Event{Type: EventPeerLeft, Peer: p, Reason: m.Reason})
+			}
+		}
+	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
+		var m protocol.Message
+		if json.Unmarshal(data, &m) != nil {
+			return
+		}
+		s.mu.Lock()
+		p := s.peers[m.From]
+		s.mu.Unlock()
+		if p == nil {
+			s.log.Warn("telemed client: signal from unknown peer", "from", m.From, "type", typ)
+			return
+		}
+		if err := p.onSignal(m); err != nil {
+			s.log.Warn("telemed client: signal failed", "peer", p.ID, "type", typ, "err", err)
+		}
+	case protocol.TypeError:
+		var m protocol.ErrorMessage
+		json.Unmarshal(data, &m)
+		err := &Error{Code: m.Code, Message: m.Message}
+		if m.Code == protocol.CodeEnded {
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+		}
+		s.emit(Event{Type: EventError, Err: err})
+	}
+}
+
+func (s *Session) setAdmitted(peers []protocol.Peer) {
+	s.mu.Lock()
+	first := s.state != protocol.StateAdmitted
+	s.state = protocol.StateAdmitted
+	s.mu.Unlock()
+	if first {
+		close(s.admitted)
+		s.emit(Event{Type: EventAdmitted})
+	}
+	for _, pp := range peers {
+		s.addPeer(pp)
+	}
+}
+
+// addPeer creates the peer connection towards a peer, unless it exists (after a resume it does).
+func (s *Session) addPeer(pp protocol.Peer) *Peer {
+	s.mu.Lock()
+	exists := s.closed || s.peers[pp.ID] != nil
+	s.mu.Unlock()
+	if exists {
+		return nil
+	}
+	pc, err := s.newPeerConnection()
+	if err != nil {
+		s.log.Error("telemed client: cannot create peer connection", "peer", pp.ID, "err", err)
+		return nil
+	}
+	p := &Peer{ID: pp.ID, Role: pp.Role, Name: pp.Name, PC: pc, polite: pp.Polite, s: s}
+	// Hold the peer while it is set up, so a signal for it that arrives meanwhile waits.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		return nil
+	}
+	s.peers[pp.ID] = p
+	s.mu.Unlock()
+	if err := p.setUpLocked(); err != nil {
+		s.log.Error("telemed client: cannot set up peer connection", "peer", pp.ID, "err", err)
+		s.mu.Lock()
+		delete(s.peers, pp.ID)
+		s.mu.Unlock()
+		pc.Close()
+		return nil
+	}
+	return p
+}
+
+func (s *Session) newPeerConnection() (*webrtc.PeerConnection, error) {
+	cfg := webrtc.Configuration{}
+	for _, is := range s.Welcome().ICEServers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	pc, err := s.cfg.API.NewPeerConnection(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	return pc, nil
+}

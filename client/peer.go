@@ -1,0 +1,180 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/internal/protocol"
+)
+
+// Peer is another participant in the call and the peer connection to them.
+type Peer struct {
+	ID   string
+	Role string
+	Name string
+	// PC is the peer connection. Use it for stats, or to add tracks and data channels later (which
+	// renegotiates).
+	PC *webrtc.PeerConnection
+
+	s      *Session
+	polite bool
+
+	// Perfect negotiation state, guarded by mu.
+	mu          sync.Mutex
+	makingOffer bool
+	ignoreOffer bool
+	negotiated  bool // the first offer/answer exchange is done
+	pending     []webrtc.ICECandidateInit
+}
+
+// Polite reports whether this side is the polite one towards the peer.
+func (p *Peer) Polite() bool { return p.polite }
+
+// setUpLocked installs the handlers and adds the tracks and data channels. p.mu is held.
+func (p *Peer) setUpLocked() error {
+	pc := p.PC
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		ci := c.ToJSON()
+		wc := &protocol.Candidate{Candidate: ci.Candidate, SDPMid: ci.SDPMid, SDPMLineIndex: ci.SDPMLineIndex, UsernameFragment: ci.UsernameFragment}
+		p.send(protocol.Message{Type: protocol.TypeCandidate, To: p.ID, Candidate: wc})
+	})
+	pc.OnNegotiationNeeded(func() { go p.negotiate(false) })
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			p.s.emit(Event{Type: EventPeerConnected, Peer: p})
+		case webrtc.PeerConnectionStateFailed:
+			if !p.polite {
+				go p.negotiate(true) // ICE restart, made by the impolite side
+			}
+		}
+	})
+	if f := p.s.cfg.OnTrack; f != nil {
+		pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { f(p, t, r) })
+	}
+	if f := p.s.cfg.OnDataChannel; f != nil {
+		pc.OnDataChannel(func(dc *webrtc.DataChannel) { f(p, dc) })
+	}
+	for _, t := range p.s.cfg.Tracks {
+		if _, err := pc.AddTrack(t); err != nil {
+			return fmt.Errorf("add track %s: %w", t.ID(), err)
+		}
+	}
+	if !p.polite {
+		for _, spec := range p.s.cfg.DataChannels {
+			dc, err := pc.CreateDataChannel(spec.Label, spec.Init)
+			if err != nil {
+				return fmt.Errorf("data channel %s: %w", spec.Label, err)
+			}
+			if f := p.s.cfg.OnDataChannel; f != nil {
+				f(p, dc)
+			}
+		}
+		if len(p.s.cfg.Tracks) == 0 && len(p.s.cfg.DataChannels) == 0 {
+			// Nothing would trigger negotiation: offer anyway so the peers connect.
+			go p.negotiate(false)
+		}
+	}
+	return nil
+}
+
+// CreateDataChannel opens a data channel to the peer (renegotiating if the connection is up).
+func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*webrtc.DataChannel, error) {
+	return p.PC.CreateDataChannel(label, init)
+}
+
+func (p *Peer) send(m protocol.Message) {
+	ctx, cancel := context.WithTimeout(p.s.ctx, 10*time.Second)
+	defer cancel()
+	if err := p.s.send(ctx, m); err != nil {
+		p.s.log.Debug("telemed client: send failed", "type", m.Type, "err", err)
+	}
+}
+
+// negotiate makes an offer, following perfect negotiation: the polite side waits for the first offer.
+func (p *Peer) negotiate(iceRestart bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.polite && !p.negotiated {
+		return
+	}
+	if p.PC.SignalingState() != webrtc.SignalingStateStable {
+		return // negotiationneeded fires again once stable
+	}
+	p.makingOffer = true
+	defer func() { p.makingOffer = false }()
+	offer, err := p.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: iceRestart})
+	if err != nil {
+		p.s.log.Warn("telemed client: create offer", "peer", p.ID, "err", err)
+		return
+	}
+	if err := p.PC.SetLocalDescription(offer); err != nil {
+		p.s.log.Warn("telemed client: set local offer", "peer", p.ID, "err", err)
+		return
+	}
+	p.send(protocol.Message{Type: protocol.TypeOffer, To: p.ID, SDP: p.PC.LocalDescription().SDP})
+}
+
+func (p *Peer) onSignal(m protocol.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch m.Type {
+	case protocol.TypeCandidate:
+		c := m.Candidate
+		init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+		if init.Candidate == "" {
+			return nil // end of candidates
+		}
+		if p.PC.RemoteDescription() == nil {
+			p.pending = append(p.pending, init)
+			return nil
+		}
+		if err := p.PC.AddICECandidate(init); err != nil && !p.ignoreOffer {
+			return fmt.Errorf("add candidate: %w", err)
+		}
+		return nil
+	case protocol.TypeOffer, protocol.TypeAnswer:
+		typ := webrtc.SDPTypeOffer
+		if m.Type == protocol.TypeAnswer {
+			typ = webrtc.SDPTypeAnswer
+		}
+		collision := typ == webrtc.SDPTypeOffer && (p.makingOffer || p.PC.SignalingState() != webrtc.SignalingStateStable)
+		p.ignoreOffer = !p.polite && collision
+		if p.ignoreOffer {
+			return nil
+		}
+		if collision {
+			if err := p.PC.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+				return fmt.Errorf("rollback: %w", err)
+			}
+		}
+		if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: m.SDP}); err != nil {
+			return fmt.Errorf("set remote %s: %w", m.Type, err)
+		}
+		for _, c := range p.pending {
+			if err := p.PC.AddICECandidate(c); err != nil {
+				p.s.log.Debug("telemed client: queued candidate", "err", err)
+			}
+		}
+		p.pending = nil
+		if typ == webrtc.SDPTypeOffer {
+			answer, err := p.PC.CreateAnswer(nil)
+			if err != nil {
+				return fmt.Errorf("create answer: %w", err)
+			}
+			if err := p.PC.SetLocalDescription(answer); err != nil {
+				return fmt.Errorf("set local answer: %w", err)
+			}
+			p.send(protocol.Message{Type: protocol.TypeAnswer, To: p.ID, SDP: p.PC.LocalDescription().SDP})
+		}
+		p.negotiated = true
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/store"
+	"github.com/telemed/telemed/internal/store/sqlite"
+)
+
+// openService opens the data folder for a one-off command, beside a running server or not.
+func openService(ctx context.Context, dataDir, baseURL string) (*service.Service, func(), error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data folder %s: %w", dataDir, err)
+	}
+	st, err := sqlite.Open(ctx, config.DatabasePath(dataDir))
+	if err != nil {
+		return nil, nil, err
+	}
+	if baseURL == "" {
+		baseURL, err = st.Setting(ctx, server.SettingBaseURL)
+		if errors.Is(err, store.ErrNotFound) {
+			baseURL, err = "http://"+config.DefaultHTTPAddr, nil
+		}
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+	}
+	svc, err := service.New(ctx, service.Options{Store: st, BaseURL: strings.TrimRight(baseURL, "/")})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return svc, func() { st.Close() }, nil
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", config.DefaultDataDir, "`folder` of the server's database")
+	return fs, data
+}
+
+func providerAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed provider add", stderr)
+	email := fs.String("email", "", "the provider's email, used to sign in (required)")
+	name := fs.String("name", "", "the provider's name as patients see it (required)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input (a prompt without echo on a terminal)")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *email == "" || *name == "" {
+		return errors.New("provider add: --email and --name are required")
+	}
+	if !*fromStdin {
+		return errors.New("provider add: pass --password-stdin and give the password on standard input (it is never a flag: flags show up in the process list)")
+	}
+	password, err := readPassword(stdin, stderr)
+	if err != nil {
+		return err
+	}
+	svc, closeStore, err := openService(ctx, *data, "")
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	p, err := svc.AddProvider(ctx, *email, *name, password)
+	if err != nil {
+		return fmt.Errorf("provider add: %w", err)
+	}
+	fmt.Fprintf(stdout, "Provider %s <%s> added (id %s).\n", p.Name, p.Email, p.ID)
+	return nil
+}
+
+// readPassword reads one line from stdin, prompting twice without echo when stdin is a terminal.
+func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "Password: ")
+		first, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		fmt.Fprint(stderr, "Password again: ")
+		second, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		if string(first) != string(second) {
+			return "", errors.New("the passwords do not match")
+		}
+		return string(first), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password on standard input")
+	}
+	return line, nil
+}
+
+func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed consult new", stderr)
+	email := fs.String("provider", "", "`email` of the provider who holds the consultation (required)")
+	title := fs.String("title", "", "a title the provider and patient see")
+	expires := fs.Duration("expires-in", service.DefaultLinkTTL, "how long the links work")
+	baseURL := fs.String("base-url", "", "public `URL` for the links (default: the one the server last ran with)")
+	asJSON := fs.Bool("json", false, "print JSON: id, start_url, join_url, expires_at")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *email == "" {
+		return errors.New("consult new: --provider is required")
+	}
+	svc, closeStore, err := openService(ctx, *data, *baseURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	p, err := svc.ProviderByEmail(ctx, *email)
+	if err != nil {
+		return fmt.Errorf("consult new: %w", err)
+	}
+	v, err := svc.CreateConsultation(ctx, p, p.ID+" (cli)", service.NewConsultation{Title: *title, TTL: *expires})
+	if err != nil {
+		return fmt.Errorf("consult new: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]string{"id": v.ID, "start_url": v.StartURL, "join_url": v.JoinURL,
+			"expires_at": v.ExpiresAt.Format(time.RFC3339)})
+	}
+	fmt.Fprintf(stdout, "Consultation %s (links work until %s)\n\n  Provider (you): %s\n  Patient:        %s\n",
+		v.ID, v.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), v.StartURL, v.JoinURL)
+	return nil
+}
+
+func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed token create", stderr)
+	email := fs.String("provider", "", "`email` of the provider the token acts as (required)")
+	name := fs.String("name", "api", "a label to recognise the token by")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *email == "" {
+		return errors.New("token create: --provider is required")
+	}
+	svc, closeStore, err := openService(ctx, *data, "")
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	p, err := svc.ProviderByEmail(ctx, *email)
+	if err != nil {
+		return fmt.Errorf("token create: %w", err)
+	}
+	token, err := svc.CreateAPIToken(ctx, p.ID, *name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, token)
+	return nil
+}

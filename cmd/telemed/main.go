@@ -1,0 +1,74 @@
+// Command telemed is a self-hostable telemedicine server: secure peer-to-peer video consultations in
+// the browser, with a waiting room, signed invite links and an audit trail.
+//
+//	telemed serve                 run the server (SQLite in ./telemed-data, HTTP on 127.0.0.1:8080)
+//	telemed provider add          create a provider account
+//	telemed consult new           create a consultation and print its links
+//	telemed token create          create an API token for an EHR or scheduler
+//
+// Every flag can also be set with an environment variable TELEMED_<FLAG>, e.g. TELEMED_BASE_URL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `telemed: secure video consultations, self-hosted.
+
+Usage:
+  telemed serve [--http ADDR] [--data DIR] [--base-url URL]
+  telemed provider add --email E --name N --password-stdin [--data DIR]
+  telemed consult new --provider E [--title T] [--expires-in 24h] [--base-url URL] [--json] [--data DIR]
+  telemed token create --provider E [--name N] [--data DIR]
+
+Run "telemed COMMAND -h" for a command's flags. Every flag can also be set with an
+environment variable TELEMED_<FLAG> (for example TELEMED_DATA or TELEMED_BASE_URL).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "telemed:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 {
+		sub = rest[0]
+	}
+	switch {
+	case cmd == "serve":
+		return serve(ctx, rest, stdout, stderr)
+	case cmd == "provider" && sub == "add":
+		return providerAdd(ctx, rest[1:], stdin, stdout, stderr)
+	case cmd == "consult" && sub == "new":
+		return consultNew(ctx, rest[1:], stdout, stderr)
+	case cmd == "token" && sub == "create":
+		return tokenCreate(ctx, rest[1:], stdout, stderr)
+	case cmd == "help" || cmd == "-h" || cmd == "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd+" "+sub)
+	}
+}

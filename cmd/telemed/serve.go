@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/server"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := config.DefaultServe()
+	fs := flag.NewFlagSet("telemed serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.Flags(fs)
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	srv, err := server.Start(ctx, cfg, server.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	fmt.Fprintf(stdout, "telemed is running at %s (data in %s)\n\n", srv.BaseURL(), cfg.DataDir)
+	setup, err := srv.Service().SetupToken(ctx)
+	if err != nil {
+		return err
+	}
+	if setup != "" {
+		fmt.Fprintf(stdout, "First steps:\n  1. Create the first provider account: open %s/setup#t=%s\n", srv.BaseURL(), setup)
+		fmt.Fprintf(stdout, "     (or: telemed provider add --data %s --email you@clinic.example --name \"Your Name\" --password-stdin)\n", cfg.DataDir)
+	} else {
+		fmt.Fprintf(stdout, "First steps:\n  1. Sign in at %s/login\n", srv.BaseURL())
+	}
+	fmt.Fprintf(stdout, "  2. Create a consultation on the dashboard and send the patient link.\n")
+	fmt.Fprintf(stdout, "  3. Press Start to open your side; admit the patient from the waiting room.\n\n")
+	log.Info("serving", "url", srv.BaseURL(), "data", cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-srv.Done():
+		return err
+	}
+}

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// findChromium returns the browser to drive. Without one the browser tests skip, except in CI, where a
+// missing browser is a failure: the test command installs it.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("TELEMED_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no Chromium found: the test command installs Debian's chromium; set TELEMED_CHROMIUM to use another")
+	}
+	t.Skip("no Chromium found; run the test command from the README, which installs it")
+	return ""
+}
+
+// newBrowser starts a separate headless Chromium with fake camera and microphone and a fresh profile,
+// so provider and patient share nothing, as on two real machines.
+func newBrowser(t *testing.T, execPath string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(execPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		// Real host addresses rather than mDNS names, which a closed network cannot resolve.
+		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // start the browser now
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluate %.80q: %v", js, err)
+	}
+	return v
+}
+
+// waitJS polls a JavaScript condition until it is true.
+func waitJS(t *testing.T, ctx context.Context, what, cond string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+cond+")"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.dataset.state + " | " + (document.querySelector('#status')||{}).textContent + " | " + (document.querySelector('#error')||{}).textContent : "no body"`))
+			t.Fatalf("timed out waiting for %s (%s); page state: %s", what, cond, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func waitState(t *testing.T, ctx context.Context, who, state string) {
+	t.Helper()
+	waitJS(t, ctx, who+" in state "+state, fmt.Sprintf("document.body && document.body.dataset.state === %q", state), 20*time.Second)
+}
+
+func click(t *testing.T, ctx context.Context, selector string) {
+	t.Helper()
+	waitJS(t, ctx, selector+" enabled", fmt.Sprintf("(() => { const b = document.querySelector(%q); return b && !b.disabled && b.offsetParent !== null })()", selector), 15*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
+		t.Fatalf("click %s: %v", selector, err)
+	}
+}
+
+// callStats reads what a page's peer connection has received, from RTCPeerConnection.getStats().
+type callStats struct {
+	FramesDecoded  int    `json:"framesDecoded"`
+	AudioPackets   int    `json:"audioPackets"`
+	LocalCandidate string `json:"localCandidate"`
+	Connection     string `json:"connection"`
+}
+
+const statsJS = `(async () => {
+  const pcs = (window.telemed && window.telemed.peerConnections()) || [];
+  const out = {framesDecoded: 0, audioPackets: 0, localCandidate: "", connection: pcs.length ? pcs[0].connectionState : "none"};
+  for (const pc of pcs) {
+    const stats = await pc.getStats();
+    stats.forEach(s => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') out.framesDecoded += s.framesDecoded || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPackets += s.packetsReceived || 0;
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        const local = pair && stats.get(pair.localCandidateId);
+        if (local) out.localCandidate = local.candidateType;
+      }
+    });
+  }
+  return out;
+})()`
+
+func waitMedia(t *testing.T, ctx context.Context, who string) callStats {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := evalJS[callStats](t, ctx, statsJS)
+		if st.FramesDecoded > 0 && st.AudioPackets > 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no media decoded: %+v", who, st)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestBrowserConsultation is the consultation as people have it: the provider opens start_url, the
+// patient opens join_url, checks their devices and waits; the provider admits them; both browsers
+// decode the other's video and receive audio; the patient hangs up and the provider is told.
+func TestBrowserConsultation(t *testing.T) {
+	chromium := findChromium(t)
+	e := startServer(t, serverOptions())
+	c := e.newConsultation(t, time.Hour)
+	provider := newBrowser(t, chromium)
+	patient := newBrowser(t, chromium)
+
+	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, provider, "provider", "device-check")
+	waitJS(t, provider, "provider camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	click(t, provider, "#join-btn")
+	waitState(t, provider, "provider", "in-call")
+
+	if err := chromedp.Do(patient, chromedp.Navigate(c.JoinURL)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, patient, "patient", "device-check")
+	waitJS(t, patient, "patient camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	if err := chromedp.Do(patient, chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace")); err != nil {
+		t.Fatal(err)
+	}
+	click(t, patient, "#join-btn")
+	waitState(t, patient, "patient", "waiting")
+
+	waitJS(t, provider, "the patient in the waiting room", `document.querySelector('#lobby button[data-admit]')`, 15*time.Second)
+	lobby := evalJS[string](t, provider, `document.querySelector('#lobby').textContent`)
+	if !strings.Contains(lobby, "Ada Lovelace") {
+		t.Fatalf("waiting room shows %q, want the patient's name", lobby)
+	}
+	click(t, provider, "#lobby button[data-admit]")
+	waitState(t, patient, "patient", "in-call")
+
+	ps := waitMedia(t, provider, "provider")
+	qs := waitMedia(t, patient, "patient")
+	t.Logf("provider: %+v; patient: %+v", ps, qs)
+	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
+		waitJS(t, ctx, who+" shows Connected", `document.querySelector('#status').textContent.includes('Connected')`, 10*time.Second)
+	}
+
+	click(t, patient, "#hangup-btn")
+	waitState(t, patient, "patient", "ended")
+	waitJS(t, provider, "provider told the other side left", `document.querySelector('#status').textContent.includes('The other side left')`, 15*time.Second)
+}

@@ -1,0 +1,87 @@
+// Package e2e holds tests that run telemed whole: a real server on a free loopback port with a
+// temporary data folder, driven by Go clients and by real Chromium.
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/service"
+)
+
+const testPassword = "correct horse battery staple"
+
+// env is a running telemed with one provider account.
+type env struct {
+	t        *testing.T
+	srv      *server.Server
+	svc      *service.Service
+	provider consult.Provider
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("TELEMED_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startServer(t testing.TB, o server.Options) *env {
+	t.Helper()
+	cfg := config.DefaultServe()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	srv, err := server.Start(context.Background(), cfg, o)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
+	if err != nil {
+		t.Fatalf("add provider: %v", err)
+	}
+	return &env{srv: srv, svc: srv.Service(), provider: p}
+}
+
+func (e *env) newConsultation(t testing.TB, ttl time.Duration) service.ConsultationView {
+	t.Helper()
+	v, err := e.svc.CreateConsultation(context.Background(), e.provider, "test", service.NewConsultation{Title: "Follow-up", TTL: ttl})
+	if err != nil {
+		t.Fatalf("create consultation: %v", err)
+	}
+	return v
+}
+
+// loopbackAPI returns a pion API whose peers gather only loopback candidates, without mDNS: calls stay
+// on this machine and do not depend on its other interfaces.
+func loopbackAPI() *webrtc.API {
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		panic(err)
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,92 @@
+// Package consult is telemed's domain: providers, consultations, the roles people play in them, the
+// waiting room, and the audit trail. It knows nothing of HTTP, SQL or WebSockets.
+package consult
+
+import (
+	"errors"
+	"time"
+)
+
+// Role is what a participant is in a consultation.
+type Role string
+
+// The roles of a 1:1 consultation.
+const (
+	RoleProvider Role = "provider"
+	RolePatient  Role = "patient"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleProvider || r == RolePatient }
+
+// Provider is a clinician with an account.
+type Provider struct {
+	ID           string
+	Email        string
+	Name         string
+	PasswordHash string // argon2id, PHC string format
+	CreatedAt    time.Time
+}
+
+// Consultation is one scheduled meeting between a provider and a patient.
+type Consultation struct {
+	ID         string
+	ProviderID string
+	Title      string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time  // when its links stop working
+	EndedAt    *time.Time // set once the provider ends it
+}
+
+// Status is where a consultation stands.
+type Status string
+
+// Consultation statuses.
+const (
+	StatusOpen    Status = "open"
+	StatusEnded   Status = "ended"
+	StatusExpired Status = "expired"
+)
+
+// Status reports the consultation's status at now.
+func (c Consultation) Status(now time.Time) Status {
+	switch {
+	case c.EndedAt != nil:
+		return StatusEnded
+	case !now.Before(c.ExpiresAt):
+		return StatusExpired
+	default:
+		return StatusOpen
+	}
+}
+
+// AuditEvent is one line of the append-only audit trail: who did what to which consultation.
+type AuditEvent struct {
+	At             time.Time
+	Actor          string // provider id, participant id, or "api:<token id>"
+	Action         string // one of the Audit* constants
+	ConsultationID string
+	Detail         string // free text without health data or secrets
+}
+
+// Audit actions.
+const (
+	AuditCreated  = "consultation.created"
+	AuditEnded    = "consultation.ended"
+	AuditJoined   = "participant.joined"
+	AuditAdmitted = "participant.admitted"
+	AuditDeclined = "participant.declined"
+	AuditLeft     = "participant.left"
+)
+
+// Errors of the domain. Adapters map them to protocol error codes and HTTP statuses.
+var (
+	ErrBadToken          = errors.New("link token is malformed or has been tampered with")
+	ErrLinkExpired       = errors.New("link has expired")
+	ErrWrongConsultation = errors.New("link is for another consultation, or the consultation does not exist")
+	ErrEnded             = errors.New("consultation has ended")
+	ErrForbidden         = errors.New("not allowed for this role")
+	ErrNotAdmitted       = errors.New("participant is still in the waiting room")
+	ErrUnknownPeer       = errors.New("no such participant in this consultation")
+	ErrRoomFull          = errors.New("a patient is already admitted")
+)

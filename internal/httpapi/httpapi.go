@@ -1,0 +1,259 @@
+// Package httpapi is telemed's HTTP edge: the JSON API, the web pages, the signaling endpoint's
+// route, and the security headers on every response. It maps service errors to status codes and shows
+// internal details to no one but the log.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/service"
+)
+
+// SessionCookie is the name of the provider's session cookie.
+const SessionCookie = "telemed_session"
+
+// maxBody bounds JSON request bodies.
+const maxBody = 64 << 10
+
+// Options configure the HTTP handler.
+type Options struct {
+	Service *service.Service
+	// Signaling handles GET /ws.
+	Signaling http.Handler
+	// EndConsultation is told when a consultation is ended, to disconnect its participants.
+	EndConsultation func(id string)
+	// Static is the browser client's files.
+	Static fs.FS
+	// SecureCookies marks cookies Secure; set when served over TLS.
+	SecureCookies bool
+	// AllowedOrigins are the hosts, besides the request's own, whose pages may call the API with a cookie.
+	AllowedOrigins []string
+	// Ready reports whether the server can take requests; GET /healthz answers 503 while it errs.
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+type api struct {
+	Options
+}
+
+// New returns the handler for every route of telemed.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.EndConsultation == nil {
+		o.EndConsultation = func(string) {}
+	}
+	a := &api{o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.Handle("GET /ws", o.Signaling)
+
+	mux.HandleFunc("GET /api/v1/setup", a.setupNeeded)
+	mux.HandleFunc("POST /api/v1/setup", a.setup)
+	mux.HandleFunc("POST /api/v1/session", a.login)
+	mux.HandleFunc("DELETE /api/v1/session", a.logout)
+	mux.HandleFunc("GET /api/v1/me", a.provider(a.me))
+	mux.HandleFunc("GET /api/v1/consultations", a.provider(a.listConsultations))
+	mux.HandleFunc("POST /api/v1/consultations", a.provider(a.createConsultation))
+	mux.HandleFunc("GET /api/v1/consultations/{id}", a.provider(a.getConsultation))
+	mux.HandleFunc("POST /api/v1/consultations/{id}/end", a.provider(a.endConsultation))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
+	})
+
+	mux.HandleFunc("GET /{$}", a.page("index.html"))
+	mux.HandleFunc("GET /login", a.page("login.html"))
+	mux.HandleFunc("GET /setup", a.page("setup.html"))
+	mux.HandleFunc("GET /c/{id}", a.page("call.html"))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(o.Static)))
+	return securityHeaders(mux)
+}
+
+// securityHeaders sets the headers every response carries. The CSP allows only the server's own
+// scripts and styles: user-supplied text can never run as code.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
+			"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "+
+			"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *api) page(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := fs.ReadFile(a.Static, name)
+		if err != nil {
+			a.Logger.Error("page missing from the embedded client", "page", name, "err", err)
+			http.Error(w, "page not found", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(body)
+	}
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	if a.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.Ready(ctx); err != nil {
+			a.Logger.Warn("health check failed", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
+
+var statusOfCode = map[string]int{
+	"bad_field":       http.StatusBadRequest,
+	"bad_json":        http.StatusBadRequest,
+	"weak_password":   http.StatusBadRequest,
+	"bad_credentials": http.StatusUnauthorized,
+	"bad_token":       http.StatusForbidden,
+	"not_found":       http.StatusNotFound,
+	"conflict":        http.StatusConflict,
+}
+
+// fail writes err: a service.Error as itself, anything else as an opaque internal error.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var se *service.Error
+	if errors.As(err, &se) {
+		status, ok := statusOfCode[se.Code]
+		if !ok {
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, se.Code, se.Message)
+		return
+	}
+	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "something went wrong on the server; it has been logged")
+}
+
+// decode reads a JSON body into v. An empty body leaves v as it is.
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return &service.Error{Code: "bad_json", Message: "could not read the request body"}
+	}
+	if len(body) > maxBody {
+		return &service.Error{Code: "bad_json", Message: "request body is too large"}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &service.Error{Code: "bad_json", Message: "request body is not the expected JSON: " + err.Error()}
+	}
+	return nil
+}
+
+// caller is the provider behind a request, and how they authenticated.
+type caller struct {
+	provider consult.Provider
+	actor    string // for the audit trail
+}
+
+// provider wraps a handler that needs a signed-in provider (session cookie or API token).
+func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if authz := r.Header.Get("Authorization"); authz != "" {
+			token, ok := strings.CutPrefix(authz, "Bearer ")
+			if !ok {
+				writeError(w, http.StatusUnauthorized, "unauthenticated", "Authorization must be \"Bearer <token>\"")
+				return
+			}
+			p, err := a.Service.APITokenProvider(r.Context(), strings.TrimSpace(token))
+			if err != nil {
+				writeError(w, http.StatusUnauthorized, "unauthenticated", "the API token is unknown or revoked")
+				return
+			}
+			h(w, r, caller{provider: p, actor: p.ID + " (api)"})
+			return
+		}
+		cookie, err := r.Cookie(SessionCookie)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "sign in first")
+			return
+		}
+		if r.Method != http.MethodGet && !a.sameOrigin(r) {
+			writeError(w, http.StatusForbidden, "bad_origin", "this request must come from telemed's own pages")
+			return
+		}
+		p, err := a.Service.SessionProvider(r.Context(), cookie.Value)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "your session has expired; sign in again")
+			return
+		}
+		h(w, r, caller{provider: p, actor: p.ID})
+	}
+}
+
+// sameOrigin is the CSRF check for cookie-authenticated writes: a JSON content type (which a form on
+// another site cannot send without a preflight) and, when the browser says where it comes from, our origin.
+func (a *api) sameOrigin(r *http.Request) bool {
+	if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && !strings.HasPrefix(ct, "application/json") {
+		return false
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, h := range a.AllowedOrigins {
+		if strings.EqualFold(u.Host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *api) setCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: a.SecureCookies, SameSite: http.SameSiteLaxMode})
+}

@@ -1,0 +1,224 @@
+// Package protocol is the wire format of telemed's signaling protocol (docs/signaling.md): the
+// messages, their validation, and the error codes. The server and the Go client both use it.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ProtocolVersion is the version of the signaling protocol this package speaks.
+const ProtocolVersion = 1
+
+// Size limits of the protocol.
+const (
+	MaxMessageSize   = 64 << 10 // larger messages get too_large and are dropped
+	MaxFrameSize     = 1 << 20  // larger frames close the connection (1009)
+	MaxSDPSize       = 60 << 10
+	MaxCandidateSize = 1024
+	MaxNameLength    = 80
+)
+
+// Error codes sent in "error" messages. They are part of the protocol.
+const (
+	CodeTooLarge           = "too_large"
+	CodeBadJSON            = "bad_json"
+	CodeUnknownType        = "unknown_type"
+	CodeBadField           = "bad_field"
+	CodeNotJoined          = "not_joined"
+	CodeAlreadyJoined      = "already_joined"
+	CodeUnsupportedVersion = "unsupported_version"
+	CodeBadToken           = "bad_token"
+	CodeLinkExpired        = "link_expired"
+	CodeWrongConsultation  = "wrong_consultation"
+	CodeEnded              = "consultation_ended"
+	CodeForbidden          = "forbidden"
+	CodeNotAdmitted        = "not_admitted"
+	CodeUnknownPeer        = "unknown_peer"
+	CodeRoomFull           = "room_full"
+	CodeBadResume          = "bad_resume"
+	CodeRateLimited        = "rate_limited"
+	CodeInternal           = "internal"
+)
+
+// Message types.
+const (
+	TypeJoin       = "join"
+	TypeAdmit      = "admit"
+	TypeDecline    = "decline"
+	TypeOffer      = "offer"
+	TypeAnswer     = "answer"
+	TypeCandidate  = "candidate"
+	TypeLeave      = "leave"
+	TypePing       = "ping"
+	TypePong       = "pong"
+	TypeWelcome    = "welcome"
+	TypeLobby      = "lobby"
+	TypeAdmitted   = "admitted"
+	TypeDeclined   = "declined"
+	TypePeerJoined = "peer_joined"
+	TypePeerLeft   = "peer_left"
+	TypeError      = "error"
+)
+
+// Candidate is a trickled ICE candidate, RTCIceCandidateInit in snake_case.
+type Candidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdp_mid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdp_mline_index,omitempty"`
+	UsernameFragment *string `json:"username_fragment,omitempty"`
+}
+
+// Message is every message of the protocol, in either direction; which fields are set depends on Type.
+type Message struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id,omitempty"`
+
+	// join
+	Version      int    `json:"version,omitempty"`
+	Consultation string `json:"consultation,omitempty"`
+	Token        string `json:"token,omitempty"`
+	Name         string `json:"name,omitempty"`
+	Resume       string `json:"resume,omitempty"`
+
+	// admit, decline
+	Peer string `json:"peer,omitempty"`
+
+	// offer, answer, candidate
+	To        string     `json:"to,omitempty"`
+	From      string     `json:"from,omitempty"`
+	SDP       string     `json:"sdp,omitempty"`
+	Candidate *Candidate `json:"candidate,omitempty"`
+}
+
+// Error is a protocol error: what goes into an "error" message.
+type Error struct {
+	Code    string
+	Message string
+	RefID   *int64
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func protoErr(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Decode parses and validates one message from a client. Every message a client sends goes through it,
+// so it accepts nothing the rest of the server would have to second-guess. When the JSON parses but a
+// field is wrong, the returned Message still carries what was read (its Type, say) beside the error.
+func Decode(data []byte) (Message, *Error) {
+	if len(data) > MaxMessageSize {
+		return Message{}, protoErr(CodeTooLarge, "message is %d bytes; the limit is %d", len(data), MaxMessageSize)
+	}
+	if !utf8.Valid(data) {
+		return Message{}, protoErr(CodeBadJSON, "message is not UTF-8 text")
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return Message{}, protoErr(CodeBadJSON, "message must be a JSON object")
+	}
+	var m Message
+	if err := json.Unmarshal(trimmed, &m); err != nil {
+		// A type mismatch in a known field is a bad field; anything else is bad JSON.
+		if te, ok := err.(*json.UnmarshalTypeError); ok {
+			e := protoErr(CodeBadField, "field %q has the wrong type", te.Field)
+			e.RefID = peekID(trimmed)
+			return Message{}, e
+		}
+		return Message{}, protoErr(CodeBadJSON, "message is not valid JSON")
+	}
+	if err := m.validate(); err != nil {
+		err.RefID = m.ID
+		return m, err
+	}
+	return m, nil
+}
+
+func peekID(data []byte) *int64 {
+	var v struct {
+		ID *int64 `json:"id"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return nil
+	}
+	return v.ID
+}
+
+func (m *Message) validate() *Error {
+	switch m.Type {
+	case TypeJoin:
+		if m.Version != ProtocolVersion {
+			return protoErr(CodeUnsupportedVersion, "this server speaks protocol version %d", ProtocolVersion)
+		}
+		if !validID(m.Consultation) {
+			return protoErr(CodeBadField, "join needs the consultation id from the link")
+		}
+		if m.Token == "" || len(m.Token) > 512 {
+			return protoErr(CodeBadField, "join needs the token from the link")
+		}
+		m.Name = strings.TrimSpace(m.Name)
+		if n := utf8.RuneCountInString(m.Name); n > MaxNameLength || strings.ContainsFunc(m.Name, isControl) {
+			return protoErr(CodeBadField, "name must be at most %d characters of text", MaxNameLength)
+		}
+		if len(m.Resume) > 128 {
+			return protoErr(CodeBadField, "resume is too long")
+		}
+	case TypeAdmit, TypeDecline:
+		if !validID(m.Peer) {
+			return protoErr(CodeBadField, "%s needs the peer id of someone waiting", m.Type)
+		}
+	case TypeOffer, TypeAnswer:
+		if !validID(m.To) {
+			return protoErr(CodeBadField, "%s needs the peer id in \"to\"", m.Type)
+		}
+		if !strings.HasPrefix(m.SDP, "v=0") || len(m.SDP) > MaxSDPSize {
+			return protoErr(CodeBadField, "%s needs an SDP session description in \"sdp\"", m.Type)
+		}
+	case TypeCandidate:
+		if !validID(m.To) {
+			return protoErr(CodeBadField, "candidate needs the peer id in \"to\"")
+		}
+		c := m.Candidate
+		if c == nil {
+			return protoErr(CodeBadField, "candidate needs a \"candidate\" object")
+		}
+		if len(c.Candidate) > MaxCandidateSize || (c.Candidate != "" && !strings.HasPrefix(c.Candidate, "candidate:")) {
+			return protoErr(CodeBadField, "candidate.candidate must be empty or an ICE candidate line")
+		}
+		if c.SDPMid == nil && c.SDPMLineIndex == nil {
+			return protoErr(CodeBadField, "candidate needs sdp_mid or sdp_mline_index")
+		}
+		if (c.SDPMid != nil && len(*c.SDPMid) > 64) || (c.UsernameFragment != nil && len(*c.UsernameFragment) > 256) {
+			return protoErr(CodeBadField, "candidate fields are too long")
+		}
+	case TypeLeave, TypePing:
+	case "":
+		return protoErr(CodeUnknownType, "message has no \"type\"")
+	default:
+		t := m.Type
+		if len(t) > 32 {
+			t = t[:32]
+		}
+		return protoErr(CodeUnknownType, "unknown message type %q", t)
+	}
+	return nil
+}
+
+// validID accepts the identifiers telemed hands out: short, URL-safe.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

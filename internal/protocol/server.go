@@ -1,0 +1,104 @@
+package protocol
+
+import "time"
+
+// ICEServer is one entry of RTCConfiguration.iceServers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Peer is another admitted member, as a client sees it. Polite tells the receiving client whether it is
+// the polite side towards this peer in perfect negotiation.
+type Peer struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"`
+	Name   string `json:"name"`
+	Polite bool   `json:"polite"`
+}
+
+// Waiting is someone in the waiting room, as a provider sees them.
+type Waiting struct {
+	ID    string    `json:"id"`
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
+}
+
+// You is the receiving participant.
+type You struct {
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	Name string `json:"name"`
+}
+
+// ConsultationInfo is what a participant learns about the consultation.
+type ConsultationInfo struct {
+	ID           string `json:"id"`
+	Title        string `json:"title"`
+	ProviderName string `json:"provider_name"`
+}
+
+// Participant states in a welcome.
+const (
+	StateWaiting  = "waiting"
+	StateAdmitted = "admitted"
+)
+
+// Reasons in peer_left.
+const (
+	ReasonLeft         = "left"
+	ReasonDisconnected = "disconnected"
+	ReasonDeclined     = "declined"
+)
+
+// Welcome answers a successful join.
+type Welcome struct {
+	Type         string           `json:"type"`
+	Version      int              `json:"version"`
+	You          You              `json:"you"`
+	State        string           `json:"state"`
+	Consultation ConsultationInfo `json:"consultation"`
+	Peers        []Peer           `json:"peers"`
+	Waiting      []Waiting        `json:"waiting"`
+	Resume       string           `json:"resume"`
+	ICEServers   []ICEServer      `json:"ice_servers"`
+}
+
+// Lobby is the whole waiting room, sent to providers when it changes.
+type Lobby struct {
+	Type    string    `json:"type"`
+	Waiting []Waiting `json:"waiting"`
+}
+
+// Admitted tells a patient they are in the call, with whom.
+type Admitted struct {
+	Type  string `json:"type"`
+	Peers []Peer `json:"peers"`
+}
+
+// PeerJoined tells the members of a call that someone was admitted.
+type PeerJoined struct {
+	Type string `json:"type"`
+	Peer Peer   `json:"peer"`
+}
+
+// PeerLeft tells the members of a call that someone left.
+type PeerLeft struct {
+	Type   string `json:"type"`
+	Peer   string `json:"peer"`
+	Reason string `json:"reason"`
+}
+
+// ErrorMessage is the "error" message.
+type ErrorMessage struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	RefID   *int64 `json:"ref_id,omitempty"`
+}
+
+// Envelope reads only the type of a message, so a client can pick the struct to decode it into.
+type Envelope struct {
+	Type string `json:"type"`
+}

@@ -1,0 +1,178 @@
+// Package server assembles a running telemed from its configuration: store, service, signaling and
+// HTTP. `telemed serve` runs one; end-to-end tests start one on a free port with a temporary folder.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/httpapi"
+	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/internal/store/sqlite"
+	"github.com/telemed/telemed/web"
+)
+
+// SettingBaseURL is where serve records its public URL, so that command-line tools run beside it
+// print links that work.
+const SettingBaseURL = "base_url"
+
+// Options beyond the configuration, for tests.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock; time.Now if nil. Tests move it to expire links.
+	Now func() time.Time
+	// Signal overrides signaling options (timeouts, rate limits); Gatekeeper, Audit and Logger are set here.
+	Signal signal.Options
+}
+
+// Server is a running telemed.
+type Server struct {
+	cfg      config.Serve
+	log      *slog.Logger
+	store    *sqlite.Store
+	svc      *service.Service
+	signal   *signal.Server
+	http     *http.Server
+	listener net.Listener
+	baseURL  string
+	served   chan error
+}
+
+// Start opens the data folder, listens, and serves until Close.
+func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder %s: %w", cfg.DataDir, err)
+	}
+	st, err := sqlite.Open(ctx, config.DatabasePath(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: st, served: make(chan error, 1)}
+	if err := s.start(ctx, o); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context, o Options) error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another telemed running? choose another with --http)", s.cfg.HTTPAddr, err)
+	}
+	s.listener = ln
+	s.baseURL = s.cfg.BaseURL
+	if s.baseURL == "" {
+		s.baseURL = derivedBaseURL(ln.Addr().(*net.TCPAddr), s.cfg.TLSCert != "")
+	}
+	if err := s.store.PutSetting(ctx, SettingBaseURL, s.baseURL); err != nil {
+		ln.Close()
+		return fmt.Errorf("record base URL: %w", err)
+	}
+	svc, err := service.New(ctx, service.Options{Store: s.store, BaseURL: s.baseURL, Logger: s.log, Now: o.Now})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.svc = svc
+
+	so := o.Signal
+	so.Logger = s.log.With("component", "signal")
+	so.Now = o.Now
+	so.AllowedOrigins = append(so.AllowedOrigins, s.cfg.OriginHosts()...)
+	so.AllowedOrigins = append(so.AllowedOrigins, hostOf(s.baseURL))
+	so.Gatekeeper = func(ctx context.Context, id, token string) (signal.Ticket, error) {
+		t, err := svc.Admit(ctx, id, token)
+		if err != nil {
+			return signal.Ticket{}, err
+		}
+		return signal.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
+			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired}, nil
+	}
+	so.Audit = func(ctx context.Context, e consult.AuditEvent) { svc.Audit(context.WithoutCancel(ctx), e) }
+	sig, err := signal.NewServer(so)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.signal = sig
+
+	handler := httpapi.New(httpapi.Options{
+		Service: svc, Signaling: sig, EndConsultation: sig.EndConsultation, Static: web.Static,
+		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
+		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
+		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
+	})
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	go func() {
+		var err error
+		if s.cfg.TLSCert != "" {
+			s.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			err = s.http.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.served <- err
+	}()
+	return nil
+}
+
+func derivedBaseURL(a *net.TCPAddr, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		host = "localhost" // a browser on this machine; set --base-url for others
+	}
+	return scheme + "://" + net.JoinHostPort(host, fmt.Sprint(a.Port))
+}
+
+func hostOf(baseURL string) string {
+	_, rest, _ := strings.Cut(baseURL, "://")
+	return rest
+}
+
+// BaseURL is the public URL that links start with.
+func (s *Server) BaseURL() string { return s.baseURL }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// Service is the running service, for tests and tools.
+func (s *Server) Service() *service.Service { return s.svc }
+
+// Done delivers the error that stopped serving, or nil after Close.
+func (s *Server) Done() <-chan error { return s.served }
+
+// Close stops accepting, disconnects signaling clients, and closes the store.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.signal.Close()
+	return errors.Join(err, s.store.Close())
+}

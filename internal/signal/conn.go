@@ -1,0 +1,253 @@
+package signal
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/telemed/telemed/internal/protocol"
+)
+
+const (
+	closeNormal    = websocket.StatusNormalClosure
+	closePolicy    = websocket.StatusPolicyViolation
+	closeGoingAway = websocket.StatusGoingAway
+	outQueue       = 512
+)
+
+type closeReq struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+// conn is one WebSocket client. Its serve goroutine reads; a writer goroutine beside it owns every
+// write, so a slow client never blocks the hub; a keep-alive goroutine pings and drops the silent.
+type conn struct {
+	srv *Server
+	ws  *websocket.Conn
+
+	out       chan []byte
+	closeCh   chan closeReq
+	closeOnce sync.Once
+	done      chan struct{} // closed when the writer has finished
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame or pong
+	joined   atomic.Bool
+
+	// Owned by the serve goroutine.
+	p       *participant
+	limiter *rate.Limiter
+	dropped int
+}
+
+func newConn(s *Server, ws *websocket.Conn) *conn {
+	c := &conn{
+		srv: s, ws: ws,
+		out:     make(chan []byte, outQueue),
+		closeCh: make(chan closeReq, 1),
+		done:    make(chan struct{}),
+		limiter: rate.NewLimiter(s.opts.RateLimit, s.opts.RateBurst),
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+// Send implements Sender. It never blocks: a client too slow to drain its queue is disconnected.
+func (c *conn) Send(msg []byte) bool {
+	select {
+	case c.out <- msg:
+		return true
+	case <-c.done:
+		return false
+	default:
+		c.close(closePolicy, "too slow to keep up")
+		return false
+	}
+}
+
+// close asks the writer to send what is queued and then close the socket. It never blocks.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() { c.closeCh <- closeReq{code, reason} })
+}
+
+func (c *conn) sendError(e *protocol.Error) {
+	c.Send(encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: e.Code, Message: e.Message, RefID: e.RefID}))
+}
+
+// fail sends a fatal error and closes the connection.
+func (c *conn) fail(e *protocol.Error) {
+	c.sendError(e)
+	c.close(closePolicy, e.Code)
+}
+
+func (c *conn) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.writeLoop(ctx)
+	go c.keepAlive(ctx)
+	defer func() {
+		if c.p != nil {
+			c.srv.hub.disconnected(c.p, c)
+		}
+		c.close(closeNormal, "")
+		<-c.done
+	}()
+	for {
+		typ, r, err := c.ws.Reader(ctx)
+		if err != nil {
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(r, protocol.MaxMessageSize+1))
+		if err != nil {
+			return
+		}
+		if len(data) > protocol.MaxMessageSize {
+			// Drain the rest; past MaxFrameSize the read limit closes the socket with 1009.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+		if !c.handle(ctx, typ, data) {
+			return
+		}
+	}
+}
+
+// handle processes one message and reports whether to keep reading.
+func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byte) bool {
+	if !c.limiter.Allow() {
+		c.dropped++
+		if c.dropped >= c.srv.opts.MaxDropped {
+			c.srv.opts.Logger.Warn("client disconnected for flooding", "dropped", c.dropped)
+			c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; disconnected."})
+			return false
+		}
+		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; this one was dropped."})
+		return true
+	}
+	if typ != websocket.MessageText {
+		c.sendError(&protocol.Error{Code: protocol.CodeBadJSON, Message: "Messages must be JSON text frames."})
+		return true
+	}
+	m, perr := protocol.Decode(data)
+	if perr != nil {
+		if c.p == nil && m.Type == protocol.TypeJoin {
+			c.fail(perr)
+			return false
+		}
+		c.sendError(perr)
+		return true
+	}
+	if m.Type == protocol.TypePing {
+		c.Send(encode(protocol.Envelope{Type: protocol.TypePong}))
+		return true
+	}
+	if c.p == nil {
+		if m.Type != protocol.TypeJoin {
+			c.sendError(&protocol.Error{Code: protocol.CodeNotJoined, Message: "Send join first.", RefID: m.ID})
+			return true
+		}
+		p, err := c.srv.hub.join(ctx, c, m)
+		if err != nil {
+			err.RefID = m.ID
+			c.fail(err)
+			return false
+		}
+		c.p = p
+		c.joined.Store(true)
+		return true
+	}
+	var err *protocol.Error
+	switch m.Type {
+	case protocol.TypeJoin:
+		err = &protocol.Error{Code: protocol.CodeAlreadyJoined, Message: "Already joined."}
+	case protocol.TypeAdmit:
+		err = c.srv.hub.admit(ctx, c.p, m.Peer)
+	case protocol.TypeDecline:
+		err = c.srv.hub.decline(ctx, c.p, m.Peer)
+	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
+		err = c.srv.hub.relay(c.p, m)
+	case protocol.TypeLeave:
+		c.srv.hub.leave(ctx, c.p, protocol.ReasonLeft)
+		c.p = nil
+		c.close(closeNormal, "left")
+		return false
+	}
+	if err != nil {
+		err.RefID = m.ID
+		c.sendError(err)
+	}
+	return true
+}
+
+func (c *conn) writeLoop(ctx context.Context) {
+	defer close(c.done)
+	write := func(msg []byte) error {
+		wctx, cancel := context.WithTimeout(ctx, c.srv.opts.WriteTimeout)
+		defer cancel()
+		return c.ws.Write(wctx, websocket.MessageText, msg)
+	}
+	for {
+		select {
+		case msg := <-c.out:
+			if err := write(msg); err != nil {
+				c.ws.CloseNow()
+				return
+			}
+		case req := <-c.closeCh:
+			for drained := false; !drained; {
+				select {
+				case msg := <-c.out:
+					if write(msg) != nil {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			c.ws.Close(req.code, req.reason)
+			return
+		case <-ctx.Done():
+			c.ws.Close(closeGoingAway, "server shutting down")
+			return
+		}
+	}
+}
+
+func (c *conn) keepAlive(ctx context.Context) {
+	o := &c.srv.opts
+	start := time.Now()
+	tick := time.NewTicker(min(o.PingInterval, o.JoinTimeout) / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		case now := <-tick.C:
+			if !c.joined.Load() && now.Sub(start) > o.JoinTimeout {
+				c.fail(&protocol.Error{Code: protocol.CodeNotJoined, Message: "No join received in time."})
+				return
+			}
+			idle := now.Sub(time.Unix(0, c.lastSeen.Load()))
+			if idle > o.IdleTimeout {
+				c.close(closeGoingAway, "idle")
+				return
+			}
+			if idle > o.PingInterval {
+				pctx, cancel := context.WithTimeout(ctx, o.PingInterval)
+				if c.ws.Ping(pctx) == nil {
+					c.lastSeen.Store(time.Now().UnixNano())
+				}
+				cancel()
+			}
+		}
+	}
+}

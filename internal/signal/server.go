@@ -1,0 +1,172 @@
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/protocol"
+)
+
+// Options configure a Server. Only Gatekeeper is required; every other field has the default its
+// comment gives.
+type Options struct {
+	// Gatekeeper checks the link in each join. Required.
+	Gatekeeper Gatekeeper
+	// Audit records joins, admissions and departures. Default: none.
+	Audit func(ctx context.Context, e consult.AuditEvent)
+	// ICEServers returns the ICE servers handed to a participant in its welcome. Default: none, which
+	// suits peers on one network; issue 3 adds the embedded STUN/TURN.
+	ICEServers func(participantID string) []protocol.ICEServer
+	// Router carries messages to participants. Default: a LocalRouter.
+	Router Router
+	// Logger for connection events. Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket, besides the Host
+	// the request came in on. Default: none.
+	AllowedOrigins []string
+	// ResumeGrace is how long a dropped participant keeps its place. Default: 30 s.
+	ResumeGrace time.Duration
+	// JoinTimeout is how long a new connection has to send join. Default: 20 s.
+	JoinTimeout time.Duration
+	// PingInterval is the idle time after which the server pings. Default: 15 s.
+	PingInterval time.Duration
+	// IdleTimeout is the silence after which a connection is dropped. Default: 45 s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a client. Default: 10 s.
+	WriteTimeout time.Duration
+	// RateLimit and RateBurst bound the messages a client may send. Default: 50/s, bursts of 200.
+	RateLimit rate.Limit
+	RateBurst int
+	// MaxDropped is how many rate-limited messages close the connection. Default: 500.
+	MaxDropped int
+}
+
+// ErrNoGatekeeper is returned by NewServer without Options.Gatekeeper.
+var ErrNoGatekeeper = errors.New("signal: Options.Gatekeeper is required")
+
+func (o *Options) setDefaults() error {
+	if o.Gatekeeper == nil {
+		return ErrNoGatekeeper
+	}
+	if o.Audit == nil {
+		o.Audit = func(context.Context, consult.AuditEvent) {}
+	}
+	if o.ICEServers == nil {
+		o.ICEServers = func(string) []protocol.ICEServer { return []protocol.ICEServer{} }
+	}
+	if o.Router == nil {
+		o.Router = NewLocalRouter()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.ResumeGrace, 30*time.Second)
+	def(&o.JoinTimeout, 20*time.Second)
+	def(&o.PingInterval, 15*time.Second)
+	def(&o.IdleTimeout, 45*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	if o.RateLimit <= 0 {
+		o.RateLimit = 50
+	}
+	if o.RateBurst <= 0 {
+		o.RateBurst = 200
+	}
+	if o.MaxDropped <= 0 {
+		o.MaxDropped = 500
+	}
+	return nil
+}
+
+// Server is the signaling endpoint: an http.Handler that upgrades to WebSocket.
+type Server struct {
+	opts   Options
+	hub    *hub
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewServer returns a Server. Close it to disconnect every client.
+func NewServer(o Options) (*Server, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{opts: o, ctx: ctx, cancel: cancel}
+	s.hub = newHub(&s.opts)
+	return s, nil
+}
+
+// ServeHTTP checks the Origin, upgrades the request and runs the client until it goes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r) {
+		s.opts.Logger.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
+			"code": "bad_origin", "message": "This page may not open a consultation on this server."}})
+		return
+	}
+	// The Origin was checked above, with the server's own rules.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	s.wg.Add(1)
+	defer s.wg.Done()
+	c := newConn(s, ws)
+	c.serve(s.ctx)
+}
+
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser; the link still has to be valid
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, h := range s.opts.AllowedOrigins {
+		if strings.EqualFold(u.Host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// EndConsultation disconnects everyone in a consultation that has just been ended.
+func (s *Server) EndConsultation(id string) { s.hub.end(id) }
+
+// Close disconnects every client and waits for their loops to finish.
+func (s *Server) Close() error {
+	s.hub.shutdown()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,724 @@
+// The consultation page: device check, waiting room, call. Both roles.
+
+import { SignalingClient } from './protocol.js';
+import { LocalMedia, MicLevel, explainMediaError } from './devices.js';
+import { PeerSession } from './peer.js';
+import { $, h, tokenFromHash } from './dom.js';
+
+const ERROR_CLEAR_MS = 10000;
+const LOBBY_TICK_MS = 15000;
+
+// Full-page explanations for errors that end the visit. [title, patient text, provider text]
+const FATAL_TEXT = {
+  missing_token: [
+    'This link is incomplete',
+    'Part of the link is missing. Please open the full link from your clinic again, or ask them to send it again.',
+    'Part of the link is missing. Open the consultation again from your dashboard.',
+  ],
+  bad_token: [
+    'This link isn’t valid',
+    'The link may have been copied incompletely. Please open the full link again, or ask your clinic for a new one.',
+    'The link may have been copied incompletely. Open the consultation again from your dashboard.',
+  ],
+  link_expired: [
+    'This link has expired',
+    'This link has expired. Ask your clinic for a new one.',
+    'This link has expired. Open the consultation again from your dashboard to get a fresh link.',
+  ],
+  wrong_consultation: [
+    'Consultation not found',
+    'We couldn’t find this consultation. Please check the link, or ask your clinic for a new one.',
+    'We couldn’t find this consultation. Open it again from your dashboard.',
+  ],
+  consultation_ended: [
+    'This consultation has ended',
+    'This consultation has ended. If you still need to be seen, please contact your clinic.',
+    'This consultation has ended. You can start a new one from your dashboard.',
+  ],
+  unsupported_version: [
+    'Please reload the page',
+    'This page is out of date. Reload the page to continue.',
+    'This page is out of date. Reload the page to continue.',
+  ],
+};
+
+const el = {
+  body: document.body,
+  status: $('#status'),
+  error: $('#error'),
+  title: $('#consultation-title'),
+  preview: $('#preview'),
+  previewOff: $('#preview-off'),
+  deviceHelp: $('#device-help'),
+  deviceHelpTitle: $('#device-help-title'),
+  deviceHelpText: $('#device-help-text'),
+  deviceHelpExtra: $('#device-help-extra'),
+  retryBtn: $('#retry-btn'),
+  deviceSettings: $('#device-settings'),
+  cameraSelect: $('#camera-select'),
+  micSelect: $('#mic-select'),
+  micLevel: $('#mic-level'),
+  joinForm: $('#join-form'),
+  nameField: $('#name-field'),
+  name: $('#name'),
+  nameError: $('#name-error'),
+  joinNote: $('#join-note'),
+  joinBtn: $('#join-btn'),
+  waitProvider: $('#wait-provider'),
+  waitingPreview: $('#waiting-preview'),
+  waitLeaveBtn: $('#wait-leave-btn'),
+  stage: $('.stage'),
+  remoteVideo: $('#remote-video'),
+  remotePlaceholder: $('#remote-placeholder'),
+  remotePlaceholderText: $('#remote-placeholder-text'),
+  remoteName: $('#remote-name'),
+  soundBtn: $('#sound-btn'),
+  localVideo: $('#local-video'),
+  lobbyPanel: $('#lobby-panel'),
+  lobbyNotice: $('#lobby-notice'),
+  lobbyEmpty: $('#lobby-empty'),
+  lobby: $('#lobby'),
+  callNotice: $('#call-notice'),
+  callSettings: $('#call-settings'),
+  muteBtn: $('#mute-btn'),
+  cameraBtn: $('#camera-btn'),
+  settingsBtn: $('#settings-btn'),
+  hangupBtn: $('#hangup-btn'),
+  rejoinBtn: $('#rejoin-btn'),
+  dashboardLink: $('#dashboard-link'),
+  fatalTitle: $('#fatal-title'),
+  fatalText: $('#fatal-text'),
+};
+
+const consultationId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+const token = tokenFromHash();
+// A token is <consultation>.<role>.<expiry>.<signature> (docs/signaling.md).
+const role = token.split('.')[1];
+const isProvider = role === 'provider';
+
+const media = new LocalMedia();
+const meter = new MicLevel(el.micLevel);
+/** @type {Map<string, PeerSession>} */
+const sessions = new Map();
+const signaling = new SignalingClient({ consultation: consultationId, token });
+
+let screen = 'loading';
+let mediaReady = Promise.resolve();
+let joined = false; // the user pressed join
+let ended = false; // we hung up, were declined, or hit a fatal error
+let iceServers = [];
+let peerLeft = false;
+let waiting = [];
+const pendingLobby = new Set(); // ids we admitted or declined, until the lobby updates
+let errorTimer = null;
+let wakeLock = null;
+const baseTitle = document.title;
+let consultationTitle = '';
+
+window.telemed = {
+  peerConnections: () => [...sessions.values()].map((s) => s.pc),
+  signaling,
+  media,
+  sessions,
+};
+
+// ---------- screens and status ----------
+
+function setScreen(name) {
+  screen = name;
+  el.body.dataset.state = name;
+  for (const section of document.querySelectorAll('[data-screen]')) {
+    section.hidden = section.dataset.screen !== name;
+  }
+  // Screen reader users land on the new screen's heading; the call keeps focus where it is.
+  if (['waiting', 'ended', 'declined', 'error'].includes(name)) {
+    const heading = $(`[data-screen="${name}"] h1`);
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+  }
+}
+
+function computeStatus() {
+  if (!joined || ended) return '';
+  switch (signaling.state) {
+    case 'idle':
+    case 'connecting':
+      return 'Connecting';
+    case 'reconnecting':
+      return 'Reconnecting';
+    case 'closed':
+      return '';
+    default:
+      break;
+  }
+  if (sessions.size === 0) return peerLeft ? 'The other side left' : 'Waiting for the other side';
+  const states = [...sessions.values()].map((s) => s.iceState);
+  if (states.some((s) => s === 'connected' || s === 'completed')) return 'Connected';
+  if (states.some((s) => s === 'disconnected' || s === 'failed')) return 'Reconnecting';
+  return 'Connecting';
+}
+
+function renderStatus() {
+  const text = computeStatus();
+  if (el.status.textContent !== text) el.status.textContent = text;
+  el.body.dataset.connection = text ? text.toLowerCase().replace(/\s+/g, '-') : '';
+}
+
+function showError(message) {
+  if (!message) return;
+  el.error.textContent = message;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { el.error.textContent = ''; }, ERROR_CLEAR_MS);
+}
+
+function showFatal(code, serverMessage) {
+  ended = true;
+  teardown();
+  const entry = FATAL_TEXT[code];
+  el.fatalTitle.textContent = entry ? entry[0] : 'We couldn’t join the consultation';
+  el.fatalText.textContent = entry ? entry[isProvider ? 2 : 1]
+    : (serverMessage || 'Something went wrong. Please reload the page, or ask your clinic for a new link.');
+  el.error.textContent = '';
+  setScreen('error');
+  renderStatus();
+}
+
+// Stop everything that uses the network, the camera or the microphone.
+function teardown() {
+  for (const id of [...sessions.keys()]) removeSession(id);
+  media.stop();
+  meter.stop();
+  releaseWakeLock();
+}
+
+// ---------- local media and device check ----------
+
+function attachLocalMedia() {
+  for (const video of [el.preview, el.waitingPreview, el.localVideo]) {
+    if (video.srcObject !== media.stream) video.srcObject = media.stream;
+  }
+  el.previewOff.hidden = Boolean(media.videoTrack);
+  renderControls();
+}
+
+function startMedia() {
+  mediaReady = (async () => {
+    el.joinNote.hidden = false;
+    el.joinNote.textContent = 'Starting your camera and microphone…';
+    await media.start({
+      audioDeviceId: el.micSelect.value || undefined,
+      videoDeviceId: el.cameraSelect.value || undefined,
+    });
+    await refreshDeviceLists();
+    renderDeviceHelp();
+    if (screen === 'device-check') meter.attach(media.audioTrack);
+  })();
+  return mediaReady;
+}
+
+async function refreshDeviceLists() {
+  const devices = await media.devices();
+  fillSelect(el.cameraSelect, devices.videoinput, media.deviceId('video'), 'Camera', 'No camera found');
+  fillSelect(el.micSelect, devices.audioinput, media.deviceId('audio'), 'Microphone', 'No microphone found');
+}
+
+function fillSelect(select, list, currentId, noun, emptyText) {
+  select.replaceChildren();
+  if (list.length === 0) {
+    select.append(h('option', { value: '', text: emptyText }));
+    select.disabled = true;
+    return;
+  }
+  list.forEach((d, i) => {
+    select.append(h('option', { value: d.deviceId, text: d.label || `${noun} ${i + 1}` }));
+  });
+  if (currentId && list.some((d) => d.deviceId === currentId)) select.value = currentId;
+  select.disabled = false;
+}
+
+function renderDeviceHelp() {
+  const a = media.audioError;
+  const v = media.videoError;
+  let help = null;
+  if (a && v) help = explainMediaError(a.name === v.name ? 'both' : 'video', a.name === v.name ? a : v);
+  else help = explainMediaError('video', v) || explainMediaError('audio', a);
+
+  el.deviceHelp.hidden = !help;
+  if (help) {
+    el.deviceHelpTitle.textContent = help.title;
+    el.deviceHelpText.textContent = help.text;
+    el.retryBtn.hidden = !help.canRetry;
+    // Two different problems: mention the second one too.
+    const second = a && v && a.name !== v.name ? explainMediaError('audio', a) : null;
+    el.deviceHelpExtra.hidden = !second;
+    el.deviceHelpExtra.textContent = second ? `${second.title}. ${second.text}` : '';
+  }
+
+  let note = '';
+  if (!media.audioTrack && !media.videoTrack) {
+    note = 'You can still join, but the other side won’t see or hear you.';
+  } else if (!media.videoTrack) {
+    note = 'You’ll join with audio only.';
+  } else if (!media.audioTrack) {
+    note = 'You’ll join without a microphone: the other side won’t hear you.';
+  }
+  el.joinNote.textContent = note;
+  el.joinNote.hidden = !note;
+}
+
+async function switchDevice(kind, deviceId) {
+  if (!deviceId) return;
+  meter.resume();
+  try {
+    const track = await media.switchDevice(kind, deviceId);
+    await Promise.all([...sessions.values()].map((s) => s.setTrack(kind, track, media.stream)));
+  } catch (err) {
+    const help = explainMediaError(kind, err);
+    showError(help ? `${help.title}. ${help.text}` : 'That device could not be used.');
+    // The previous device may have been restored; put it back on the wire.
+    const track = media.track(kind);
+    await Promise.all([...sessions.values()].map((s) => s.setTrack(kind, track, media.stream)));
+  }
+  await refreshDeviceLists();
+  if (screen === 'device-check') renderDeviceHelp();
+  if (screen === 'device-check' || !el.callSettings.hidden) meter.attach(media.audioTrack);
+}
+
+// ---------- joining ----------
+
+function validName() {
+  const name = el.name.value.trim();
+  const length = [...name].length;
+  let problem = '';
+  if (length === 0) problem = 'Please enter your name, so your provider knows who is waiting.';
+  else if (length > 80) problem = 'Please use 80 characters or fewer.';
+  el.nameError.textContent = problem;
+  el.nameError.hidden = !problem;
+  el.name.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  if (problem) {
+    el.name.focus();
+    return null;
+  }
+  return name;
+}
+
+async function join(event) {
+  event.preventDefault();
+  if (joined) return;
+  // The server takes a provider's name from their account; any valid name will do.
+  const name = isProvider ? 'Provider' : validName();
+  if (name === null) return;
+  meter.resume();
+  joined = true;
+  el.joinBtn.disabled = true;
+  el.joinBtn.textContent = 'Connecting…';
+  await mediaReady;
+  signaling.connect(name);
+  renderStatus();
+}
+
+// ---------- signaling ----------
+
+function onWelcome(msg) {
+  iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+  const c = msg.consultation || {};
+  consultationTitle = c.title || '';
+  el.title.textContent = consultationTitle;
+  if (c.provider_name) {
+    el.waitProvider.textContent = `Your appointment is with ${c.provider_name}.`;
+    el.waitProvider.hidden = false;
+  }
+
+  if (!msg.resumed) {
+    // A fresh session: ids changed, so nothing negotiated before still applies.
+    for (const id of [...sessions.keys()]) removeSession(id);
+  }
+
+  if (msg.state === 'waiting') {
+    for (const id of [...sessions.keys()]) removeSession(id);
+    enterWaiting();
+  } else {
+    const present = new Set((msg.peers || []).map((p) => p.id));
+    for (const id of [...sessions.keys()]) if (!present.has(id)) removeSession(id);
+    enterCall(msg.peers || []);
+  }
+
+  if (isProvider) {
+    waiting = Array.isArray(msg.waiting) ? msg.waiting : [];
+    renderLobby();
+  }
+  renderStatus();
+}
+
+function enterWaiting() {
+  if (screen !== 'waiting') {
+    meter.stop();
+    setScreen('waiting');
+  }
+}
+
+function enterCall(peers) {
+  if (screen !== 'in-call') {
+    meter.stop();
+    el.callSettings.append(el.deviceSettings);
+    setScreen('in-call');
+    keepAwake();
+  }
+  for (const peer of peers) ensureSession(peer, false);
+  renderLobby();
+  renderRemote();
+  renderStatus();
+}
+
+function ensureSession(peer, replace) {
+  if (!peer || !peer.id) return null;
+  const existing = sessions.get(peer.id);
+  if (existing && !replace) {
+    if (peer.name) existing.name = peer.name;
+    return existing;
+  }
+  if (existing) removeSession(peer.id);
+
+  const session = new PeerSession({ peer, iceServers, signaling, media });
+  session.addEventListener('track', renderRemote);
+  session.addEventListener('statechange', () => {
+    renderStatus();
+    renderRemote();
+  });
+  sessions.set(peer.id, session);
+  peerLeft = false;
+  el.callNotice.hidden = true;
+  renderLobby();
+  renderRemote();
+  renderStatus();
+  return session;
+}
+
+function removeSession(id) {
+  const session = sessions.get(id);
+  if (!session) return;
+  sessions.delete(id);
+  session.close();
+  renderRemote();
+  renderLobby();
+  renderStatus();
+}
+
+function onPeerLeft(msg) {
+  const session = sessions.get(msg.peer);
+  if (!session) return;
+  const who = session.name || 'The other side';
+  removeSession(msg.peer);
+  peerLeft = true;
+  el.callNotice.textContent = msg.reason === 'disconnected'
+    ? `${who} lost their connection and left the call.`
+    : `${who} left the call.`;
+  el.callNotice.hidden = false;
+  renderRemote();
+  renderStatus();
+}
+
+function onDescription(msg) {
+  if (screen !== 'in-call' || ended) return;
+  let session = sessions.get(msg.from);
+  // An offer from someone we have not been told about yet: they offered, so they are the
+  // impolite newcomer and we are polite.
+  if (!session && msg.type === 'offer') session = ensureSession({ id: msg.from, polite: true }, false);
+  if (session) session.handleDescription(msg.type, msg.sdp);
+}
+
+function onCandidate(msg) {
+  const session = sessions.get(msg.from);
+  if (session) session.handleCandidate(msg.candidate);
+}
+
+function onServerError(msg) {
+  if (msg.code === 'bad_resume') return; // the client rejoins by itself
+  if (msg.fatal) {
+    showFatal(msg.code, msg.message);
+    return;
+  }
+  if (msg.code === 'room_full' || msg.code === 'unknown_peer') {
+    pendingLobby.clear();
+    renderLobby();
+  }
+  showError(msg.message);
+}
+
+function onDeclined() {
+  ended = true;
+  teardown();
+  setScreen('declined');
+  renderStatus();
+}
+
+signaling.addEventListener('statechange', renderStatus);
+signaling.addEventListener('welcome', (e) => onWelcome(e.detail));
+signaling.addEventListener('lobby', (e) => {
+  waiting = Array.isArray(e.detail.waiting) ? e.detail.waiting : [];
+  renderLobby();
+});
+signaling.addEventListener('admitted', (e) => enterCall(e.detail.peers || []));
+signaling.addEventListener('declined', onDeclined);
+signaling.addEventListener('peer_joined', (e) => {
+  if (screen === 'in-call') ensureSession(e.detail.peer, true);
+});
+signaling.addEventListener('peer_left', (e) => onPeerLeft(e.detail));
+signaling.addEventListener('offer', (e) => onDescription(e.detail));
+signaling.addEventListener('answer', (e) => onDescription(e.detail));
+signaling.addEventListener('candidate', (e) => onCandidate(e.detail));
+signaling.addEventListener('error', (e) => onServerError(e.detail));
+
+// ---------- the call view ----------
+
+function renderRemote() {
+  const list = [...sessions.values()];
+  const session = list.find((s) => s.remoteStream.getTracks().length > 0) || list[0];
+  const video = el.remoteVideo;
+
+  if (!session) {
+    if (video.srcObject) video.srcObject = null;
+    el.remoteName.hidden = true;
+    el.soundBtn.hidden = true;
+    el.remotePlaceholderText.textContent = peerLeft ? 'The other side left' : 'Waiting for the other side';
+    el.remotePlaceholder.hidden = false;
+    return;
+  }
+
+  if (session.remoteStream.getTracks().length > 0 && video.srcObject !== session.remoteStream) {
+    video.srcObject = session.remoteStream;
+    playRemote();
+  }
+  el.remoteName.textContent = session.name;
+  el.remoteName.hidden = !session.name;
+
+  const videoTrack = session.remoteStream.getVideoTracks()[0];
+  const connected = ['connected', 'completed'].includes(session.iceState);
+  const showingVideo = connected && videoTrack && !videoTrack.muted;
+  el.remotePlaceholder.hidden = Boolean(showingVideo);
+  if (!connected) el.remotePlaceholderText.textContent = 'Connecting…';
+  else if (!showingVideo) el.remotePlaceholderText.textContent = 'Camera is off';
+}
+
+function playRemote() {
+  const video = el.remoteVideo;
+  const p = video.play();
+  if (!p) return;
+  p.catch((err) => {
+    if (err && err.name === 'NotAllowedError') {
+      // The browser blocked sound; play muted and let the user turn it on.
+      video.muted = true;
+      video.play().catch(() => {});
+      el.soundBtn.hidden = false;
+    }
+  });
+}
+
+function renderControls() {
+  const audio = media.audioTrack;
+  const video = media.videoTrack;
+  setToggle(el.muteBtn, audio, 'No microphone');
+  setToggle(el.cameraBtn, video, 'No camera');
+  el.stage.classList.toggle('local-off', !video || !video.enabled);
+}
+
+function setToggle(button, track, missingText) {
+  button.disabled = !track;
+  button.setAttribute('aria-pressed', String(Boolean(track) && !track.enabled));
+  if (track) button.removeAttribute('title');
+  else button.title = missingText;
+}
+
+function toggle(kind) {
+  const track = media.track(kind);
+  if (!track) return;
+  media.setEnabled(kind, !track.enabled);
+  renderControls();
+}
+
+function toggleSettings() {
+  const open = el.callSettings.hidden;
+  el.callSettings.hidden = !open;
+  el.settingsBtn.setAttribute('aria-expanded', String(open));
+  if (open) {
+    meter.attach(media.audioTrack);
+    el.cameraSelect.focus();
+  } else {
+    meter.stop();
+  }
+}
+
+function hangUp() {
+  if (ended) return;
+  ended = true;
+  signaling.leave();
+  teardown();
+  el.error.textContent = '';
+  setScreen('ended');
+  renderStatus();
+}
+
+// ---------- provider's waiting room ----------
+
+function waitedFor(since) {
+  const t = Date.parse(since);
+  if (Number.isNaN(t)) return '';
+  const minutes = Math.floor(Math.max(0, Date.now() - t) / 60000);
+  if (minutes < 1) return 'Just arrived';
+  if (minutes < 60) return `Waiting ${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return `Waiting ${hours} h ${minutes % 60} min`;
+}
+
+function renderLobby() {
+  if (!isProvider) {
+    el.lobbyPanel.hidden = true;
+    return;
+  }
+  for (const id of [...pendingLobby]) if (!waiting.some((p) => p.id === id)) pendingLobby.delete(id);
+
+  const count = waiting.length;
+  el.lobbyPanel.hidden = !(count > 0 || sessions.size === 0);
+  el.lobbyEmpty.hidden = count > 0;
+  el.lobbyPanel.classList.toggle('has-waiting', count > 0);
+  let notice = '';
+  if (count === 1) notice = `${waiting[0].name} is waiting to join`;
+  else if (count > 1) notice = `${count} patients are waiting to join`;
+  el.lobbyNotice.textContent = notice;
+  el.lobbyNotice.hidden = !notice;
+  const base = consultationTitle ? `${consultationTitle} · telemed` : baseTitle;
+  document.title = count ? `(${count} waiting) ${base}` : base;
+
+  // Keep keyboard focus on the same entry across re-renders.
+  const focused = document.activeElement;
+  const focusKey = focused && el.lobby.contains(focused)
+    ? (focused.dataset.admit ? `admit:${focused.dataset.admit}` : `decline:${focused.dataset.decline}`)
+    : null;
+
+  el.lobby.replaceChildren(...waiting.map((p) => {
+    const busy = pendingLobby.has(p.id);
+    return h('li', { class: 'lobby-entry' },
+      h('div', { class: 'lobby-who' },
+        h('span', { class: 'lobby-name', text: p.name }),
+        h('span', { class: 'lobby-since', dataset: { since: p.since || '' }, text: waitedFor(p.since) })),
+      h('div', { class: 'lobby-actions' },
+        h('button', {
+          type: 'button', class: 'btn btn-primary', dataset: { admit: p.id },
+          'aria-label': `Admit ${p.name}`, disabled: busy, text: 'Admit',
+        }),
+        h('button', {
+          type: 'button', class: 'btn btn-quiet', dataset: { decline: p.id },
+          'aria-label': `Decline ${p.name}`, disabled: busy, text: 'Decline',
+        })));
+  }));
+
+  if (focusKey) {
+    const [action, id] = focusKey.split(':');
+    const again = [...el.lobby.querySelectorAll(`button[data-${action}]`)].find((b) => b.dataset[action] === id);
+    if (again && !again.disabled) again.focus();
+  }
+}
+
+function tickLobby() {
+  for (const span of el.lobby.querySelectorAll('.lobby-since')) {
+    span.textContent = waitedFor(span.dataset.since);
+  }
+}
+
+el.lobby.addEventListener('click', (e) => {
+  const button = e.target.closest('button');
+  if (!button || button.disabled) return;
+  const id = button.dataset.admit || button.dataset.decline;
+  if (!id) return;
+  if (button.dataset.admit) signaling.admit(id);
+  else signaling.decline(id);
+  pendingLobby.add(id);
+  renderLobby();
+});
+
+// ---------- screen wake lock (phones dim the screen mid-call otherwise) ----------
+
+async function keepAwake() {
+  if (!navigator.wakeLock || wakeLock) return;
+  try {
+    wakeLock = await navigator.wakeLock.request('screen');
+    wakeLock.addEventListener('release', () => { wakeLock = null; });
+  } catch { /* not allowed right now; harmless */ }
+}
+
+function releaseWakeLock() {
+  if (wakeLock) wakeLock.release().catch(() => {});
+  wakeLock = null;
+}
+
+// ---------- start ----------
+
+function init() {
+  if (!isProvider) {
+    el.dashboardLink.remove();
+    $('#error-dashboard-link').remove();
+  }
+  if (!consultationId || !token) {
+    showFatal('missing_token');
+    return;
+  }
+  if (role !== 'provider' && role !== 'patient') {
+    showFatal('bad_token');
+    return;
+  }
+
+  if (isProvider) {
+    el.nameField.hidden = true;
+    el.name.required = false;
+    el.joinBtn.textContent = 'Start consultation';
+    el.dashboardLink.hidden = false;
+    $('#error-dashboard-link').hidden = false;
+  }
+
+  media.addEventListener('change', attachLocalMedia);
+  el.joinForm.addEventListener('submit', join);
+  el.name.addEventListener('input', () => {
+    if (!el.nameError.hidden) validName();
+  });
+  el.retryBtn.addEventListener('click', () => { meter.resume(); startMedia(); });
+  el.cameraSelect.addEventListener('change', () => switchDevice('video', el.cameraSelect.value));
+  el.micSelect.addEventListener('change', () => switchDevice('audio', el.micSelect.value));
+  el.muteBtn.addEventListener('click', () => toggle('audio'));
+  el.cameraBtn.addEventListener('click', () => toggle('video'));
+  el.settingsBtn.addEventListener('click', toggleSettings);
+  el.hangupBtn.addEventListener('click', hangUp);
+  el.waitLeaveBtn.addEventListener('click', hangUp);
+  el.rejoinBtn.addEventListener('click', () => location.reload());
+  el.soundBtn.addEventListener('click', () => {
+    el.remoteVideo.muted = false;
+    el.remoteVideo.play().catch(() => {});
+    el.soundBtn.hidden = true;
+  });
+  // Any click counts as the gesture browsers want before audio processing runs.
+  document.addEventListener('pointerdown', () => meter.resume(), { once: true });
+
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener('devicechange', () => refreshDeviceLists());
+  }
+
+  // Leaving the page is hanging up: otherwise the other side waits out the grace period,
+  // and a reloaded patient could not be admitted while their old self still holds the room.
+  window.addEventListener('pagehide', () => {
+    if (joined && !ended) signaling.leave();
+  });
+  window.addEventListener('pageshow', (e) => {
+    if (e.persisted && joined) location.reload();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && screen === 'in-call' && !ended) keepAwake();
+  });
+  setInterval(tickLobby, LOBBY_TICK_MS);
+
+  renderControls();
+  setScreen('device-check');
+  startMedia();
+}
+
+init();

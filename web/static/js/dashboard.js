@@ -1,0 +1,189 @@
+// Provider dashboard: list, create and end consultations; copy patient links.
+
+import { api } from './api.js';
+import { $, h, copyText, formatDate } from './dom.js';
+
+const STATUS_LABEL = { open: 'Open', ended: 'Ended', expired: 'Expired' };
+
+const el = {
+  error: $('#error'),
+  meName: $('#me-name'),
+  signout: $('#signout-btn'),
+  form: $('#new-form'),
+  title: $('#new-title'),
+  expires: $('#new-expires'),
+  create: $('#create-btn'),
+  created: $('#created'),
+  createdLink: $('#created-link'),
+  createdCopy: $('#created-copy'),
+  createdCopyStatus: $('#created-copy-status'),
+  createdStart: $('#created-start'),
+  list: $('#consultations'),
+  empty: $('#list-empty'),
+  refresh: $('#refresh-btn'),
+};
+
+function showError(err) {
+  el.error.textContent = err ? err.message || String(err) : '';
+}
+
+// A signed-out provider belongs on the sign-in page.
+function handleAuth(err) {
+  if (err && err.status === 401) {
+    location.assign('/login');
+    return true;
+  }
+  return false;
+}
+
+async function loadMe() {
+  try {
+    const me = await api('GET', '/api/v1/me');
+    el.meName.textContent = me.name || me.email || '';
+    return true;
+  } catch (err) {
+    if (!handleAuth(err)) showError(err);
+    return false;
+  }
+}
+
+async function loadList() {
+  el.list.setAttribute('aria-busy', 'true');
+  try {
+    const data = await api('GET', '/api/v1/consultations');
+    renderList((data && data.consultations) || []);
+  } catch (err) {
+    if (!handleAuth(err)) showError(err);
+  } finally {
+    el.list.setAttribute('aria-busy', 'false');
+  }
+}
+
+function renderList(items) {
+  el.empty.hidden = items.length > 0;
+  el.list.replaceChildren(...items.map(renderItem));
+}
+
+function renderItem(c) {
+  const open = c.status === 'open';
+  const title = c.title || 'Untitled consultation';
+  const fallback = h('div', { class: 'copy-fallback', hidden: true },
+    h('label', { text: 'Patient link (select and copy it)' },
+      h('input', { type: 'text', readonly: true, value: c.join_url || '' })));
+  const copyStatus = h('p', { class: 'copy-status', role: 'status' });
+
+  const actions = h('div', { class: 'consultation-actions' });
+  if (open) {
+    actions.append(
+      h('a', { class: 'btn btn-primary', href: c.start_url, text: 'Start', 'aria-label': `Start ${title}` }),
+      h('button', {
+        type: 'button',
+        class: 'btn',
+        text: 'Copy patient link',
+        dataset: { copy: c.join_url || '' },
+        'aria-label': `Copy patient link for ${title}`,
+        onClick: () => copyLink(c.join_url, copyStatus, fallback),
+      }),
+      h('button', {
+        type: 'button',
+        class: 'btn btn-quiet',
+        text: 'End',
+        'aria-label': `End ${title}`,
+        onClick: (e) => endConsultation(c, e.currentTarget),
+      }),
+    );
+  }
+
+  const meta = [`Created ${formatDate(c.created_at)}`];
+  if (c.expires_at) meta.push(`${open ? 'Link works until' : 'Link expired'} ${formatDate(c.expires_at)}`);
+
+  return h('li', { class: `consultation${open ? '' : ' is-closed'}`, dataset: { id: c.id } },
+    h('div', { class: 'consultation-main' },
+      h('h3', { class: 'consultation-title' },
+        h('span', { class: 'consultation-title-text', text: title }),
+        h('span', { class: `badge badge-${c.status}`, text: STATUS_LABEL[c.status] || c.status })),
+      h('p', { class: 'consultation-meta', text: meta.join(' · ') })),
+    actions,
+    fallback,
+    copyStatus);
+}
+
+// Clipboard access needs https (or localhost); otherwise show the link to copy by hand.
+async function copyLink(url, statusEl, fallbackEl) {
+  if (await copyText(url)) {
+    statusEl.textContent = 'Patient link copied. Paste it into a message to your patient.';
+    if (fallbackEl) fallbackEl.hidden = true;
+    return;
+  }
+  statusEl.textContent = 'Your browser didn’t allow copying. Select the link below and copy it.';
+  if (fallbackEl) {
+    fallbackEl.hidden = false;
+    const input = fallbackEl.querySelector('input');
+    input.focus();
+    input.select();
+  }
+}
+
+async function endConsultation(c, button) {
+  button.disabled = true;
+  try {
+    await api('POST', `/api/v1/consultations/${encodeURIComponent(c.id)}/end`, {});
+    await loadList();
+  } catch (err) {
+    button.disabled = false;
+    if (!handleAuth(err)) showError(err);
+  }
+}
+
+el.form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError(null);
+  const body = { expires_in: el.expires.value };
+  const title = el.title.value.trim();
+  if (title) body.title = title;
+  el.create.disabled = true;
+  try {
+    const c = await api('POST', '/api/v1/consultations', body);
+    el.createdLink.value = c.join_url || '';
+    el.createdStart.href = c.start_url || '/';
+    el.createdCopyStatus.textContent = '';
+    el.created.hidden = false;
+    el.title.value = '';
+    el.created.focus();
+    el.createdLink.select();
+    await loadList();
+  } catch (err) {
+    if (!handleAuth(err)) showError(err);
+  } finally {
+    el.create.disabled = false;
+  }
+});
+
+el.createdCopy.addEventListener('click', async () => {
+  if (await copyText(el.createdLink.value)) {
+    el.createdCopyStatus.textContent = 'Patient link copied. Paste it into a message to your patient.';
+  } else {
+    el.createdCopyStatus.textContent = 'Your browser didn’t allow copying. The link is selected: copy it with Ctrl+C (⌘C on a Mac).';
+    el.createdLink.focus();
+    el.createdLink.select();
+  }
+});
+
+el.refresh.addEventListener('click', () => loadList());
+
+el.signout.addEventListener('click', async () => {
+  el.signout.disabled = true;
+  try {
+    await api('DELETE', '/api/v1/session');
+  } catch { /* signed out or not, the sign-in page is where to go */ }
+  location.assign('/login');
+});
+
+// Statuses change as links expire and calls end; refresh when the provider comes back.
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') loadList();
+});
+
+(async () => {
+  if (await loadMe()) await loadList();
+})();

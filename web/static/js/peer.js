@@ -1,0 +1,229 @@
+// One RTCPeerConnection to one remote participant, negotiated with the W3C
+// "perfect negotiation" pattern as docs/signaling.md prescribes.
+
+const DISCONNECTED_RESTART_MS = 3000;
+
+/**
+ * Events: `track` (remoteStream changed), `statechange` (ICE or connection
+ * state changed), `closed`.
+ */
+export class PeerSession extends EventTarget {
+  #signaling;
+  #makingOffer = false;
+  #ignoreOffer = false;
+  #settingRemoteAnswer = false;
+  // The polite side waits for the newcomer's first offer instead of racing it.
+  #mayOffer;
+  #pendingCandidates = [];
+  #chain = Promise.resolve();
+  #disconnectTimer = null;
+
+  /**
+   * @param {object} opts
+   * @param {{id:string, name?:string, role?:string, polite?:boolean}} opts.peer
+   * @param {RTCIceServer[]} opts.iceServers
+   * @param {import('./protocol.js').SignalingClient} opts.signaling
+   * @param {import('./devices.js').LocalMedia} opts.media
+   */
+  constructor({ peer, iceServers, signaling, media }) {
+    super();
+    this.id = peer.id;
+    this.name = peer.name || '';
+    this.role = peer.role || '';
+    this.polite = Boolean(peer.polite);
+    this.closed = false;
+    this.remoteStream = new MediaStream();
+    this.#signaling = signaling;
+    this.#mayOffer = !this.polite;
+
+    this.pc = new RTCPeerConnection({ iceServers: normalizeIceServers(iceServers) });
+    this.pc.addEventListener('negotiationneeded', () => this.#negotiate());
+    this.pc.addEventListener('icecandidate', (e) => {
+      if (e.candidate && !this.closed) this.#signaling.sendCandidate(this.id, e.candidate);
+    });
+    this.pc.addEventListener('track', (e) => this.#onTrack(e.track));
+    this.pc.addEventListener('iceconnectionstatechange', () => this.#onIceState());
+    this.pc.addEventListener('connectionstatechange', () => this.#changed());
+
+    const stream = media.stream;
+    for (const track of media.tracks) this.pc.addTrack(track, stream);
+    if (!this.polite) {
+      // The offer decides which media both sides can send: offer to receive
+      // a kind even when we have no device for it ourselves.
+      for (const kind of ['audio', 'video']) {
+        if (!media.track(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
+      }
+    }
+  }
+
+  get iceState() { return this.pc.iceConnectionState; }
+
+  /** Handle an `offer` or `answer` message from this peer. */
+  handleDescription(type, sdp) {
+    return this.#enqueue(() => this.#onDescription({ type, sdp }));
+  }
+
+  /** Handle a `candidate` message (already converted to RTCIceCandidateInit). */
+  handleCandidate(init) {
+    return this.#enqueue(() => this.#onCandidate(init));
+  }
+
+  /** Put a (new) local track on the wire, or stop sending a kind with null. */
+  async setTrack(kind, track, stream) {
+    if (this.closed) return;
+    const transceivers = this.pc.getTransceivers().filter(
+      (t) => !t.stopped && t.currentDirection !== 'stopped' && t.receiver.track.kind === kind,
+    );
+    const tx = transceivers.find((t) => t.sender.track) || transceivers[0];
+    if (!tx) {
+      if (track) this.pc.addTrack(track, stream);
+      return;
+    }
+    await tx.sender.replaceTrack(track);
+    if (track && (tx.direction === 'recvonly' || tx.direction === 'inactive')) {
+      // Changing direction needs a renegotiation; negotiationneeded takes care of it.
+      tx.direction = tx.direction === 'recvonly' ? 'sendrecv' : 'sendonly';
+    }
+  }
+
+  restartIce() {
+    if (this.closed) return;
+    this.pc.restartIce();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.#disconnectTimer);
+    this.pc.close();
+    for (const t of this.remoteStream.getTracks()) this.remoteStream.removeTrack(t);
+    this.dispatchEvent(new Event('closed'));
+  }
+
+  // ---- internals ----
+
+  // Signaling messages from one peer are handled strictly in order.
+  #enqueue(fn) {
+    this.#chain = this.#chain.then(() => (this.closed ? undefined : fn())).catch((err) => {
+      console.warn(`telemed: negotiation with ${this.id} failed`, err);
+    });
+    return this.#chain;
+  }
+
+  async #negotiate() {
+    if (this.closed || !this.#mayOffer) return;
+    // negotiationneeded fires again when the state returns to stable.
+    if (this.pc.signalingState !== 'stable') return;
+    try {
+      this.#makingOffer = true;
+      await this.pc.setLocalDescription();
+      const desc = this.pc.localDescription;
+      if (desc && desc.type === 'offer' && !this.closed) this.#signaling.sendOffer(this.id, desc.sdp);
+    } catch (err) {
+      console.warn('telemed: could not create an offer', err);
+    } finally {
+      this.#makingOffer = false;
+    }
+  }
+
+  async #onDescription(description) {
+    const pc = this.pc;
+    const readyForOffer = !this.#makingOffer
+      && (pc.signalingState === 'stable' || this.#settingRemoteAnswer);
+    const offerCollision = description.type === 'offer' && !readyForOffer;
+    this.#ignoreOffer = !this.polite && offerCollision;
+    if (this.#ignoreOffer) return;
+
+    this.#settingRemoteAnswer = description.type === 'answer';
+    try {
+      // On a collision the polite side's setRemoteDescription rolls back implicitly.
+      await pc.setRemoteDescription(description);
+    } finally {
+      this.#settingRemoteAnswer = false;
+    }
+    await this.#flushCandidates();
+
+    if (description.type === 'offer') {
+      await pc.setLocalDescription();
+      const desc = pc.localDescription;
+      if (desc && !this.closed) this.#signaling.sendAnswer(this.id, desc.sdp);
+      if (!this.#mayOffer) {
+        // First negotiation done; from now on either side may renegotiate, and
+        // a negotiationneeded we skipped fires again if it is still needed.
+        this.#mayOffer = true;
+      }
+    }
+  }
+
+  async #onCandidate(init) {
+    if (!this.pc.remoteDescription) {
+      this.#pendingCandidates.push(init);
+      return;
+    }
+    await this.#addCandidate(init);
+  }
+
+  async #flushCandidates() {
+    const pending = this.#pendingCandidates;
+    this.#pendingCandidates = [];
+    for (const c of pending) await this.#addCandidate(c);
+  }
+
+  async #addCandidate(init) {
+    try {
+      await this.pc.addIceCandidate(init);
+    } catch (err) {
+      // Candidates of an offer we ignored, or of an older ICE generation, are expected to fail.
+      if (!this.#ignoreOffer) console.debug('telemed: ignored an ICE candidate', err);
+    }
+  }
+
+  #onTrack(track) {
+    if (!this.remoteStream.getTracks().includes(track)) {
+      // One track per kind: a renegotiated track replaces the old one.
+      for (const t of this.remoteStream.getTracks()) {
+        if (t.kind === track.kind) this.remoteStream.removeTrack(t);
+      }
+      this.remoteStream.addTrack(track);
+    }
+    track.addEventListener('ended', () => {
+      this.remoteStream.removeTrack(track);
+      this.dispatchEvent(new Event('track'));
+    });
+    track.addEventListener('unmute', () => this.dispatchEvent(new Event('track')));
+    this.dispatchEvent(new Event('track'));
+  }
+
+  #onIceState() {
+    const state = this.pc.iceConnectionState;
+    clearTimeout(this.#disconnectTimer);
+    if (!this.polite && !this.closed) {
+      if (state === 'failed') {
+        this.restartIce();
+      } else if (state === 'disconnected') {
+        this.#disconnectTimer = setTimeout(() => {
+          if (this.pc.iceConnectionState === 'disconnected') this.restartIce();
+        }, DISCONNECTED_RESTART_MS);
+      }
+    }
+    this.#changed();
+  }
+
+  #changed() {
+    this.dispatchEvent(new Event('statechange'));
+  }
+}
+
+// Pass only what RTCPeerConnection understands; a bad entry must not break the call.
+function normalizeIceServers(list) {
+  if (!Array.isArray(list)) return [];
+  const out = [];
+  for (const s of list) {
+    if (!s || !s.urls) continue;
+    const entry = { urls: s.urls };
+    if (s.username) entry.username = s.username;
+    if (s.credential) entry.credential = s.credential;
+    out.push(entry);
+  }
+  return out;
+}
