@@ -38,6 +38,22 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startServer(t testing.TB, o server.Options) *env {
 	t.Helper()
+	srv := startServerWith(t, o)
+	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
+	if err != nil {
+		t.Fatalf("add provider: %v", err)
+	}
+	return &env{srv: srv, svc: srv.Service(), provider: p}
+}
+
+// startServerWithoutProvider starts a server as a first run finds it: no accounts.
+func startServerWithoutProvider(t testing.TB) *server.Server {
+	t.Helper()
+	return startServerWith(t, serverOptions())
+}
+
+func startServerWith(t testing.TB, o server.Options) *server.Server {
+	t.Helper()
 	cfg := config.DefaultServe()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -49,11 +65,7 @@ func startServer(t testing.TB, o server.Options) *env {
 		t.Fatalf("start server: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
-	if err != nil {
-		t.Fatalf("add provider: %v", err)
-	}
-	return &env{srv: srv, svc: srv.Service(), provider: p}
+	return srv
 }
 
 func (e *env) newConsultation(t testing.TB, ttl time.Duration) service.ConsultationView {

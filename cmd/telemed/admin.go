@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"golang.org/x/term"
 
@@ -123,7 +122,7 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	title := fs.String("title", "", "a title the provider and patient see")
 	expires := fs.Duration("expires-in", service.DefaultLinkTTL, "how long the links work")
 	baseURL := fs.String("base-url", "", "public `URL` for the links (default: the one the server last ran with)")
-	asJSON := fs.Bool("json", false, "print JSON: id, start_url, join_url, expires_at")
+	asJSON := fs.Bool("json", false, "print the consultation as JSON, as the API returns it (id, start_url, join_url, expires_at, ...)")
 	if err := config.Parse(fs, args, nil); err != nil {
 		return err
 	}
@@ -146,8 +145,7 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]string{"id": v.ID, "start_url": v.StartURL, "join_url": v.JoinURL,
-			"expires_at": v.ExpiresAt.Format(time.RFC3339)})
+		return enc.Encode(v)
 	}
 	fmt.Fprintf(stdout, "Consultation %s (links work until %s)\n\n  Provider (you): %s\n  Patient:        %s\n",
 		v.ID, v.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), v.StartURL, v.JoinURL)

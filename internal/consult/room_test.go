@@ -1,0 +1,86 @@
+package consult
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestRoom(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	r := NewRoom()
+	if m := r.Add(Member{ID: "doc", Role: RoleProvider, Name: "Dr", Since: t0}); !m.Admitted() {
+		t.Fatal("provider should be admitted on arrival")
+	}
+	if m := r.Add(Member{ID: "ada", Role: RolePatient, Name: "Ada", Since: t0.Add(2 * time.Second)}); m.Admitted() {
+		t.Fatal("patient should wait")
+	}
+	r.Add(Member{ID: "bob", Role: RolePatient, Name: "Bob", Since: t0.Add(time.Second)})
+
+	if w := r.Waiting(); len(w) != 2 || w[0].ID != "bob" || w[1].ID != "ada" {
+		t.Fatalf("waiting = %v, want bob then ada (longest waiting first)", w)
+	}
+	if err := r.CanSignal("ada", "doc"); !errors.Is(err, ErrNotAdmitted) {
+		t.Fatalf("waiting patient signals: %v, want ErrNotAdmitted", err)
+	}
+
+	steps := []struct {
+		name    string
+		op      func() error
+		wantErr error
+	}{
+		{"patient cannot admit", func() error { _, err := r.Admit("ada", "bob"); return err }, ErrForbidden},
+		{"unknown member", func() error { _, err := r.Admit("doc", "zed"); return err }, ErrUnknownPeer},
+		{"admit ada", func() error { _, err := r.Admit("doc", "ada"); return err }, nil},
+		{"admit ada twice", func() error { _, err := r.Admit("doc", "ada"); return err }, ErrUnknownPeer},
+		{"one patient at a time", func() error { _, err := r.Admit("doc", "bob"); return err }, ErrRoomFull},
+		{"decline bob", func() error { _, err := r.Decline("doc", "bob"); return err }, nil},
+		{"bob is gone", func() error { _, err := r.Decline("doc", "bob"); return err }, ErrUnknownPeer},
+	}
+	for _, s := range steps {
+		if err := s.op(); !errors.Is(err, s.wantErr) {
+			t.Fatalf("%s: err = %v, want %v", s.name, err, s.wantErr)
+		}
+	}
+	if err := r.CanSignal("ada", "doc"); err != nil {
+		t.Fatalf("admitted patient signals provider: %v", err)
+	}
+	if err := r.CanSignal("ada", "ada"); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("signal to self: %v, want ErrUnknownPeer", err)
+	}
+	if !r.Polite("doc", "ada") || r.Polite("ada", "doc") {
+		t.Fatal("the member admitted first must be the polite one")
+	}
+	if a := r.Admitted(); len(a) != 2 || a[0].ID != "doc" || a[1].ID != "ada" {
+		t.Fatalf("admitted = %v, want doc, ada in admission order", a)
+	}
+	if ids := r.Providers(); len(ids) != 1 || ids[0] != "doc" {
+		t.Fatalf("providers = %v", ids)
+	}
+	// When the patient leaves, another may be admitted.
+	r.Add(Member{ID: "cy", Role: RolePatient, Name: "Cy", Since: t0})
+	r.Remove("ada")
+	if _, err := r.Admit("doc", "cy"); err != nil {
+		t.Fatalf("admit after the first patient left: %v", err)
+	}
+	r.Remove("cy")
+	r.Remove("doc")
+	if r.Len() != 0 {
+		t.Fatalf("room has %d members after all left", r.Len())
+	}
+}
+
+func TestConsultationStatus(t *testing.T) {
+	now := time.Now()
+	c := Consultation{ExpiresAt: now.Add(time.Hour)}
+	if c.Status(now) != StatusOpen {
+		t.Fatal("want open")
+	}
+	if c.Status(now.Add(time.Hour)) != StatusExpired {
+		t.Fatal("want expired at the expiry instant")
+	}
+	c.EndedAt = &now
+	if c.Status(now) != StatusEnded {
+		t.Fatal("want ended")
+	}
+}
