@@ -48,7 +48,7 @@ type Config struct {
 	Header http.Header
 	// HTTPClient dials the WebSocket. Default: http.DefaultClient.
 	HTTPClient *http.Client
-	// Logger receives connection events. Default: slog.Default().
+	// Logger receives connection events. Default: none (a library stays quiet unless asked).
 	Logger *slog.Logger
 	// NoReconnect disables resuming after a dropped signaling connection.
 	NoReconnect bool
@@ -159,7 +159,7 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 		cfg.API = webrtc.NewAPI()
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Session{

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/signal"
+)
+
+// proxy is a TCP relay in front of the server, standing for the network between a participant and
+// telemed: cutting its connections is a network blip.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	conns   []net.Conn
+	refuse  bool
+	stopped bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	t.Cleanup(func() { p.mu.Lock(); p.stopped = true; p.mu.Unlock(); ln.Close(); p.cut() })
+	go p.serve()
+	return p
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		refuse := p.refuse || p.stopped
+		p.mu.Unlock()
+		if refuse {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		go func() { io.Copy(up, c); up.Close() }()
+		go func() { io.Copy(c, up); c.Close() }()
+	}
+}
+
+// cut drops every connection through the proxy, as a network change does.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) setRefuse(v bool) { p.mu.Lock(); p.refuse = v; p.mu.Unlock() }
+
+// via rewrites a link to go through the proxy.
+func (p *proxy) via(link, base string) string {
+	return strings.Replace(link, base, "http://"+p.ln.Addr().String(), 1)
+}
+
+func TestReconnectResumesPlace(t *testing.T) {
+	e := startServer(t, server.Options{Signal: signal.Options{ResumeGrace: 2 * time.Second}})
+	ctx := ctxTimeout(t, 40*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	px := newProxy(t, e.srv.Addr().String())
+
+	echoes := make(chan string, 8)
+	opened := make(chan *webrtc.DataChannel, 1)
+	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI(),
+		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
+			dc.OnMessage(func(m webrtc.DataChannelMessage) { dc.SendText("echo " + string(m.Data)) })
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer provider.Close()
+	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI(),
+		DataChannels: []client.DataChannelSpec{{Label: "check"}},
+		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
+			dc.OnOpen(func() { opened <- dc })
+			dc.OnMessage(func(m webrtc.DataChannelMessage) { echoes <- string(m.Data) })
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer patient.Close()
+	if _, err := provider.WaitWaiting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	provider.Admit(ctx, patient.ID())
+	var dc *webrtc.DataChannel
+	select {
+	case dc = <-opened:
+	case <-ctx.Done():
+		t.Fatal("data channel did not open")
+	}
+	roundTrip := func(msg string) {
+		t.Helper()
+		dc.SendText(msg)
+		select {
+		case got := <-echoes:
+			if got != "echo "+msg {
+				t.Fatalf("echo %q", got)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no echo for %q", msg)
+		}
+	}
+	roundTrip("before")
+	id := patient.ID()
+
+	// A blip: the patient's signaling connection drops, and comes back through the same network.
+	px.cut()
+	waitEvent(t, ctx, patient, client.EventReconnecting)
+	waitEvent(t, ctx, patient, client.EventReconnected)
+	if patient.ID() != id || patient.Welcome().State != protocol.StateAdmitted || len(patient.Welcome().Peers) != 1 {
+		t.Fatalf("after resume: id %s (was %s), welcome %+v; want the same admitted place", patient.ID(), id, patient.Welcome())
+	}
+	roundTrip("after the blip")
+	// The provider never saw the patient leave.
+	for drained := false; !drained; {
+		select {
+		case ev := <-provider.Events():
+			if ev.Type == client.EventPeerLeft {
+				t.Fatalf("provider saw the patient leave during a blip: %+v", ev)
+			}
+		default:
+			drained = true
+		}
+	}
+	// Signaling works on the resumed connection: the provider can still reach the patient.
+	if _, err := provider.WaitPeer(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A longer outage: past the grace period, the provider is told the patient left.
+	px.setRefuse(true)
+	px.cut()
+	left := waitEvent(t, ctx, provider, client.EventPeerLeft)
+	if left.Peer.ID != id || left.Reason != protocol.ReasonDisconnected {
+		t.Fatalf("peer_left = %+v, want the patient, disconnected", left)
+	}
+	// When the patient's network returns, its old place is gone: the client says so rather than hang.
+	px.setRefuse(false)
+	closed := waitEvent(t, ctx, patient, client.EventClosed)
+	var ce *client.Error
+	if ce, _ = closed.Err.(*client.Error); ce == nil || ce.Code != protocol.CodeBadResume {
+		t.Fatalf("client closed with %v, want bad_resume", closed.Err)
+	}
+}
