@@ -173,3 +173,38 @@ func TestReconnectResumesPlace(t *testing.T) {
 		t.Fatalf("client closed with %v, want bad_resume", closed.Err)
 	}
 }
+
+// TestReloadLeavesAtOnce: a page reload closes the socket in order. The patient has left; the provider
+// can admit them again straight away, rather than meet "room full" until a grace period ends.
+func TestReloadLeavesAtOnce(t *testing.T) {
+	e := startServer(t, serverOptions()) // the default 30 s grace
+	ctx := ctxTimeout(t, 20*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer provider.Close()
+
+	first := dialRaw(t, ctx, e)
+	w := first.join(t, c.JoinURL, "Ada")
+	if err := provider.Admit(ctx, w.You.ID); err != nil {
+		t.Fatal(err)
+	}
+	first.readType(t, protocol.TypeAdmitted)
+	start := time.Now()
+	first.ws.Close(1001, "page unloading") // what a browser sends on reload
+	left := waitEvent(t, ctx, provider, client.EventPeerLeft)
+	if left.Reason != protocol.ReasonLeft || time.Since(start) > 5*time.Second {
+		t.Fatalf("peer_left %+v after %v, want reason left at once", left, time.Since(start))
+	}
+
+	second := dialRaw(t, ctx, e)
+	w = second.join(t, c.JoinURL, "Ada")
+	if err := provider.Admit(ctx, w.You.ID); err != nil {
+		t.Fatal(err)
+	}
+	if m := second.readType(t, protocol.TypeAdmitted); m.Type != protocol.TypeAdmitted {
+		t.Fatal("reloaded patient not admitted")
+	}
+}

@@ -38,6 +38,7 @@ type conn struct {
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame or pong
 	joined   atomic.Bool
+	closing  atomic.Bool // the server has begun closing this connection
 
 	// Owned by the serve goroutine.
 	p       *participant
@@ -72,7 +73,10 @@ func (c *conn) Send(msg []byte) bool {
 
 // close asks the writer to send what is queued and then close the socket. It never blocks.
 func (c *conn) close(code websocket.StatusCode, reason string) {
-	c.closeOnce.Do(func() { c.closeCh <- closeReq{code, reason} })
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.closeCh <- closeReq{code, reason}
+	})
 }
 
 func (c *conn) sendError(e *protocol.Error) {
@@ -90,9 +94,16 @@ func (c *conn) serve(ctx context.Context) {
 	defer cancel()
 	go c.writeLoop(ctx)
 	go c.keepAlive(ctx)
+	var readErr error
 	defer func() {
 		if c.p != nil {
-			c.srv.hub.disconnected(c.p, c)
+			// A client that closes its socket in order (a page reload, a closed tab) has left; only
+			// a connection lost without a close frame keeps its place for the grace period.
+			if websocket.CloseStatus(readErr) != -1 && !c.closing.Load() {
+				c.srv.hub.leave(context.WithoutCancel(ctx), c.p, protocol.ReasonLeft)
+			} else {
+				c.srv.hub.disconnected(c.p, c)
+			}
 		}
 		c.close(closeNormal, "")
 		<-c.done
@@ -100,6 +111,7 @@ func (c *conn) serve(ctx context.Context) {
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
+			readErr = err
 			return
 		}
 		data, err := io.ReadAll(io.LimitReader(r, protocol.MaxMessageSize+1))

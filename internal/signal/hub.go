@@ -347,8 +347,8 @@ func (h *hub) removeLocked(p *participant) {
 func (h *hub) disconnected(p *participant, c *conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if p.conn != c || p.room.members[p.id] != p {
-		return // replaced by a newer connection, or already gone
+	if p.conn != c || p.room.members[p.id] != p || h.closed {
+		return // replaced by a newer connection, already gone, or the server is stopping
 	}
 	p.conn = nil
 	h.router.Detach(p.id, c)
