@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,40 +139,82 @@ func waitMedia(t *testing.T, ctx context.Context, who string) callStats {
 	}
 }
 
-// TestBrowserConsultation is the consultation as people have it: the provider opens start_url, the
-// patient opens join_url, checks their devices and waits; the provider admits them; both browsers
-// decode the other's video and receive audio; the patient hangs up and the provider is told.
+// screenshot saves the page to $TELEMED_SCREENSHOTS/name.png when that folder is set, to look at.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("TELEMED_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+}
+
+// TestBrowserConsultation is the consultation as people have it: the provider signs in, creates a
+// consultation on the dashboard and starts it; the patient opens the link, checks their devices and
+// waits; the provider admits them; both browsers decode the other's video and receive audio; the
+// patient hangs up and the provider is told.
 func TestBrowserConsultation(t *testing.T) {
 	chromium := findChromium(t)
 	e := startServer(t, serverOptions())
-	c := e.newConsultation(t, time.Hour)
 	provider := newBrowser(t, chromium)
 	patient := newBrowser(t, chromium)
 
-	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
+	// The provider signs in and creates the consultation on the dashboard.
+	if err := chromedp.Do(provider, chromedp.Navigate(e.srv.BaseURL()+"/")); err != nil {
 		t.Fatal(err)
 	}
+	waitJS(t, provider, "redirect to sign-in", `location.pathname === '/login' && document.querySelector('#email')`, 10*time.Second)
+	if err := chromedp.Do(provider,
+		chromedp.SendKeys(chromedp.CSS("#email"), "grace@clinic.example"),
+		chromedp.SendKeys(chromedp.CSS("#password"), testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, provider, "1-login")
+	click(t, provider, "#login-btn")
+	waitJS(t, provider, "the dashboard", `location.pathname === '/' && document.querySelector('#new-title')`, 10*time.Second)
+	if err := chromedp.Do(provider, chromedp.SendKeys(chromedp.CSS("#new-title"), "Follow-up <b>visit</b>")); err != nil {
+		t.Fatal(err)
+	}
+	click(t, provider, "#create-btn")
+	waitJS(t, provider, "the new consultation's links", `document.querySelector('#created-link').value.includes('#t=')`, 10*time.Second)
+	screenshot(t, provider, "2-dashboard")
+	joinURL := evalJS[string](t, provider, `document.querySelector('#created-link').value`)
+	listed := evalJS[string](t, provider, `document.querySelector('#consultations').innerHTML`)
+	if !strings.Contains(listed, "Follow-up &lt;b&gt;visit&lt;/b&gt;") {
+		t.Fatalf("the title should be listed as text, escaped; list HTML: %.300s", listed)
+	}
+	click(t, provider, "#created-start")
+
 	waitState(t, provider, "provider", "device-check")
 	waitJS(t, provider, "provider camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
 	click(t, provider, "#join-btn")
 	waitState(t, provider, "provider", "in-call")
 
-	if err := chromedp.Do(patient, chromedp.Navigate(c.JoinURL)); err != nil {
+	if err := chromedp.Do(patient, chromedp.Navigate(joinURL)); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, patient, "patient", "device-check")
 	waitJS(t, patient, "patient camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
+	waitJS(t, patient, "a live microphone level", `document.querySelector('#mic-level').value > 0`, 15*time.Second)
 	if err := chromedp.Do(patient, chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace")); err != nil {
 		t.Fatal(err)
 	}
+	screenshot(t, patient, "3-device-check")
 	click(t, patient, "#join-btn")
 	waitState(t, patient, "patient", "waiting")
+	screenshot(t, patient, "4-waiting-room")
 
 	waitJS(t, provider, "the patient in the waiting room", `document.querySelector('#lobby button[data-admit]')`, 15*time.Second)
 	lobby := evalJS[string](t, provider, `document.querySelector('#lobby').textContent`)
 	if !strings.Contains(lobby, "Ada Lovelace") {
 		t.Fatalf("waiting room shows %q, want the patient's name", lobby)
 	}
+	screenshot(t, provider, "5-lobby")
 	click(t, provider, "#lobby button[data-admit]")
 	waitState(t, patient, "patient", "in-call")
 
@@ -181,8 +224,18 @@ func TestBrowserConsultation(t *testing.T) {
 	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
 		waitJS(t, ctx, who+" shows Connected", `document.querySelector('#status').textContent.includes('Connected')`, 10*time.Second)
 	}
+	screenshot(t, provider, "6-call-provider")
+	screenshot(t, patient, "7-call-patient")
+
+	// Muting stops the patient's microphone track without renegotiating.
+	click(t, patient, "#mute-btn")
+	waitJS(t, patient, "mute pressed", `document.querySelector('#mute-btn').getAttribute('aria-pressed') === 'true'`, 5*time.Second)
+	if on := evalJS[bool](t, patient, `window.telemed.peerConnections()[0].getSenders().some(s => s.track && s.track.kind === 'audio' && s.track.enabled)`); on {
+		t.Fatal("microphone still enabled after mute")
+	}
 
 	click(t, patient, "#hangup-btn")
 	waitState(t, patient, "patient", "ended")
 	waitJS(t, provider, "provider told the other side left", `document.querySelector('#status').textContent.includes('The other side left')`, 15*time.Second)
+	screenshot(t, provider, "8-other-side-left")
 }

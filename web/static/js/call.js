@@ -21,7 +21,7 @@ const FATAL_TEXT = {
     'The link may have been copied incompletely. Open the consultation again from your dashboard.',
   ],
   link_expired: [
-    'This link has expired',
+    'This link no longer works',
     'This link has expired. Ask your clinic for a new one.',
     'This link has expired. Open the consultation again from your dashboard to get a fresh link.',
   ],
@@ -92,9 +92,15 @@ const el = {
 
 const consultationId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const token = tokenFromHash();
-// A token is <consultation>.<role>.<expiry>.<signature> (docs/signaling.md).
-const role = token.split('.')[1];
+// A token is <consultation>.<role>.<expiry>.<signature> (docs/signaling.md). Counting from
+// the end keeps this right even if an id ever contains a dot.
+const role = roleOfToken(token);
 const isProvider = role === 'provider';
+
+function roleOfToken(t) {
+  const parts = t.split('.');
+  return parts.length >= 4 ? parts[parts.length - 3] : '';
+}
 
 const media = new LocalMedia();
 const meter = new MicLevel(el.micLevel);
@@ -220,8 +226,12 @@ function startMedia() {
 
 async function refreshDeviceLists() {
   const devices = await media.devices();
-  fillSelect(el.cameraSelect, devices.videoinput, media.deviceId('video'), 'Camera', 'No camera found');
-  fillSelect(el.micSelect, devices.audioinput, media.deviceId('audio'), 'Microphone', 'No microphone found');
+  // Without permission the browser hides the devices, so "none found" would be untrue.
+  const blocked = (err) => err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
+  fillSelect(el.cameraSelect, devices.videoinput, media.deviceId('video'), 'Camera',
+    blocked(media.videoError) ? 'Camera blocked' : 'No camera found');
+  fillSelect(el.micSelect, devices.audioinput, media.deviceId('audio'), 'Microphone',
+    blocked(media.audioError) ? 'Microphone blocked' : 'No microphone found');
 }
 
 function fillSelect(select, list, currentId, noun, emptyText) {
@@ -411,6 +421,8 @@ function onPeerLeft(msg) {
   if (!session) return;
   const who = session.name || 'The other side';
   removeSession(msg.peer);
+  // Someone else may already be here (the same person, rejoined under a new id).
+  if (sessions.size > 0) return;
   peerLeft = true;
   el.callNotice.textContent = msg.reason === 'disconnected'
     ? `${who} lost their connection and left the call.`
@@ -474,8 +486,11 @@ signaling.addEventListener('error', (e) => onServerError(e.detail));
 // ---------- the call view ----------
 
 function renderRemote() {
-  const list = [...sessions.values()];
-  const session = list.find((s) => s.remoteStream.getTracks().length > 0) || list[0];
+  // Newest first: after a rejoin the old connection lingers until the server drops it.
+  const list = [...sessions.values()].reverse();
+  const live = (s) => ['connected', 'completed'].includes(s.iceState);
+  const hasMedia = (s) => s.remoteStream.getTracks().length > 0;
+  const session = list.find((s) => live(s) && hasMedia(s)) || list.find(hasMedia) || list[0];
   const video = el.remoteVideo;
 
   if (!session) {

@@ -33,14 +33,10 @@ form.addEventListener('submit', async (event) => {
   }
 });
 
-// Helpful extras; failures here must not get in the way of signing in.
+// A hint for a fresh install; failure here must not get in the way of signing in.
 (async () => {
   try {
     const setup = await api('GET', '/api/v1/setup');
     if (setup && setup.needed) $('#setup-note').hidden = false;
   } catch { /* ignore */ }
-  try {
-    await api('GET', '/api/v1/me');
-    location.replace('/'); // already signed in
-  } catch { /* not signed in: stay */ }
 })();

@@ -27,6 +27,8 @@ const PING_INTERVAL_MS = 20000;
 const SILENCE_LIMIT_MS = 50000;
 // After `leave` the server closes the socket; close it ourselves if it doesn't.
 const LEAVE_CLOSE_MS = 1000;
+// A socket that has not opened by then is given up and retried.
+const CONNECT_TIMEOUT_MS = 10000;
 // Outgoing messages kept while reconnecting (a burst of ICE candidates fits).
 const MAX_QUEUE = 500;
 
@@ -94,6 +96,7 @@ export class SignalingClient extends EventTarget {
   #retryNow = false;
   #reconnectTimer = null;
   #pingTimer = null;
+  #connectTimer = null;
   #lastReceived = 0;
   #queue = [];
   #nextId = 0;
@@ -184,6 +187,9 @@ export class SignalingClient extends EventTarget {
       return;
     }
     this.#ws = ws;
+    this.#connectTimer = setTimeout(() => {
+      if (ws === this.#ws && ws.readyState === 0) this.#drop();
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => this.#onOpen(ws);
     ws.onmessage = (ev) => this.#onMessage(ws, ev.data);
     ws.onclose = (ev) => this.#onClose(ws, ev);
@@ -196,6 +202,7 @@ export class SignalingClient extends EventTarget {
 
   #onOpen(ws) {
     if (ws !== this.#ws) return;
+    clearTimeout(this.#connectTimer);
     this.#lastReceived = Date.now();
     const join = {
       type: 'join',
@@ -277,7 +284,7 @@ export class SignalingClient extends EventTarget {
     if (ws !== this.#ws) return;
     this.#ws = null;
     this.#detach(ws);
-    this.#stopPing();
+    this.#stopTimers();
     if (this.#state === 'closed') return;
     // The server names the error in the close reason; we may have missed the message.
     const reason = ev && typeof ev.reason === 'string' ? ev.reason : '';
@@ -314,13 +321,13 @@ export class SignalingClient extends EventTarget {
     if (!ws) return;
     this.#ws = null;
     this.#detach(ws);
-    this.#stopPing();
+    this.#stopTimers();
     try { ws.close(4000, 'silent'); } catch { /* already gone */ }
     this.#scheduleReconnect();
   }
 
   #startPing() {
-    this.#stopPing();
+    this.#stopTimers();
     this.#pingTimer = setInterval(() => {
       const ws = this.#ws;
       if (!ws || ws.readyState !== 1) return;
@@ -332,9 +339,11 @@ export class SignalingClient extends EventTarget {
     }, PING_INTERVAL_MS);
   }
 
-  #stopPing() {
+  #stopTimers() {
     if (this.#pingTimer) clearInterval(this.#pingTimer);
     this.#pingTimer = null;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
   }
 
   // Sends now when joined, queues while (re)connecting, drops when closed.
@@ -361,7 +370,7 @@ export class SignalingClient extends EventTarget {
     if (this.#state === 'closed') return;
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
-    this.#stopPing();
+    this.#stopTimers();
     this.#queue = [];
     const ws = this.#ws;
     this.#ws = null;
