@@ -239,3 +239,60 @@ func TestBrowserConsultation(t *testing.T) {
 	waitJS(t, provider, "provider told the other side left", `document.querySelector('#status').textContent.includes('The other side left')`, 15*time.Second)
 	screenshot(t, provider, "8-other-side-left")
 }
+
+// TestBrowserReconnect: the patient's network drops the signaling connection mid-call. The page says
+// "Reconnecting", resumes on its own, and the call goes on; the provider never sees them leave.
+func TestBrowserReconnect(t *testing.T) {
+	chromium := findChromium(t)
+	e := startServer(t, serverOptions())
+	c := e.newConsultation(t, time.Hour)
+	px := newProxy(t, e.srv.Addr().String())
+	provider := newBrowser(t, chromium)
+	patient := newBrowser(t, chromium)
+
+	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
+		t.Fatal(err)
+	}
+	click(t, provider, "#join-btn")
+	waitState(t, provider, "provider", "in-call")
+	// The patient reaches the server through the proxy: its network.
+	if err := chromedp.Do(patient, chromedp.Navigate(px.via(c.JoinURL, e.srv.BaseURL()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(patient, chromedp.SendKeys(chromedp.CSS("#name"), "Ada")); err != nil {
+		t.Fatal(err)
+	}
+	click(t, patient, "#join-btn")
+	waitState(t, patient, "patient", "waiting")
+	click(t, provider, "#lobby button[data-admit]")
+	waitState(t, patient, "patient", "in-call")
+	before := waitMedia(t, provider, "provider")
+	id := evalJS[string](t, patient, `window.telemed.signaling.me.id`)
+	if id == "" {
+		t.Fatal("patient page does not know its participant id")
+	}
+
+	px.cut()
+	waitJS(t, patient, "patient shows Reconnecting", `document.querySelector('#status').textContent.includes('Reconnecting')`, 10*time.Second)
+	waitJS(t, patient, "patient back to Connected", `document.querySelector('#status').textContent.includes('Connected')`, 20*time.Second)
+	if got := evalJS[string](t, patient, `window.telemed.signaling.me.id`); got != id {
+		t.Fatalf("patient resumed as %s, was %s: it should get its place back", got, id)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after := evalJS[callStats](t, provider, statsJS)
+		if after.FramesDecoded > before.FramesDecoded+10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provider's video stalled after the patient's blip: %+v then %+v", before, after)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s := evalJS[string](t, provider, `document.querySelector('#status').textContent`); strings.Contains(s, "left") {
+		t.Fatalf("provider status %q: the patient never left", s)
+	}
+	if n := evalJS[int](t, provider, `window.telemed.peerConnections().length`); n != 1 {
+		t.Fatalf("provider has %d peer connections, want the one", n)
+	}
+}
