@@ -36,14 +36,24 @@ func findChromium(t *testing.T) string {
 // so provider and patient share nothing, as on two real machines.
 func newBrowser(t *testing.T, execPath string) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+	return startBrowser(t, execPath, chromedp.Flag("use-fake-ui-for-media-stream", true))
+}
+
+// newDenyingBrowser is a browser whose user says no to the camera and microphone prompt.
+func newDenyingBrowser(t *testing.T, execPath string) context.Context {
+	t.Helper()
+	return startBrowser(t, execPath, chromedp.Flag("deny-permission-prompts", true))
+}
+
+func startBrowser(t *testing.T, execPath string, permission chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], permission,
 		chromedp.ExecPath(execPath),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		// Real host addresses rather than mDNS names, which a closed network cannot resolve.
@@ -295,4 +305,23 @@ func TestBrowserReconnect(t *testing.T) {
 	if n := evalJS[int](t, provider, `window.telemed.peerConnections().length`); n != 1 {
 		t.Fatalf("provider has %d peer connections, want the one", n)
 	}
+}
+
+// TestBrowserDeviceBlocked: a patient who blocked the camera and microphone is told what happened and
+// how to fix it, rather than shown a black box.
+func TestBrowserDeviceBlocked(t *testing.T) {
+	chromium := findChromium(t)
+	e := startServer(t, serverOptions())
+	c := e.newConsultation(t, time.Hour)
+	patient := newDenyingBrowser(t, chromium)
+	if err := chromedp.Do(patient, chromedp.Navigate(c.JoinURL)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, patient, "patient", "device-check")
+	waitJS(t, patient, "an explanation of the blocked devices", `!document.querySelector('#device-help').hidden`, 15*time.Second)
+	help := evalJS[string](t, patient, `document.querySelector('#device-help').innerText`)
+	if !strings.Contains(help, "blocking") || !strings.Contains(strings.ToLower(help), "allow") {
+		t.Fatalf("device help says %q; want it to say the browser is blocking and how to allow", help)
+	}
+	screenshot(t, patient, "9-blocked")
 }
