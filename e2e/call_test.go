@@ -212,17 +212,30 @@ func TestConsultationGoClients(t *testing.T) {
 		t.Fatalf("peer_left = %+v, want the patient, reason left", left)
 	}
 
-	audit, err := e.srv.Service().AuditTrail(context.Background(), c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitAudit(t, e, c.ID, consult.AuditCreated, consult.AuditJoined, consult.AuditJoined, consult.AuditAdmitted, consult.AuditLeft)
+}
+
+// waitAudit waits for a consultation's audit trail to be exactly the actions given: lines are written
+// just after the participants are told, so a test may look a moment too early.
+func waitAudit(t *testing.T, e *env, consultationID string, want ...string) {
+	t.Helper()
 	var actions []string
-	for _, a := range audit {
-		actions = append(actions, a.Action)
-	}
-	want := []string{consult.AuditCreated, consult.AuditJoined, consult.AuditJoined, consult.AuditAdmitted, consult.AuditLeft}
-	if strings.Join(actions, ",") != strings.Join(want, ",") {
-		t.Fatalf("audit trail = %v, want %v", actions, want)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		audit, err := e.svc.AuditTrail(context.Background(), consultationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actions = actions[:0]
+		for _, a := range audit {
+			actions = append(actions, a.Action)
+		}
+		if strings.Join(actions, ",") == strings.Join(want, ",") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit trail = %v, want %v", actions, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
