@@ -308,36 +308,41 @@ func (s *Session) WaitAdmitted(ctx context.Context) error {
 
 // WaitPeer blocks until the peer connection to some peer is connected, and returns that peer.
 func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
-	for {
+	var found *Peer
+	err := s.waitFor(ctx, func() bool {
 		for _, p := range s.Peers() {
 			if p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
-				return p, nil
+				found = p
+				return true
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.done:
-			return nil, ErrClosed
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return false
+	})
+	return found, err
 }
 
 // WaitWaiting blocks until someone is in the waiting room (providers) and returns the room.
 func (s *Session) WaitWaiting(ctx context.Context) ([]protocol.Waiting, error) {
-	for {
-		if w := s.Waiting(); len(w) > 0 {
-			return w, nil
-		}
+	var w []protocol.Waiting
+	err := s.waitFor(ctx, func() bool { w = s.Waiting(); return len(w) > 0 })
+	return w, err
+}
+
+// waitFor polls cond until it holds, the session closes, or ctx ends. Polling keeps the session free of
+// per-condition signalling; these waits are for programs and tests, not hot paths.
+func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-s.done:
-			return nil, ErrClosed
-		case <-time.After(20 * time.Millisecond):
+			return ErrClosed
+		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 func (s *Session) send(ctx context.Context, m any) error {

@@ -103,8 +103,29 @@ func waitState(t *testing.T, ctx context.Context, who, state string) {
 func click(t *testing.T, ctx context.Context, selector string) {
 	t.Helper()
 	waitJS(t, ctx, selector+" enabled", fmt.Sprintf("(() => { const b = document.querySelector(%q); return b && !b.disabled && b.offsetParent !== null })()", selector), 15*time.Second)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))); err != nil {
-		t.Fatalf("click %s: %v", selector, err)
+	retryDOM(t, "click "+selector, func() error { return chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector))) })
+}
+
+// typeInto types text into the element, as a person at the keyboard.
+func typeInto(t *testing.T, ctx context.Context, selector, text string) {
+	t.Helper()
+	waitJS(t, ctx, selector+" present", fmt.Sprintf("document.querySelector(%q)", selector), 15*time.Second)
+	retryDOM(t, "type into "+selector, func() error { return chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(selector), text)) })
+}
+
+// retryDOM retries a DevTools action that can lose its node when the page re-renders between finding
+// the element and acting on it ("Could not find node with given id").
+func retryDOM(t *testing.T, what string, action func() error) {
+	t.Helper()
+	var err error
+	for range 5 {
+		if err = action(); err == nil || !strings.Contains(err.Error(), "Could not find node") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -179,17 +200,12 @@ func TestBrowserConsultation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, provider, "redirect to sign-in", `location.pathname === '/login' && document.querySelector('#email')`, 10*time.Second)
-	if err := chromedp.Do(provider,
-		chromedp.SendKeys(chromedp.CSS("#email"), "grace@clinic.example"),
-		chromedp.SendKeys(chromedp.CSS("#password"), testPassword)); err != nil {
-		t.Fatal(err)
-	}
+	typeInto(t, provider, "#email", "grace@clinic.example")
+	typeInto(t, provider, "#password", testPassword)
 	screenshot(t, provider, "1-login")
 	click(t, provider, "#login-btn")
 	waitJS(t, provider, "the dashboard", `location.pathname === '/' && document.querySelector('#new-title')`, 10*time.Second)
-	if err := chromedp.Do(provider, chromedp.SendKeys(chromedp.CSS("#new-title"), "Follow-up <b>visit</b>")); err != nil {
-		t.Fatal(err)
-	}
+	typeInto(t, provider, "#new-title", "Follow-up <b>visit</b>")
 	click(t, provider, "#create-btn")
 	waitJS(t, provider, "the new consultation's links", `document.querySelector('#created-link').value.includes('#t=')`, 10*time.Second)
 	screenshot(t, provider, "2-dashboard")
@@ -211,9 +227,7 @@ func TestBrowserConsultation(t *testing.T) {
 	waitState(t, patient, "patient", "device-check")
 	waitJS(t, patient, "patient camera preview", `document.querySelector('#preview').videoWidth > 0`, 15*time.Second)
 	waitJS(t, patient, "a live microphone level", `document.querySelector('#mic-level').value > 0`, 15*time.Second)
-	if err := chromedp.Do(patient, chromedp.SendKeys(chromedp.CSS("#name"), "Ada Lovelace")); err != nil {
-		t.Fatal(err)
-	}
+	typeInto(t, patient, "#name", "Ada Lovelace")
 	screenshot(t, patient, "3-device-check")
 	click(t, patient, "#join-btn")
 	waitState(t, patient, "patient", "waiting")
@@ -269,9 +283,7 @@ func TestBrowserReconnect(t *testing.T) {
 	if err := chromedp.Do(patient, chromedp.Navigate(px.via(c.JoinURL, e.srv.BaseURL()))); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(patient, chromedp.SendKeys(chromedp.CSS("#name"), "Ada")); err != nil {
-		t.Fatal(err)
-	}
+	typeInto(t, patient, "#name", "Ada")
 	click(t, patient, "#join-btn")
 	waitState(t, patient, "patient", "waiting")
 	click(t, provider, "#lobby button[data-admit]")

@@ -11,11 +11,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/origin"
 	"github.com/telemed/telemed/internal/service"
 )
 
@@ -234,23 +234,7 @@ func (a *api) sameOrigin(r *http.Request) bool {
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		return false
 	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, h := range a.AllowedOrigins {
-		if strings.EqualFold(u.Host, h) {
-			return true
-		}
-	}
-	return false
+	return origin.Allowed(r, a.AllowedOrigins)
 }
 
 func (a *api) setCookie(w http.ResponseWriter, value string, maxAge int) {

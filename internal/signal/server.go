@@ -6,8 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/origin"
 	"github.com/telemed/telemed/internal/protocol"
 )
 
@@ -120,7 +119,7 @@ func NewServer(o Options) (*Server, error) {
 
 // ServeHTTP checks the Origin, upgrades the request and runs the client until it goes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.originAllowed(r) {
+	if !origin.Allowed(r, s.opts.AllowedOrigins) {
 		s.opts.Logger.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
@@ -138,26 +137,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	c := newConn(s, ws)
 	c.serve(s.ctx)
-}
-
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true // not a browser; the link still has to be valid
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, h := range s.opts.AllowedOrigins {
-		if strings.EqualFold(u.Host, h) {
-			return true
-		}
-	}
-	return false
 }
 
 // EndConsultation disconnects everyone in a consultation that has just been ended.
