@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,6 +62,29 @@ func TestAuditIsAppendOnly(t *testing.T) {
 	for _, q := range []string{"UPDATE audit SET actor = 'b'", "DELETE FROM audit"} {
 		if _, err := s.db.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: err = %v, want refused as append-only", q, err)
+		}
+	}
+}
+
+// A data folder may have any name: the database must land inside it, not at a prefix of its path.
+func TestOddFolderNames(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"clinic#1", "what?", "100%", "two words"} {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "telemed.db")
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := s.EnsureSetting(ctx, "k", name); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("%s: database not where it belongs: %v", name, err)
 		}
 	}
 }
