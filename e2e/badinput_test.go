@@ -247,8 +247,9 @@ func TestSignalingBadInput(t *testing.T) {
 				limited++
 			}
 		}
-		if limited < 100 {
-			t.Fatalf("saw %d rate_limited errors before the close, want many", limited)
+		// Told, but not once per dropped message: that would flood the client being throttled.
+		if limited < 1 || limited > 5 {
+			t.Fatalf("saw %d rate_limited errors before the close, want one a second", limited)
 		}
 	})
 

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,4 +77,38 @@ func TestKeepAlive(t *testing.T) {
 			t.Fatalf("quiet client was dropped: %v", err)
 		}
 	})
+}
+
+// TestBurstDoesNotDisconnectReceiver: a peer may burst up to the rate limit at the other. The receiver,
+// even one not reading for a moment, must not be disconnected as "too slow" because of it, and gets
+// every message.
+func TestBurstDoesNotDisconnectReceiver(t *testing.T) {
+	e := startServer(t, serverOptions())
+	ctx := ctxTimeout(t, 20*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	prov := dialRaw(t, ctx, e)
+	pw := prov.join(t, c.StartURL, "")
+	pat := dialRaw(t, ctx, e)
+	qw := pat.join(t, c.JoinURL, "Ada")
+	prov.send(t, `{"type":"admit","peer":"`+qw.You.ID+`"}`)
+	pat.readType(t, protocol.TypeAdmitted)
+	prov.readType(t, protocol.TypePeerJoined)
+	prov.readType(t, protocol.TypeLobby) // the waiting room, now empty
+
+	const burst = 200 - 1 // the documented burst allowance, less the join
+	for i := range burst {
+		pat.send(t, fmt.Sprintf(`{"type":"candidate","to":%q,"candidate":{"candidate":"candidate:%d 1 udp 1 192.0.2.1 %d typ host","sdp_mid":"0"}}`, pw.You.ID, i, 1000+i))
+	}
+	time.Sleep(300 * time.Millisecond) // the provider reads nothing meanwhile
+	for i := range burst {
+		m, err := prov.read(t)
+		if err != nil || m.Type != protocol.TypeCandidate {
+			t.Fatalf("candidate %d: got %s, %v", i, m.Raw, err)
+		}
+		if !strings.Contains(string(m.Raw), fmt.Sprintf("candidate:%d ", i)) {
+			t.Fatalf("candidate %d arrived as %s: out of order or lost", i, m.Raw)
+		}
+	}
+	prov.send(t, `{"type":"ping"}`)
+	prov.readType(t, protocol.TypePong)
 }

@@ -17,7 +17,10 @@ const (
 	closeNormal    = websocket.StatusNormalClosure
 	closePolicy    = websocket.StatusPolicyViolation
 	closeGoingAway = websocket.StatusGoingAway
-	outQueue       = 512
+	// maxQueued bounds a connection's send queue. It is well above what one peer may burst at
+	// another (RateBurst), so no sender can get a receiver disconnected as too slow; the queue grows
+	// only as messages wait, so an idle connection holds none of it.
+	maxSendQueue = 1024
 )
 
 type closeReq struct {
@@ -31,7 +34,9 @@ type conn struct {
 	srv *Server
 	ws  *websocket.Conn
 
-	out       chan []byte
+	qmu       sync.Mutex
+	queue     [][]byte
+	wake      chan struct{} // has a value when the queue may be non-empty
 	closeCh   chan closeReq
 	closeOnce sync.Once
 	done      chan struct{} // closed when the writer has finished
@@ -41,15 +46,17 @@ type conn struct {
 	closing  atomic.Bool // the server has begun closing this connection
 
 	// Owned by the serve goroutine.
-	p       *participant
-	limiter *rate.Limiter
-	dropped int
+	p          *participant
+	limiter    *rate.Limiter
+	dropped    int
+	toldLimits time.Time // when the client was last told it is over the rate limit
+	keepAlive  *time.Timer
 }
 
 func newConn(s *Server, ws *websocket.Conn) *conn {
 	c := &conn{
 		srv: s, ws: ws,
-		out:     make(chan []byte, outQueue),
+		wake:    make(chan struct{}, 1),
 		closeCh: make(chan closeReq, 1),
 		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(s.opts.RateLimit, s.opts.RateBurst),
@@ -61,14 +68,32 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 // Send implements Sender. It never blocks: a client too slow to drain its queue is disconnected.
 func (c *conn) Send(msg []byte) bool {
 	select {
-	case c.out <- msg:
-		return true
 	case <-c.done:
 		return false
 	default:
+	}
+	c.qmu.Lock()
+	if len(c.queue) >= maxSendQueue {
+		c.qmu.Unlock()
 		c.close(closePolicy, "too slow to keep up")
 		return false
 	}
+	c.queue = append(c.queue, msg)
+	c.qmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// takeQueue returns what is queued and empties the queue.
+func (c *conn) takeQueue() [][]byte {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	q := c.queue
+	c.queue = nil
+	return q
 }
 
 // close asks the writer to send what is queued and then close the socket. It never blocks.
@@ -93,7 +118,7 @@ func (c *conn) serve(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go c.writeLoop(ctx)
-	go c.keepAlive(ctx)
+	c.startKeepAlive(ctx)
 	var readErr error
 	defer func() {
 		if c.p != nil {
@@ -107,6 +132,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 		c.close(closeNormal, "")
 		<-c.done
+		c.keepAlive.Stop()
 	}()
 	for {
 		typ, r, err := c.ws.Reader(ctx)
@@ -140,7 +166,12 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 			c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; disconnected."})
 			return false
 		}
-		c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; this one was dropped."})
+		// Tell the client once a second, not once a message: answering every dropped message would
+		// itself flood the client being throttled.
+		if now := time.Now(); now.Sub(c.toldLimits) >= time.Second {
+			c.toldLimits = now
+			c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; some were dropped. Slow down."})
+		}
 		return true
 	}
 	if typ != websocket.MessageText {
@@ -207,20 +238,17 @@ func (c *conn) writeLoop(ctx context.Context) {
 	}
 	for {
 		select {
-		case msg := <-c.out:
-			if err := write(msg); err != nil {
-				c.ws.CloseNow()
-				return
+		case <-c.wake:
+			for _, msg := range c.takeQueue() {
+				if err := write(msg); err != nil {
+					c.ws.CloseNow()
+					return
+				}
 			}
 		case req := <-c.closeCh:
-			for drained := false; !drained; {
-				select {
-				case msg := <-c.out:
-					if write(msg) != nil {
-						drained = true
-					}
-				default:
-					drained = true
+			for _, msg := range c.takeQueue() {
+				if write(msg) != nil {
+					break
 				}
 			}
 			c.ws.Close(req.code, req.reason)
@@ -232,34 +260,47 @@ func (c *conn) writeLoop(ctx context.Context) {
 	}
 }
 
-func (c *conn) keepAlive(ctx context.Context) {
+// startKeepAlive checks the connection on a timer rather than from a goroutine of its own: an idle
+// connection then costs no goroutine stack for it, and the check runs only every few seconds.
+func (c *conn) startKeepAlive(ctx context.Context) {
 	o := &c.srv.opts
 	start := time.Now()
-	tick := time.NewTicker(min(o.PingInterval, o.JoinTimeout) / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.done:
-			return
-		case now := <-tick.C:
-			if !c.joined.Load() && now.Sub(start) > o.JoinTimeout {
-				c.fail(&protocol.Error{Code: protocol.CodeNotJoined, Message: "No join received in time."})
-				return
-			}
-			idle := now.Sub(time.Unix(0, c.lastSeen.Load()))
-			if idle > o.IdleTimeout {
-				c.close(closeGoingAway, "idle")
-				return
-			}
-			if idle > o.PingInterval {
-				pctx, cancel := context.WithTimeout(ctx, o.PingInterval)
-				if c.ws.Ping(pctx) == nil {
-					c.lastSeen.Store(time.Now().UnixNano())
-				}
-				cancel()
-			}
+	every := min(o.PingInterval, o.JoinTimeout) / 3
+	// Created stopped and armed once stored, so the callback always sees c.keepAlive set.
+	c.keepAlive = time.AfterFunc(time.Hour, func() {
+		if c.keepAliveCheck(ctx, start) {
+			c.keepAlive.Reset(every)
 		}
+	})
+	c.keepAlive.Reset(every)
+}
+
+// keepAliveCheck pings an idle connection and drops a silent one. It reports whether to check again.
+func (c *conn) keepAliveCheck(ctx context.Context, start time.Time) bool {
+	o := &c.srv.opts
+	select {
+	case <-c.done:
+		return false
+	case <-ctx.Done():
+		return false
+	default:
 	}
+	now := time.Now()
+	if !c.joined.Load() && now.Sub(start) > o.JoinTimeout {
+		c.fail(&protocol.Error{Code: protocol.CodeNotJoined, Message: "No join received in time."})
+		return false
+	}
+	idle := now.Sub(time.Unix(0, c.lastSeen.Load()))
+	if idle > o.IdleTimeout {
+		c.close(closeGoingAway, "idle")
+		return false
+	}
+	if idle > o.PingInterval {
+		pctx, cancel := context.WithTimeout(ctx, o.PingInterval)
+		if c.ws.Ping(pctx) == nil {
+			c.lastSeen.Store(time.Now().UnixNano())
+		}
+		cancel()
+	}
+	return true
 }
