@@ -109,6 +109,13 @@ for side in telemed direct; do
   done
   echo
 done
+# From admission: what a patient waits for after the provider presses Admit (the provider sees the
+# patient at "lobby"), against the whole of direct's join.
+tl=$(values "BenchmarkJoinPhases/telemed" lobby-ms "$work/phases.txt" | median)
+to=$(values "BenchmarkJoinPhases/telemed" open-ms "$work/phases.txt" | median)
+do_=$(values "BenchmarkJoinPhases/direct" open-ms "$work/phases.txt" | median)
+awk -v l="$tl" -v o="$to" -v d="$do_" 'BEGIN {
+  printf "  from admission (lobby to open): telemed %.2f ms, direct %.2f ms: %.2fx\n", o - l, d, (o - l) / d }'
 echo "steps of the server alone (median ms):"
 for st in dial join ping relay linkcheck audit; do
   v=$(values "BenchmarkSignalingSteps/$st" ns/op "$work/steps.txt" | median)

@@ -119,6 +119,11 @@ type Session struct {
 	waiting  []protocol.Waiting
 	peers    map[string]*Peer
 	admitted chan struct{} // closed once admitted
+	changed  chan struct{} // closed and replaced whenever state a Wait* call watches changes
+	warm     *Peer         // a peer connection made ready before the peer it is for is known
+	warmDone chan struct{} // closed once warm is ready (or failed); nil when none is being made
+	welcomed chan struct{} // closed at the first welcome
+	welcome1 sync.Once
 	declined bool
 	closed   bool
 	lastErr  error
@@ -169,7 +174,14 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 		ctx:    sctx, cancel: cancel, done: make(chan struct{}),
 		peers:    make(map[string]*Peer),
 		admitted: make(chan struct{}),
+		changed:  make(chan struct{}),
+		welcomed: make(chan struct{}),
 	}
+	// Build the peer connection while the signaling connection is being made and while nobody waits
+	// for it: a patient prepares the one (and its offer) it will use towards whoever admits it; a
+	// provider prepares one for the next patient. A newcomer is the impolite side
+	// (docs/signaling.md), so a patient's is impolite and a provider's polite.
+	s.prewarm(roleOfToken(token) == "provider")
 	ws, w, err := s.connect(ctx, "")
 	if err != nil {
 		cancel()
@@ -179,6 +191,54 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 	s.applyWelcome(w)
 	go s.readLoop(ws)
 	return s, nil
+}
+
+// roleOfToken reads the role from a link token, <consultation>.<role>.<expiry>.<signature>. Only the
+// server's word counts; this is a guess to prepare ahead.
+func roleOfToken(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) < 4 {
+		return ""
+	}
+	return parts[len(parts)-3]
+}
+
+// prewarm starts preparing a peer connection in the background. It is bound to its peer when one
+// arrives; what it sends meanwhile (the offer, candidates) waits for that.
+func (s *Session) prewarm(polite bool) {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.warmDone = done
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		pc, err := s.newPeerConnection()
+		if err != nil {
+			s.log.Warn("telemed client: cannot prepare a peer connection; will make one when needed", "err", err)
+			return
+		}
+		// Its first offer waits until the welcome has said which ICE servers to gather from.
+		p := &Peer{PC: pc, s: s, polite: polite, configured: make(chan struct{})}
+		p.mu.Lock()
+		err = p.setUpLocked()
+		p.mu.Unlock()
+		if err == nil {
+			select {
+			case <-s.welcomed:
+				err = pc.SetConfiguration(webrtc.Configuration{ICEServers: pionICEServers(s.Welcome().ICEServers)})
+			case <-s.ctx.Done():
+				err = ErrClosed
+			}
+		}
+		close(p.configured)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil || s.closed {
+			pc.Close()
+			return
+		}
+		s.warm = p
+	}()
 }
 
 // connect dials and joins (or resumes), returning the welcome.
@@ -242,6 +302,7 @@ func (s *Session) applyWelcome(w protocol.Welcome) {
 	s.welcome = w
 	s.waiting = w.Waiting
 	s.mu.Unlock()
+	s.welcome1.Do(func() { close(s.welcomed) })
 	if w.State == protocol.StateAdmitted {
 		s.setAdmitted(w.Peers)
 	}
@@ -328,21 +389,32 @@ func (s *Session) WaitWaiting(ctx context.Context) ([]protocol.Waiting, error) {
 	return w, err
 }
 
-// waitFor polls cond until it holds, the session closes, or ctx ends. Polling keeps the session free of
-// per-condition signalling; these waits are for programs and tests, not hot paths.
+// waitFor waits until cond holds, the session closes, or ctx ends, checking cond whenever the session's
+// state changes.
 func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
+	for {
+		s.mu.Lock()
+		changed := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
 			return ErrClosed
-		case <-tick.C:
+		case <-changed:
 		}
 	}
-	return nil
+}
+
+// notify wakes the Wait* calls to look again.
+func (s *Session) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
 }
 
 func (s *Session) send(ctx context.Context, m any) error {
@@ -386,6 +458,10 @@ func (s *Session) Close() error {
 	ws := s.ws
 	peers := s.peers
 	s.peers = map[string]*Peer{}
+	if s.warm != nil {
+		peers["(prepared)"] = s.warm
+		s.warm = nil
+	}
 	s.mu.Unlock()
 	s.cancel()
 	if ws != nil {
@@ -481,6 +557,7 @@ func (s *Session) handle(typ string, data []byte) {
 			s.mu.Lock()
 			s.waiting = m.Waiting
 			s.mu.Unlock()
+			s.notify()
 			s.emit(Event{Type: EventLobby, Waiting: m.Waiting})
 		}
 	case protocol.TypeAdmitted:
@@ -509,6 +586,7 @@ func (s *Session) handle(typ string, data []byte) {
 			s.mu.Unlock()
 			if p != nil {
 				p.PC.Close()
+				s.notify()
 				s.emit(Event{Type: EventPeerLeft, Peer: p, Reason: m.Reason})
 			}
 		}
@@ -562,6 +640,9 @@ func (s *Session) addPeer(pp protocol.Peer) *Peer {
 	if exists {
 		return nil
 	}
+	if p := s.takeWarm(pp); p != nil {
+		return p
+	}
 	pc, err := s.newPeerConnection()
 	if err != nil {
 		s.log.Error("telemed client: cannot create peer connection", "peer", pp.ID, "err", err)
@@ -579,6 +660,8 @@ func (s *Session) addPeer(pp protocol.Peer) *Peer {
 	}
 	s.peers[pp.ID] = p
 	s.mu.Unlock()
+	p.bind(pp)
+	defer s.notify()
 	if err := p.setUpLocked(); err != nil {
 		s.log.Error("telemed client: cannot set up peer connection", "peer", pp.ID, "err", err)
 		s.mu.Lock()
@@ -590,11 +673,46 @@ func (s *Session) addPeer(pp protocol.Peer) *Peer {
 	return p
 }
 
-func (s *Session) newPeerConnection() (*webrtc.PeerConnection, error) {
-	cfg := webrtc.Configuration{}
-	for _, is := range s.Welcome().ICEServers {
-		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+// takeWarm binds the prepared peer connection to pp, if there is one of the right politeness. One
+// still being prepared is waited for: it started earlier than a new one would.
+func (s *Session) takeWarm(pp protocol.Peer) *Peer {
+	s.mu.Lock()
+	done := s.warmDone
+	s.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-s.ctx.Done():
+			return nil
+		}
 	}
+	s.mu.Lock()
+	p := s.warm
+	if p == nil || s.closed || p.polite != pp.Polite {
+		s.mu.Unlock()
+		return nil
+	}
+	s.warm, s.warmDone = nil, nil
+	s.peers[pp.ID] = p
+	s.mu.Unlock()
+	p.bind(pp)
+	s.notify()
+	if pp.Polite {
+		s.prewarm(true) // ready for whoever comes next
+	}
+	return p
+}
+
+func pionICEServers(servers []protocol.ICEServer) []webrtc.ICEServer {
+	var out []webrtc.ICEServer
+	for _, is := range servers {
+		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
+}
+
+func (s *Session) newPeerConnection() (*webrtc.PeerConnection, error) {
+	cfg := webrtc.Configuration{ICEServers: pionICEServers(s.Welcome().ICEServers)}
 	pc, err := s.cfg.API.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)

@@ -22,6 +22,15 @@ type Peer struct {
 
 	s      *Session
 	polite bool
+	// configured, when set, is closed once the connection knows its ICE servers; offers wait for it.
+	configured chan struct{}
+
+	// Until bound to a peer (a patient's connection prepared in the waiting room), what the connection
+	// sends waits in outbox; guarded by outMu, which also orders sends.
+	outMu  sync.Mutex
+	bound  bool
+	outbox []protocol.Message
+	ownDCs []*webrtc.DataChannel // opened here, handed to OnDataChannel once bound
 
 	// Perfect negotiation state, guarded by mu.
 	mu          sync.Mutex
@@ -43,10 +52,11 @@ func (p *Peer) setUpLocked() error {
 		}
 		ci := c.ToJSON()
 		wc := &protocol.Candidate{Candidate: ci.Candidate, SDPMid: ci.SDPMid, SDPMLineIndex: ci.SDPMLineIndex, UsernameFragment: ci.UsernameFragment}
-		p.send(protocol.Message{Type: protocol.TypeCandidate, To: p.ID, Candidate: wc})
+		p.send(protocol.Message{Type: protocol.TypeCandidate, Candidate: wc})
 	})
 	pc.OnNegotiationNeeded(func() { go p.negotiate(false) })
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		p.s.notify()
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			p.s.emit(Event{Type: EventPeerConnected, Peer: p})
@@ -73,8 +83,12 @@ func (p *Peer) setUpLocked() error {
 			if err != nil {
 				return fmt.Errorf("data channel %s: %w", spec.Label, err)
 			}
-			if f := p.s.cfg.OnDataChannel; f != nil {
-				f(p, dc)
+			p.outMu.Lock()
+			p.ownDCs = append(p.ownDCs, dc)
+			bound := p.bound
+			p.outMu.Unlock()
+			if bound {
+				p.handOver()
 			}
 		}
 		if len(p.s.cfg.Tracks) == 0 && len(p.s.cfg.DataChannels) == 0 {
@@ -90,7 +104,48 @@ func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*w
 	return p.PC.CreateDataChannel(label, init)
 }
 
+// bind gives a peer connection its peer: from now on its messages go out, starting with those that
+// waited. Data channels it opened reach OnDataChannel first, so their handlers are in place before the
+// other side can answer.
+func (p *Peer) bind(pp protocol.Peer) {
+	p.outMu.Lock()
+	p.ID, p.Role, p.Name = pp.ID, pp.Role, pp.Name // polite is set at creation: a prepared connection is impolite
+	p.bound = true
+	p.outMu.Unlock()
+	p.handOver()
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	for _, m := range p.outbox {
+		p.sendLocked(m)
+	}
+	p.outbox = nil
+}
+
+// handOver passes the data channels this side opened to OnDataChannel.
+func (p *Peer) handOver() {
+	p.outMu.Lock()
+	dcs := p.ownDCs
+	p.ownDCs = nil
+	p.outMu.Unlock()
+	if f := p.s.cfg.OnDataChannel; f != nil {
+		for _, dc := range dcs {
+			f(p, dc)
+		}
+	}
+}
+
 func (p *Peer) send(m protocol.Message) {
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	if !p.bound {
+		p.outbox = append(p.outbox, m)
+		return
+	}
+	p.sendLocked(m)
+}
+
+func (p *Peer) sendLocked(m protocol.Message) {
+	m.To = p.ID
 	ctx, cancel := context.WithTimeout(p.s.ctx, 10*time.Second)
 	defer cancel()
 	if err := p.s.send(ctx, m); err != nil {
@@ -100,6 +155,13 @@ func (p *Peer) send(m protocol.Message) {
 
 // negotiate makes an offer, following perfect negotiation: the polite side waits for the first offer.
 func (p *Peer) negotiate(iceRestart bool) {
+	if p.configured != nil {
+		select {
+		case <-p.configured:
+		case <-p.s.ctx.Done():
+			return
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.polite && !p.negotiated {
@@ -112,14 +174,14 @@ func (p *Peer) negotiate(iceRestart bool) {
 	defer func() { p.makingOffer = false }()
 	offer, err := p.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: iceRestart})
 	if err != nil {
-		p.s.log.Warn("telemed client: create offer", "peer", p.ID, "err", err)
+		p.s.log.Warn("telemed client: create offer", "err", err)
 		return
 	}
 	if err := p.PC.SetLocalDescription(offer); err != nil {
-		p.s.log.Warn("telemed client: set local offer", "peer", p.ID, "err", err)
+		p.s.log.Warn("telemed client: set local offer", "err", err)
 		return
 	}
-	p.send(protocol.Message{Type: protocol.TypeOffer, To: p.ID, SDP: p.PC.LocalDescription().SDP})
+	p.send(protocol.Message{Type: protocol.TypeOffer, SDP: p.PC.LocalDescription().SDP})
 }
 
 func (p *Peer) onSignal(m protocol.Message) error {
@@ -172,7 +234,7 @@ func (p *Peer) onSignal(m protocol.Message) error {
 			if err := p.PC.SetLocalDescription(answer); err != nil {
 				return fmt.Errorf("set local answer: %w", err)
 			}
-			p.send(protocol.Message{Type: protocol.TypeAnswer, To: p.ID, SDP: p.PC.LocalDescription().SDP})
+			p.send(protocol.Message{Type: protocol.TypeAnswer, SDP: p.PC.LocalDescription().SDP})
 		}
 		p.negotiated = true
 	}

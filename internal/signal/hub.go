@@ -255,8 +255,9 @@ func (h *hub) admit(ctx context.Context, p *participant, who string) *protocol.E
 		return roomError(err)
 	}
 	tp := r.members[who]
-	h.router.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: h.peersLocked(tp)}))
+	// The others first: they answer the newcomer's offer, so they should hear of it first.
 	h.announceJoinedLocked(tp)
+	h.router.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: h.peersLocked(tp)}))
 	h.sendLobbyLocked(r)
 	h.mu.Unlock()
 
