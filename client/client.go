@@ -462,8 +462,12 @@ func (s *Session) Close() error {
 		peers["(prepared)"] = s.warm
 		s.warm = nil
 	}
+	preparing := s.warmDone
 	s.mu.Unlock()
 	s.cancel()
+	if preparing != nil {
+		<-preparing // it sees the session closed and closes what it built
+	}
 	if ws != nil {
 		ws.Close(websocket.StatusNormalClosure, "")
 	}
