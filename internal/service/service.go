@@ -230,6 +230,10 @@ func (s *Service) Login(ctx context.Context, email, password string) (string, co
 // NewSession opens a browser session for a provider and returns its token.
 func (s *Service) NewSession(ctx context.Context, providerID string) (string, error) {
 	token, hash := auth.NewToken("")
+	// Sign-ins are rare enough to sweep expired sessions on each one.
+	if err := s.store.DeleteExpiredSessions(ctx, s.now()); err != nil {
+		s.log.Warn("could not remove expired sessions", "err", err)
+	}
 	if err := s.store.CreateSession(ctx, hash, providerID, s.now().Add(SessionTTL)); err != nil {
 		return "", fmt.Errorf("create session: %w", err)
 	}

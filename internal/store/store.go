@@ -28,6 +28,8 @@ type Store interface {
 	// SessionProvider returns the provider of an unexpired session.
 	SessionProvider(ctx context.Context, tokenHash string, now time.Time) (consult.Provider, error)
 	DeleteSession(ctx context.Context, tokenHash string) error
+	// DeleteExpiredSessions removes sessions that expired before now.
+	DeleteExpiredSessions(ctx context.Context, now time.Time) error
 
 	CreateAPIToken(ctx context.Context, tokenHash, providerID, name string, now time.Time) error
 	// APITokenProvider returns the provider of an unrevoked API token.

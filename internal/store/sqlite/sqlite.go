@@ -184,6 +184,12 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash string) error {
 	return err
 }
 
+// DeleteExpiredSessions removes sessions that expired before now.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, ms(now))
+	return err
+}
+
 // CreateAPIToken stores an API token.
 func (s *Store) CreateAPIToken(ctx context.Context, tokenHash, providerID, name string, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (token_hash, provider_id, name, created_at) VALUES (?, ?, ?, ?)`,

@@ -56,6 +56,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if _, err := s.SessionProvider(ctx, "h1", t0.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("expired session: %v, want ErrNotFound", err)
 		}
+		must(t, s.CreateSession(ctx, "h2", "u_1", t0.Add(2*time.Hour)))
+		must(t, s.DeleteExpiredSessions(ctx, t0.Add(time.Hour)))
+		if _, err := s.SessionProvider(ctx, "h2", t0); err != nil {
+			t.Fatalf("unexpired session pruned: %v", err)
+		}
+		if _, err := s.SessionProvider(ctx, "h1", t0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expired session kept: %v", err)
+		}
 		must(t, s.DeleteSession(ctx, "h1"))
 		if _, err := s.SessionProvider(ctx, "h1", t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("deleted session: %v", err)
