@@ -87,6 +87,11 @@ func TestAPI(t *testing.T) {
 	a.expectError("POST", "/api/v1/session", `{"email":"grace@clinic.example","password":"wrong password!!"}`, nil, 401, "bad_credentials")
 	a.expectError("POST", "/api/v1/session", `{"email":"nobody@clinic.example","password":"wrong password!!"}`, nil, 401, "bad_credentials")
 	a.expectError("POST", "/api/v1/session", `{"email":`, nil, 400, "bad_json")
+	// Login CSRF: another site's form (text/plain) or script may not sign the browser in.
+	a.expectError("POST", "/api/v1/session", `{"email":"grace@clinic.example","password":"`+testPassword+`"}`,
+		map[string]string{"Content-Type": "text/plain", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403, "bad_origin")
+	a.expectError("POST", "/api/v1/session", `{"email":"grace@clinic.example","password":"`+testPassword+`"}`,
+		map[string]string{"Origin": "https://evil.example"}, 403, "bad_origin")
 	resp = a.do("POST", "/api/v1/session", `{"email":"grace@clinic.example","password":"`+testPassword+`"}`, nil, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("sign in: %d", resp.StatusCode)

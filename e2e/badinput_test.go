@@ -161,6 +161,9 @@ func TestSignalingBadInput(t *testing.T) {
 		}, outcome{protocol.CodeBadToken, true}},
 		{"unsupported version", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "M", 2)) }, outcome{protocol.CodeUnsupportedVersion, true}},
 		{"patient without a name", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "  ", 1)) }, outcome{protocol.CodeBadField, true}},
+		{"join with a field of the wrong type", false, func(t *testing.T, r *raw) {
+			r.send(t, `{"type":"join","version":1,"consultation":["c_x"],"token":"t","name":"M"}`)
+		}, outcome{protocol.CodeBadField, true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

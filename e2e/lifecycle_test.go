@@ -112,3 +112,25 @@ func TestBurstDoesNotDisconnectReceiver(t *testing.T) {
 	prov.send(t, `{"type":"ping"}`)
 	prov.readType(t, protocol.TypePong)
 }
+
+// TestWaitingRoomBound: whoever holds a patient link cannot pile up arrivals without end: past the
+// bound, a join is refused with waiting_room_full and the provider's view stays small.
+func TestWaitingRoomBound(t *testing.T) {
+	e := startServer(t, serverOptions())
+	ctx := ctxTimeout(t, 30*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	for i := range consult.MaxWaiting {
+		dialRaw(t, ctx, e).join(t, c.JoinURL, fmt.Sprint("Patient ", i))
+	}
+	r := dialRaw(t, ctx, e)
+	r.send(t, joinMsg(c.JoinURL, "One too many", 1))
+	if m := r.readType(t, protocol.TypeError); m.Code != protocol.CodeWaitingRoomFull {
+		t.Fatalf("got %+v, want waiting_room_full", m)
+	}
+	// The provider still gets in, and sees the bounded room.
+	prov := dialRaw(t, ctx, e)
+	w := prov.join(t, c.StartURL, "")
+	if len(w.Waiting) != consult.MaxWaiting {
+		t.Fatalf("provider sees %d waiting, want %d", len(w.Waiting), consult.MaxWaiting)
+	}
+}

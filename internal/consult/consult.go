@@ -89,4 +89,5 @@ var (
 	ErrNotAdmitted       = errors.New("participant is still in the waiting room")
 	ErrUnknownPeer       = errors.New("no such participant in this consultation")
 	ErrRoomFull          = errors.New("a patient is already admitted")
+	ErrWaitingRoomFull   = errors.New("the waiting room is full")
 )

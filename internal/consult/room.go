@@ -29,15 +29,23 @@ type Room struct {
 // NewRoom returns an empty room.
 func NewRoom() *Room { return &Room{members: make(map[string]*Member)} }
 
-// Add puts a new member in the room. Providers go straight into the call; patients wait to be admitted.
-func (r *Room) Add(m Member) Member {
+// MaxWaiting is how many may wait at once. A consultation is one to one; the bound keeps anyone who
+// holds the patient link from filling the server, and the provider's screen, with arrivals.
+const MaxWaiting = 20
+
+// Add puts a new member in the room. Providers go straight into the call; patients wait to be admitted,
+// unless MaxWaiting already wait (ErrWaitingRoomFull).
+func (r *Room) Add(m Member) (Member, error) {
+	if m.Role != RoleProvider && len(r.Waiting()) >= MaxWaiting {
+		return Member{}, ErrWaitingRoomFull
+	}
 	m.admitted = false
 	n := &m
 	r.members[m.ID] = n
 	if m.Role == RoleProvider {
 		r.admitLocked(n)
 	}
-	return *n
+	return *n, nil
 }
 
 func (r *Room) admitLocked(m *Member) {

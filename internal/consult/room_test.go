@@ -9,13 +9,13 @@ import (
 func TestRoom(t *testing.T) {
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	r := NewRoom()
-	if m := r.Add(Member{ID: "doc", Role: RoleProvider, Name: "Dr", Since: t0}); !m.Admitted() {
+	if m := mustAdd(t, r, Member{ID: "doc", Role: RoleProvider, Name: "Dr", Since: t0}); !m.Admitted() {
 		t.Fatal("provider should be admitted on arrival")
 	}
-	if m := r.Add(Member{ID: "ada", Role: RolePatient, Name: "Ada", Since: t0.Add(2 * time.Second)}); m.Admitted() {
+	if m := mustAdd(t, r, Member{ID: "ada", Role: RolePatient, Name: "Ada", Since: t0.Add(2 * time.Second)}); m.Admitted() {
 		t.Fatal("patient should wait")
 	}
-	r.Add(Member{ID: "bob", Role: RolePatient, Name: "Bob", Since: t0.Add(time.Second)})
+	mustAdd(t, r, Member{ID: "bob", Role: RolePatient, Name: "Bob", Since: t0.Add(time.Second)})
 
 	if w := r.Waiting(); len(w) != 2 || w[0].ID != "bob" || w[1].ID != "ada" {
 		t.Fatalf("waiting = %v, want bob then ada (longest waiting first)", w)
@@ -58,7 +58,7 @@ func TestRoom(t *testing.T) {
 		t.Fatalf("providers = %v", ids)
 	}
 	// When the patient leaves, another may be admitted.
-	r.Add(Member{ID: "cy", Role: RolePatient, Name: "Cy", Since: t0})
+	mustAdd(t, r, Member{ID: "cy", Role: RolePatient, Name: "Cy", Since: t0})
 	r.Remove("ada")
 	if _, err := r.Admit("doc", "cy"); err != nil {
 		t.Fatalf("admit after the first patient left: %v", err)
@@ -82,5 +82,27 @@ func TestConsultationStatus(t *testing.T) {
 	c.EndedAt = &now
 	if c.Status(now) != StatusEnded {
 		t.Fatal("want ended")
+	}
+}
+
+func mustAdd(t *testing.T, r *Room, m Member) Member {
+	t.Helper()
+	got, err := r.Add(m)
+	if err != nil {
+		t.Fatalf("add %s: %v", m.ID, err)
+	}
+	return got
+}
+
+func TestWaitingRoomIsBounded(t *testing.T) {
+	r := NewRoom()
+	for i := range MaxWaiting {
+		mustAdd(t, r, Member{ID: string(rune('a' + i)), Role: RolePatient})
+	}
+	if _, err := r.Add(Member{ID: "late", Role: RolePatient}); !errors.Is(err, ErrWaitingRoomFull) {
+		t.Fatalf("patient past the bound: %v, want ErrWaitingRoomFull", err)
+	}
+	if _, err := r.Add(Member{ID: "doc", Role: RoleProvider}); err != nil {
+		t.Fatalf("the provider must always get in: %v", err)
 	}
 }

@@ -78,7 +78,21 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /setup", a.page("setup.html"))
 	mux.HandleFunc("GET /c/{id}", a.page("call.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(o.Static)))
-	return securityHeaders(mux)
+	return securityHeaders(a.csrf(mux))
+}
+
+// csrf refuses state-changing API requests that a page on another site could make a browser send:
+// sign-in and setup as much as anything done with a session cookie. A request with an Authorization
+// header comes from a program, not a browser's ambient credentials, and is exempt.
+func (a *api) csrf(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+		if !safe && strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "" && !a.sameOrigin(r) {
+			writeError(w, http.StatusForbidden, "bad_origin", "this request must come from telemed's own pages, as JSON")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders sets the headers every response carries. The CSP allows only the server's own
@@ -146,6 +160,7 @@ var statusOfCode = map[string]int{
 	"bad_credentials": http.StatusUnauthorized,
 	"bad_token":       http.StatusForbidden,
 	"not_found":       http.StatusNotFound,
+	"busy":            http.StatusTooManyRequests,
 	"conflict":        http.StatusConflict,
 }
 
@@ -210,10 +225,6 @@ func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.
 		cookie, err := r.Cookie(SessionCookie)
 		if err != nil {
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "sign in first")
-			return
-		}
-		if r.Method != http.MethodGet && !a.sameOrigin(r) {
-			writeError(w, http.StatusForbidden, "bad_origin", "this request must come from telemed's own pages")
 			return
 		}
 		p, err := a.Service.SessionProvider(r.Context(), cookie.Value)

@@ -39,6 +39,7 @@ const (
 	CodeNotAdmitted        = "not_admitted"
 	CodeUnknownPeer        = "unknown_peer"
 	CodeRoomFull           = "room_full"
+	CodeWaitingRoomFull    = "waiting_room_full"
 	CodeBadResume          = "bad_resume"
 	CodeRateLimited        = "rate_limited"
 	CodeInternal           = "internal"
@@ -126,8 +127,9 @@ func Decode(data []byte) (Message, *Error) {
 		// A type mismatch in a known field is a bad field; anything else is bad JSON.
 		if te, ok := err.(*json.UnmarshalTypeError); ok {
 			e := protoErr(CodeBadField, "field %q has the wrong type", te.Field)
-			e.RefID = peekID(trimmed)
-			return Message{}, e
+			typ, id := peek(trimmed)
+			e.RefID = id
+			return Message{Type: typ}, e
 		}
 		return Message{}, protoErr(CodeBadJSON, "message is not valid JSON")
 	}
@@ -138,14 +140,26 @@ func Decode(data []byte) (Message, *Error) {
 	return m, nil
 }
 
-func peekID(data []byte) *int64 {
+// peek reads the type and id of a message whose other fields did not decode, so that the error can
+// refer to it and a bad join can be told from other bad input.
+func peek(data []byte) (string, *int64) {
 	var v struct {
-		ID *int64 `json:"id"`
+		Type any `json:"type"`
+		ID   any `json:"id"`
 	}
 	if json.Unmarshal(data, &v) != nil {
-		return nil
+		return "", nil
 	}
-	return v.ID
+	typ, _ := v.Type.(string)
+	if len(typ) > 32 {
+		typ = ""
+	}
+	var id *int64
+	if f, ok := v.ID.(float64); ok && f == float64(int64(f)) {
+		n := int64(f)
+		id = &n
+	}
+	return typ, id
 }
 
 func (m *Message) validate() *Error {

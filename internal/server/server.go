@@ -121,7 +121,9 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
 		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
 	})
+	// Deadlines for plain requests; net/http clears them on the WebSocket upgrade.
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	go func() {
 		var err error

@@ -6,11 +6,13 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +65,9 @@ type Options struct {
 
 // Service carries out telemed's use cases.
 type Service struct {
+	// hashing bounds the argon2id computations under way: each takes 64 MiB, so unbounded sign-in
+	// attempts would be a way to exhaust the server's memory.
+	hashing chan struct{}
 	store   store.Store
 	links   *auth.LinkSigner
 	baseURL string
@@ -98,7 +103,26 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	return &Service{store: o.Store, links: links, baseURL: strings.TrimRight(o.BaseURL, "/"),
-		now: o.Now, params: o.PasswordParams, log: o.Logger}, nil
+		now: o.Now, params: o.PasswordParams, log: o.Logger,
+		hashing: make(chan struct{}, max(2, runtime.NumCPU()))}, nil
+}
+
+var errBusy = &Error{Code: "busy", Message: "too many sign-in attempts at once; try again in a moment"}
+
+// withHashing runs f once a password-hashing slot is free, waiting a little for one.
+func (s *Service) withHashing(ctx context.Context, f func()) error {
+	t := time.NewTimer(3 * time.Second)
+	defer t.Stop()
+	select {
+	case s.hashing <- struct{}{}:
+	case <-t.C:
+		return errBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	f()
+	return nil
 }
 
 func randomHex(n int) string {
@@ -128,13 +152,16 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 	email = strings.TrimSpace(email)
 	name = strings.TrimSpace(name)
 	addr, err := mail.ParseAddress(email)
-	if err != nil || addr.Address != email {
+	if err != nil || addr.Address != email || len(email) > 254 {
 		return consult.Provider{}, userErr("bad_field", "%q is not an email address", email)
 	}
 	if name == "" || utf8.RuneCountInString(name) > 80 {
 		return consult.Provider{}, userErr("bad_field", "name must be 1 to 80 characters")
 	}
-	hash, err := auth.HashPassword(password, s.params)
+	var hash string
+	if herr := s.withHashing(ctx, func() { hash, err = auth.HashPassword(password, s.params) }); herr != nil {
+		return consult.Provider{}, herr
+	}
 	if errors.Is(err, auth.ErrWeakPassword) {
 		return consult.Provider{}, userErr("weak_password", "%s", err.Error())
 	}
@@ -179,7 +206,7 @@ func (s *Service) SetupNeeded(ctx context.Context) (bool, error) {
 // Setup creates the first provider account with the one-time setup token.
 func (s *Service) Setup(ctx context.Context, token, email, name, password string) (consult.Provider, error) {
 	want, err := s.store.Setting(ctx, settingSetupToken)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (token == "" || token != want)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1)) {
 		return consult.Provider{}, userErr("bad_token", "this setup link is not valid: run telemed serve and use the link it prints")
 	}
 	if err != nil {
@@ -212,15 +239,19 @@ var dummyHash = sync.OnceValue(func() string {
 // Login checks a provider's password and opens a session, returning its token.
 func (s *Service) Login(ctx context.Context, email, password string) (string, consult.Provider, error) {
 	p, err := s.store.ProviderByEmail(ctx, strings.TrimSpace(email))
-	if errors.Is(err, store.ErrNotFound) {
-		auth.VerifyPassword(dummyHash(), password)
-		return "", consult.Provider{}, errBadCredentials
-	}
-	if err != nil {
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", consult.Provider{}, err
 	}
-	ok, err := auth.VerifyPassword(p.PasswordHash, password)
-	if err != nil || !ok {
+	hash := p.PasswordHash
+	if !known {
+		hash = dummyHash()
+	}
+	var ok bool
+	if herr := s.withHashing(ctx, func() { ok, err = auth.VerifyPassword(hash, password) }); herr != nil {
+		return "", consult.Provider{}, herr
+	}
+	if !known || err != nil || !ok {
 		return "", consult.Provider{}, errBadCredentials
 	}
 	token, err := s.NewSession(ctx, p.ID)

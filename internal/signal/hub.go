@@ -124,11 +124,18 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		r = &room{id: t.ConsultationID, title: t.Title, providerName: t.ProviderName, state: consult.NewRoom(), members: make(map[string]*participant)}
 		h.rooms[r.id] = r
 	}
+	member, err := r.state.Add(consult.Member{ID: p.id, Role: p.role, Name: p.name, Since: now})
+	if err != nil {
+		if r.state.Len() == 0 {
+			delete(h.rooms, r.id)
+		}
+		h.mu.Unlock()
+		return nil, &protocol.Error{Code: protocol.CodeWaitingRoomFull, Message: "The waiting room is full. Please try again in a few minutes."}
+	}
 	p.room, p.conn = r, c
 	p.log = h.opts.Logger.With("consultation", r.id, "participant", p.id, "role", p.role)
 	r.members[p.id] = p
 	h.byResume[p.resume] = p
-	member := r.state.Add(consult.Member{ID: p.id, Role: p.role, Name: p.name, Since: now})
 	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)))
 	if member.Admitted() {
 		h.announceJoinedLocked(p)
