@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -38,7 +39,8 @@ type Config struct {
 	// Tracks are sent to every peer in the call.
 	Tracks []webrtc.TrackLocal
 	// DataChannels are opened towards each peer by the side that makes the first offer, so they are
-	// part of the first negotiation. The other side receives them in OnDataChannel.
+	// part of the first negotiation. The other side receives them in OnDataChannel. A side that has
+	// neither tracks nor data channels opens one labelled "telemed", so that its offer can connect.
 	DataChannels []DataChannelSpec
 	// OnTrack is called for each remote track.
 	OnTrack func(p *Peer, t *webrtc.TrackRemote, r *webrtc.RTPReceiver)
@@ -124,6 +126,8 @@ type Session struct {
 	warmDone chan struct{} // closed once warm is ready (or failed); nil when none is being made
 	welcomed chan struct{} // closed at the first welcome
 	welcome1 sync.Once
+	lastSeq  uint64 // the highest seq received; a resume asks for what came after
+	outbox   []any  // what was sent while reconnecting, sent once resumed
 	declined bool
 	closed   bool
 	lastErr  error
@@ -250,6 +254,11 @@ func (s *Session) connect(ctx context.Context, resume string) (*websocket.Conn, 
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	j := s.join
 	j.Resume = resume
+	if resume != "" {
+		s.mu.Lock()
+		j.LastSeq = s.lastSeq
+		s.mu.Unlock()
+	}
 	if err := writeJSON(ctx, ws, j); err != nil {
 		ws.CloseNow()
 		return nil, protocol.Welcome{}, fmt.Errorf("join: %w", err)
@@ -417,15 +426,24 @@ func (s *Session) notify() {
 	s.mu.Unlock()
 }
 
+// maxOutbox bounds what is kept to send while reconnecting: a renegotiation and its candidates.
+const maxOutbox = 256
+
 func (s *Session) send(ctx context.Context, m any) error {
 	s.mu.Lock()
 	ws, closed := s.ws, s.closed
+	if ws == nil && !closed {
+		// Reconnecting: keep it for the resumed connection, so a negotiation is not cut in half.
+		defer s.mu.Unlock()
+		if len(s.outbox) >= maxOutbox {
+			return errors.New("telemed: reconnecting, and too much is waiting to be sent")
+		}
+		s.outbox = append(s.outbox, m)
+		return nil
+	}
 	s.mu.Unlock()
 	if closed {
 		return ErrClosed
-	}
-	if ws == nil {
-		return errors.New("telemed: reconnecting; try again")
 	}
 	return writeJSON(ctx, ws, m)
 }
@@ -446,8 +464,9 @@ func (s *Session) Leave(ctx context.Context) error {
 	return errors.Join(err, s.Close())
 }
 
-// Close ends the session without telling the server first; the others see this participant leave when
-// the server notices. Use Leave to hang up.
+// Close ends the session: it closes the signaling connection in order, which the server takes as
+// leaving, and every peer connection. Do not call it from a callback of the session (OnDataChannel,
+// OnTrack): it waits for the session's goroutines, one of which runs those callbacks.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -534,20 +553,68 @@ func (s *Session) reconnect() *websocket.Conn {
 				return nil
 			}
 			s.ws = ws
+			out := s.outbox
+			s.outbox = nil
 			s.mu.Unlock()
 			s.applyWelcome(w)
+			for _, m := range out {
+				if err := writeJSON(s.ctx, ws, m); err != nil {
+					break // the new connection failed too; the read loop will notice
+				}
+			}
 			return ws
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
+// Client keep-alive: the server's WebSocket pings prove nothing to us when the path has died
+// silently, so the client pings too and gives the connection up after a silence.
+const (
+	pingEvery    = 20 * time.Second
+	silenceLimit = 50 * time.Second
+)
+
 func (s *Session) readConn(ws *websocket.Conn) error {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	var lastRead atomic.Int64
+	lastRead.Store(time.Now().UnixNano())
+	go func() {
+		tick := time.NewTicker(pingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if time.Since(time.Unix(0, lastRead.Load())) > silenceLimit {
+					ws.CloseNow() // the read below fails, and the session resumes
+					return
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+				writeJSON(wctx, ws, protocol.Message{Type: protocol.TypePing})
+				wcancel()
+			}
+		}
+	}()
 	for {
 		var env protocol.Envelope
-		data, err := readMessage(s.ctx, ws, &env)
+		data, err := readMessage(ctx, ws, &env)
 		if err != nil {
 			return err
+		}
+		lastRead.Store(time.Now().UnixNano())
+		if env.Seq != 0 {
+			s.mu.Lock()
+			seen := env.Seq <= s.lastSeq
+			if !seen {
+				s.lastSeq = env.Seq
+			}
+			s.mu.Unlock()
+			if seen {
+				continue
+			}
 		}
 		s.handle(env.Type, data)
 	}

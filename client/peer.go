@@ -92,8 +92,10 @@ func (p *Peer) setUpLocked() error {
 			}
 		}
 		if len(p.s.cfg.Tracks) == 0 && len(p.s.cfg.DataChannels) == 0 {
-			// Nothing would trigger negotiation: offer anyway so the peers connect.
-			go p.negotiate(false)
+			// An offer with nothing in it cannot connect: open a data channel of our own.
+			if _, err := pc.CreateDataChannel("telemed", nil); err != nil {
+				return fmt.Errorf("data channel: %w", err)
+			}
 		}
 	}
 	return nil

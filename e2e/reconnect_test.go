@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/protocol"
@@ -24,8 +26,10 @@ type proxy struct {
 
 	mu      sync.Mutex
 	conns   []net.Conn
+	clients []net.Conn // the participant's side of each connection
 	refuse  bool
 	stopped bool
+	frozen  bool // the server's side of a cut connection stays open and silent
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -60,8 +64,17 @@ func (p *proxy) serve() {
 		}
 		p.mu.Lock()
 		p.conns = append(p.conns, c, up)
+		p.clients = append(p.clients, c)
 		p.mu.Unlock()
-		go func() { io.Copy(up, c); up.Close() }()
+		go func() {
+			io.Copy(up, c)
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			if !frozen {
+				up.Close()
+			}
+		}()
 		go func() { io.Copy(c, up); c.Close() }()
 	}
 }
@@ -77,6 +90,19 @@ func (p *proxy) cut() {
 }
 
 func (p *proxy) setRefuse(v bool) { p.mu.Lock(); p.refuse = v; p.mu.Unlock() }
+
+// cutHalfOpen drops the participant's side of every connection but leaves the server's side open and
+// unread, as a network path that died silently: the server goes on writing into it for a while.
+func (p *proxy) cutHalfOpen() {
+	p.mu.Lock()
+	p.frozen = true
+	clients := p.clients
+	p.clients = nil
+	p.mu.Unlock()
+	for _, c := range clients {
+		c.Close()
+	}
+}
 
 // via rewrites a link to go through the proxy.
 func (p *proxy) via(link, base string) string {
@@ -206,5 +232,69 @@ func TestReloadLeavesAtOnce(t *testing.T) {
 	}
 	if m := second.readType(t, protocol.TypeAdmitted); m.Type != protocol.TypeAdmitted {
 		t.Fatal("reloaded patient not admitted")
+	}
+}
+
+// TestResumeReplaysWhatADeadConnectionSwallowed: the patient's network path dies silently, so the
+// server goes on writing into a dead connection. A renegotiation the provider starts meanwhile (a new
+// track, which needs an offer and an answer) must still reach the patient when it resumes: the server
+// replays what came after the last message the patient received.
+func TestResumeReplaysWhatADeadConnectionSwallowed(t *testing.T) {
+	e := startServer(t, serverOptions())
+	ctx := ctxTimeout(t, 30*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	px := newProxy(t, e.srv.Addr().String())
+
+	opened := make(chan struct{}, 1)
+	tracks := make(chan string, 4)
+	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer provider.Close()
+	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI(),
+		DataChannels:  []client.DataChannelSpec{{Label: "first"}},
+		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) { dc.OnOpen(func() { opened <- struct{}{} }) },
+		OnTrack:       func(_ *client.Peer, tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { tracks <- tr.StreamID() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer patient.Close()
+	if _, err := provider.WaitWaiting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	provider.Admit(ctx, patient.ID())
+	<-opened
+	pp, err := provider.WaitPeer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	px.cutHalfOpen()
+	// While the patient is away, the provider adds a track: its offer goes into the dead connection,
+	// which the server has not noticed is dead.
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "added-during-the-outage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pp.PC.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	sendCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for sendCtx.Err() == nil {
+			track.WriteSample(media.Sample{Data: []byte("late"), Duration: 20 * time.Millisecond})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	waitEvent(t, ctx, patient, client.EventReconnected)
+	select {
+	case id := <-tracks:
+		if id != "added-during-the-outage" {
+			t.Fatalf("got track %q", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the renegotiation started during the outage never reached the patient")
 	}
 }

@@ -84,6 +84,7 @@ type Message struct {
 	Token        string `json:"token,omitempty"`
 	Name         string `json:"name,omitempty"`
 	Resume       string `json:"resume,omitempty"`
+	LastSeq      uint64 `json:"last_seq,omitempty"` // with resume: the last seq received
 
 	// admit, decline
 	Peer string `json:"peer,omitempty"`

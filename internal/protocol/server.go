@@ -98,7 +98,9 @@ type ErrorMessage struct {
 	RefID   *int64 `json:"ref_id,omitempty"`
 }
 
-// Envelope reads only the type of a message, so a client can pick the struct to decode it into.
+// Envelope reads only the type and sequence number of a message, so a client can pick the struct to
+// decode it into and remember how far it has read.
 type Envelope struct {
 	Type string `json:"type"`
+	Seq  uint64 `json:"seq,omitempty"`
 }

@@ -44,6 +44,7 @@ type conn struct {
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame or pong
 	joined   atomic.Bool
 	closing  atomic.Bool // the server has begun closing this connection
+	pinging  atomic.Bool // a ping is waiting for its pong
 
 	// Owned by the serve goroutine.
 	p          *participant
@@ -67,10 +68,8 @@ func newConn(s *Server, ws *websocket.Conn) *conn {
 
 // Send implements Sender. It never blocks: a client too slow to drain its queue is disconnected.
 func (c *conn) Send(msg []byte) bool {
-	select {
-	case <-c.done:
-		return false
-	default:
+	if c.closing.Load() {
+		return false // what it would not write is kept for a resume
 	}
 	c.qmu.Lock()
 	if len(c.queue) >= maxSendQueue {
@@ -125,7 +124,8 @@ func (c *conn) serve(ctx context.Context) {
 			// A client that closes its socket in order (a page reload, a closed tab) has left; only
 			// a connection lost without a close frame keeps its place for the grace period.
 			if websocket.CloseStatus(readErr) != -1 && !c.closing.Load() {
-				c.srv.hub.leave(context.WithoutCancel(ctx), c.p, protocol.ReasonLeft)
+				p := c.p
+				c.srv.hub.leaveIf(context.WithoutCancel(ctx), p, protocol.ReasonLeft, func() bool { return p.conn == c })
 			} else {
 				c.srv.hub.disconnected(c.p, c)
 			}
@@ -295,12 +295,16 @@ func (c *conn) keepAliveCheck(ctx context.Context, start time.Time) bool {
 		c.close(closeGoingAway, "idle")
 		return false
 	}
-	if idle > o.PingInterval {
-		pctx, cancel := context.WithTimeout(ctx, o.PingInterval)
-		if c.ws.Ping(pctx) == nil {
-			c.lastSeen.Store(time.Now().UnixNano())
-		}
-		cancel()
+	if idle > o.PingInterval && c.pinging.CompareAndSwap(false, true) {
+		// Waiting for the pong must not hold up the next check: silence is judged by lastSeen alone.
+		go func() {
+			defer c.pinging.Store(false)
+			pctx, cancel := context.WithTimeout(ctx, o.IdleTimeout)
+			defer cancel()
+			if c.ws.Ping(pctx) == nil {
+				c.lastSeen.Store(time.Now().UnixNano())
+			}
+		}()
 	}
 	return true
 }

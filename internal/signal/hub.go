@@ -102,7 +102,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		}
 	}
 	if m.Resume != "" {
-		return h.resume(c, t, m.Resume)
+		return h.resume(c, t, m.Resume, m.LastSeq)
 	}
 	name := m.Name
 	if t.Role == consult.RoleProvider {
@@ -136,7 +136,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	p.log = h.opts.Logger.With("consultation", r.id, "participant", p.id, "role", p.role)
 	r.members[p.id] = p
 	h.byResume[p.resume] = p
-	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)))
+	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)), 0)
 	if member.Admitted() {
 		h.announceJoinedLocked(p)
 	} else {
@@ -157,11 +157,11 @@ func stateOf(m consult.Member) string {
 	return protocol.StateWaiting
 }
 
-func (h *hub) resume(c *conn, t Ticket, secret string) (*participant, *protocol.Error) {
+func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*participant, *protocol.Error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.byResume[secret]
-	if p == nil || p.room.id != t.ConsultationID || p.role != t.Role {
+	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role {
 		return nil, &protocol.Error{Code: protocol.CodeBadResume, Message: "Your earlier place in this consultation has expired. Join again."}
 	}
 	if p.grace != nil {
@@ -174,7 +174,7 @@ func (h *hub) resume(c *conn, t Ticket, secret string) (*participant, *protocol.
 		// The old socket has not noticed it is dead yet; it must not take the place down with it.
 		old.close(closePolicy, "replaced by a newer connection")
 	}
-	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)))
+	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)), lastSeq)
 	p.log.Info("resumed")
 	return p, nil
 }
@@ -313,10 +313,16 @@ func (h *hub) relay(p *participant, m protocol.Message) *protocol.Error {
 
 // leave takes p out of its consultation for good.
 func (h *hub) leave(ctx context.Context, p *participant, reason string) {
+	h.leaveIf(ctx, p, reason, nil)
+}
+
+// leaveIf is leave if cond, checked under the lock, still holds: a resume may have come in between
+// deciding to leave and leaving.
+func (h *hub) leaveIf(ctx context.Context, p *participant, reason string, cond func() bool) {
 	h.mu.Lock()
-	if p.room.members[p.id] != p {
+	if p.room.members[p.id] != p || (cond != nil && !cond()) {
 		h.mu.Unlock()
-		return // already gone
+		return // already gone, or back
 	}
 	r := p.room
 	m, _ := r.state.Member(p.id)
@@ -362,12 +368,7 @@ func (h *hub) disconnected(p *participant, c *conn) {
 	h.router.Detach(p.id, c)
 	p.log.Info("connection lost; keeping the place", "grace", h.opts.ResumeGrace)
 	p.grace = time.AfterFunc(h.opts.ResumeGrace, func() {
-		h.mu.Lock()
-		stillAway := p.conn == nil && p.room.members[p.id] == p
-		h.mu.Unlock()
-		if stillAway {
-			h.leave(context.Background(), p, protocol.ReasonDisconnected)
-		}
+		h.leaveIf(context.Background(), p, protocol.ReasonDisconnected, func() bool { return p.conn == nil })
 	})
 }
 

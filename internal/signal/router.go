@@ -3,7 +3,10 @@
 // members (docs/signaling.md). Media never passes through it.
 package signal
 
-import "sync"
+import (
+	"strconv"
+	"sync"
+)
 
 // Sender is a live connection that can take an encoded message without blocking.
 type Sender interface {
@@ -14,22 +17,26 @@ type Sender interface {
 // Router carries encoded messages to participants wherever their connection is. The hub reaches
 // participants only through it, so a Router shared between nodes (over Redis, say) lets participants of
 // one consultation connect to different nodes.
+//
+// Every message to a participant gets the next number of that participant's sequence ("seq"), and the
+// latest are kept: a participant that resumes says the last number it received and gets what came
+// after, including what was written into a connection that had died before the server noticed.
 type Router interface {
-	// Attach binds a participant to its live connection, sends first, then whatever was queued while
-	// it was away.
-	Attach(participantID string, s Sender, first []byte)
+	// Attach binds a participant to its live connection, sends first (unnumbered), then the kept
+	// messages numbered above after.
+	Attach(participantID string, s Sender, first []byte, after uint64)
 	// Detach marks a participant's connection lost if s is still its connection; messages for it are
-	// queued until it attaches again or is forgotten.
+	// kept until it attaches again or is forgotten.
 	Detach(participantID string, s Sender)
-	// Send delivers msg to a participant, or queues it while the participant is detached.
+	// Send numbers msg, keeps it, and delivers it if the participant is connected.
 	Send(participantID string, msg []byte)
-	// Forget drops a participant and anything queued for it.
+	// Forget drops a participant and what was kept for it.
 	Forget(participantID string)
 }
 
-// maxQueued bounds what is kept for a participant while its connection is down: enough for a
-// renegotiation and its candidates, not an unbounded memory sink.
-const maxQueued = 256
+// kept bounds what is kept for each participant: enough for a renegotiation and its candidates
+// during a network blip, not an unbounded memory sink.
+const kept = 128
 
 // LocalRouter is the Router of a single node.
 type LocalRouter struct {
@@ -37,16 +44,33 @@ type LocalRouter struct {
 	boxes map[string]*mailbox
 }
 
+type numbered struct {
+	seq uint64
+	msg []byte
+}
+
 type mailbox struct {
 	sender Sender
-	queue  [][]byte
+	seq    uint64
+	recent []numbered // the last `kept` messages, oldest first
 }
 
 // NewLocalRouter returns an empty LocalRouter.
 func NewLocalRouter() *LocalRouter { return &LocalRouter{boxes: make(map[string]*mailbox)} }
 
+// withSeq puts "seq":n first in an encoded JSON object.
+func withSeq(n uint64, msg []byte) []byte {
+	out := make([]byte, 0, len(msg)+24)
+	out = append(out, `{"seq":`...)
+	out = strconv.AppendUint(out, n, 10)
+	if len(msg) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, msg[1:]...)
+}
+
 // Attach implements Router.
-func (r *LocalRouter) Attach(id string, s Sender, first []byte) {
+func (r *LocalRouter) Attach(id string, s Sender, first []byte, after uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.boxes[id]
@@ -56,10 +80,11 @@ func (r *LocalRouter) Attach(id string, s Sender, first []byte) {
 	}
 	b.sender = s
 	s.Send(first)
-	for _, m := range b.queue {
-		s.Send(m)
+	for _, m := range b.recent {
+		if m.seq > after {
+			s.Send(m.msg)
+		}
 	}
-	b.queue = nil
 }
 
 // Detach implements Router.
@@ -76,12 +101,18 @@ func (r *LocalRouter) Send(id string, msg []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.boxes[id]
-	switch {
-	case b == nil:
-	case b.sender != nil:
-		b.sender.Send(msg)
-	case len(b.queue) < maxQueued:
-		b.queue = append(b.queue, msg)
+	if b == nil {
+		return
+	}
+	b.seq++
+	m := numbered{b.seq, withSeq(b.seq, msg)}
+	if len(b.recent) == kept {
+		copy(b.recent, b.recent[1:])
+		b.recent = b.recent[:kept-1]
+	}
+	b.recent = append(b.recent, m)
+	if b.sender != nil && !b.sender.Send(m.msg) {
+		b.sender = nil // the connection is closing: keep the rest for a resume
 	}
 }
 

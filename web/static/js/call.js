@@ -35,6 +35,11 @@ const FATAL_TEXT = {
     'This consultation has ended. If you still need to be seen, please contact your clinic.',
     'This consultation has ended. You can start a new one from your dashboard.',
   ],
+  waiting_room_full: [
+    'The waiting room is full',
+    'Too many people are waiting for this consultation right now. Please try again in a few minutes.',
+    'Too many people are waiting for this consultation right now.',
+  ],
   unsupported_version: [
     'Please reload the page',
     'This page is out of date. Reload the page to continue.',

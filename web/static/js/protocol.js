@@ -12,6 +12,7 @@ export const FATAL_CODES = new Set([
   'wrong_consultation',
   'consultation_ended',
   'unsupported_version',
+  'waiting_room_full',
 ]);
 
 // Every server message type this client understands; each becomes an event.
@@ -90,6 +91,8 @@ export class SignalingClient extends EventTarget {
   #closeReason = null;
   #fatalError = null;
   #resume = null;
+  // The highest `seq` received. A resume sends it, and the server replays what came after.
+  #lastSeq = 0;
   #sentResume = false;
   #welcomed = false;
   #attempt = 0;
@@ -212,7 +215,12 @@ export class SignalingClient extends EventTarget {
       name: this.name,
     };
     this.#sentResume = Boolean(this.#resume);
-    if (this.#resume) join.resume = this.#resume;
+    if (this.#resume) {
+      join.resume = this.#resume;
+      join.last_seq = this.#lastSeq;
+    } else {
+      this.#lastSeq = 0; // a new participant: its sequence starts afresh
+    }
     this.#joinId = ++this.#nextId;
     join.id = this.#joinId;
     ws.send(JSON.stringify(join));
@@ -229,6 +237,10 @@ export class SignalingClient extends EventTarget {
       return;
     }
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    if (typeof msg.seq === 'number') {
+      if (msg.seq <= this.#lastSeq) return; // already handled before a resume
+      this.#lastSeq = msg.seq;
+    }
 
     this.#emit('message', msg);
 
