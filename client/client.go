@@ -90,6 +90,7 @@ const (
 	EventError                              // the server reported an error
 	EventReconnecting                       // the signaling connection dropped; resuming
 	EventReconnected                        // the signaling connection is back
+	EventRejoined                           // the place was gone (a server restart): joined afresh, with a new id
 	EventClosed                             // the session is over
 )
 
@@ -358,8 +359,11 @@ func (s *Session) Peers() []*Peer {
 
 // WaitAdmitted blocks until this participant is in the call.
 func (s *Session) WaitAdmitted(ctx context.Context) error {
+	s.mu.Lock()
+	admitted := s.admitted
+	s.mu.Unlock()
 	select {
-	case <-s.admitted:
+	case <-admitted:
 		return nil
 	case <-s.done:
 		s.mu.Lock()
@@ -536,14 +540,24 @@ func (s *Session) reconnect() *websocket.Conn {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 		ws, w, err := s.connect(ctx, s.Welcome().Resume)
-		cancel()
+		fresh := false
 		var se *Error
+		if errors.As(err, &se) && se.Code == protocol.CodeBadResume {
+			// Our place is gone (the server restarted, or we were away too long): join afresh,
+			// as the protocol says, rather than end the session.
+			ws, w, err = s.connect(ctx, "")
+			fresh = err == nil
+		}
+		cancel()
 		if errors.As(err, &se) {
-			// The server has given our place away (bad_resume) or refuses us: nothing to resume.
+			// The server refuses us (the link expired, the consultation ended): nothing to rejoin.
 			s.mu.Lock()
 			s.lastErr = se
 			s.mu.Unlock()
 			return nil
+		}
+		if err == nil && fresh {
+			s.restart()
 		}
 		if err == nil {
 			s.mu.Lock()
@@ -566,6 +580,26 @@ func (s *Session) reconnect() *websocket.Conn {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// restart forgets the participant this session was, before the welcome of a fresh join is applied:
+// its peer connections, its sequence, what waited to be sent, and its admission.
+func (s *Session) restart() {
+	s.mu.Lock()
+	old := s.peers
+	s.peers = make(map[string]*Peer)
+	s.lastSeq = 0
+	s.outbox = nil
+	if s.state == protocol.StateAdmitted {
+		s.state = ""
+		s.admitted = make(chan struct{})
+	}
+	s.mu.Unlock()
+	for _, p := range old {
+		p.PC.Close()
+		s.emit(Event{Type: EventPeerLeft, Peer: p, Reason: "rejoined"})
+	}
+	s.emit(Event{Type: EventRejoined})
 }
 
 // Client keep-alive: the server's WebSocket pings prove nothing to us when the path has died
@@ -693,9 +727,11 @@ func (s *Session) setAdmitted(peers []protocol.Peer) {
 	s.mu.Lock()
 	first := s.state != protocol.StateAdmitted
 	s.state = protocol.StateAdmitted
-	s.mu.Unlock()
 	if first {
 		close(s.admitted)
+	}
+	s.mu.Unlock()
+	if first {
 		s.emit(Event{Type: EventAdmitted})
 	}
 	for _, pp := range peers {

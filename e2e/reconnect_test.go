@@ -191,12 +191,11 @@ func TestReconnectResumesPlace(t *testing.T) {
 	if left.Peer.ID != id || left.Reason != protocol.ReasonDisconnected {
 		t.Fatalf("peer_left = %+v, want the patient, disconnected", left)
 	}
-	// When the patient's network returns, its old place is gone: the client says so rather than hang.
+	// When the patient's network returns, its old place is gone: the client joins afresh and waits.
 	px.setRefuse(false)
-	closed := waitEvent(t, ctx, patient, client.EventClosed)
-	var ce *client.Error
-	if ce, _ = closed.Err.(*client.Error); ce == nil || ce.Code != protocol.CodeBadResume {
-		t.Fatalf("client closed with %v, want bad_resume", closed.Err)
+	waitEvent(t, ctx, patient, client.EventRejoined)
+	if patient.ID() == id || patient.Welcome().State != protocol.StateWaiting {
+		t.Fatalf("after the outage: id %s (was %s), state %s; want a new id in the waiting room", patient.ID(), id, patient.Welcome().State)
 	}
 }
 
@@ -296,5 +295,48 @@ func TestResumeReplaysWhatADeadConnectionSwallowed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the renegotiation started during the outage never reached the patient")
+	}
+}
+
+// TestRejoinWhenPlaceIsGone: the client was away past the grace period (as after a server restart),
+// so its place is gone (bad_resume). The client joins afresh, as the protocol says, and the provider
+// can admit it again.
+func TestRejoinWhenPlaceIsGone(t *testing.T) {
+	e := startServer(t, server.Options{Signal: signal.Options{ResumeGrace: 300 * time.Millisecond}})
+	ctx := ctxTimeout(t, 30*time.Second)
+	c := e.newConsultation(t, time.Hour)
+	px := newProxy(t, e.srv.Addr().String())
+	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer provider.Close()
+	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer patient.Close()
+	first := patient.ID()
+
+	// The patient is away longer than the grace period: its place is given up.
+	px.setRefuse(true)
+	px.cut()
+	waitEvent(t, ctx, patient, client.EventReconnecting)
+	time.Sleep(time.Second)
+	px.setRefuse(false)
+	waitEvent(t, ctx, patient, client.EventRejoined)
+	if patient.ID() == first || patient.Welcome().State != protocol.StateWaiting {
+		t.Fatalf("after rejoining: id %s (was %s), state %s; want a new id, waiting", patient.ID(), first, patient.Welcome().State)
+	}
+	w, err := provider.WaitWaiting(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider.Admit(ctx, w[len(w)-1].ID)
+	if err := patient.WaitAdmitted(ctx); err != nil {
+		t.Fatalf("rejoined patient not admitted: %v", err)
+	}
+	if _, err := patient.WaitPeer(ctx); err != nil {
+		t.Fatalf("rejoined patient did not connect: %v", err)
 	}
 }
