@@ -2,19 +2,17 @@ package bench
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"sort"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/loopback"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/service"
 )
@@ -65,23 +63,8 @@ func (e *env) newConsultation(tb testing.TB) service.ConsultationView {
 	return v
 }
 
-// loopbackAPI returns a pion API whose peers gather only IPv4 loopback candidates, without mDNS (the
-// settings of e2e's loopbackAPI): calls stay on this machine and do not depend on its other interfaces.
-// Unlike e2e's, it discards pion's log, whose lines (an error when a data channel is closed while the
-// other side still opens it) would break up the benchmark's output.
-func loopbackAPI() *webrtc.API {
-	var se webrtc.SettingEngine
-	se.LoggerFactory = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		panic(err)
-	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
-}
+// loopbackAPI is a pion API on loopback only, with pion's log discarded.
+func loopbackAPI() *webrtc.API { return loopback.API(true) }
 
 // ms converts a duration to milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

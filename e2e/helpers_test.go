@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/loopback"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/service"
 )
@@ -77,20 +77,8 @@ func (e *env) newConsultation(t testing.TB, ttl time.Duration) service.Consultat
 	return v
 }
 
-// loopbackAPI returns a pion API whose peers gather only loopback candidates, without mDNS: calls stay
-// on this machine and do not depend on its other interfaces.
-func loopbackAPI() *webrtc.API {
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		panic(err)
-	}
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m))
-}
+// loopbackAPI is a pion API on loopback only: calls stay on this machine.
+func loopbackAPI() *webrtc.API { return loopback.API(false) }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
