@@ -160,11 +160,7 @@ func TestAPI(t *testing.T) {
 
 	// Ending a consultation disconnects who is in it, and its links stop working.
 	ctx := ctxTimeout(t, 20*time.Second)
-	patient, err := client.Join(ctx, client.Config{Link: created.JoinURL, Name: "Ada", API: loopbackAPI(), NoReconnect: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer patient.Close()
+	patient := mustJoin(t, ctx, client.Config{Link: created.JoinURL, Name: "Ada", NoReconnect: true})
 	var ended service.ConsultationView
 	if resp := a.do("POST", "/api/v1/consultations/"+created.ID+"/end", "", nil, &ended); resp.StatusCode != 200 || ended.Status != "ended" {
 		t.Fatalf("end: %d %+v", resp.StatusCode, ended)

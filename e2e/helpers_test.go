@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/loopback"
@@ -84,4 +85,19 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// mustJoin joins a Go client (on loopback unless cfg says otherwise), failing the test if it cannot,
+// and closes it when the test ends.
+func mustJoin(t testing.TB, ctx context.Context, cfg client.Config) *client.Session {
+	t.Helper()
+	if cfg.API == nil {
+		cfg.API = loopbackAPI()
+	}
+	s, err := client.Join(ctx, cfg)
+	if err != nil {
+		t.Fatalf("join %s: %v", cfg.Link, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -21,16 +21,8 @@ func TestDecline(t *testing.T) {
 	e := startServer(t, serverOptions())
 	ctx := ctxTimeout(t, 20*time.Second)
 	c := e.newConsultation(t, time.Hour)
-	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer provider.Close()
-	patient, err := client.Join(ctx, client.Config{Link: c.JoinURL, Name: "Unexpected", API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer patient.Close()
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL})
+	patient := mustJoin(t, ctx, client.Config{Link: c.JoinURL, Name: "Unexpected"})
 	if _, err := provider.WaitWaiting(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -117,24 +117,16 @@ func TestReconnectResumesPlace(t *testing.T) {
 
 	echoes := make(chan string, 8)
 	opened := make(chan *webrtc.DataChannel, 1)
-	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI(),
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL,
 		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
 			dc.OnMessage(func(m webrtc.DataChannelMessage) { dc.SendText("echo " + string(m.Data)) })
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer provider.Close()
-	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI(),
+	patient := mustJoin(t, ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada",
 		DataChannels: []client.DataChannelSpec{{Label: "check"}},
 		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
 			dc.OnOpen(func() { opened <- dc })
 			dc.OnMessage(func(m webrtc.DataChannelMessage) { echoes <- string(m.Data) })
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer patient.Close()
 	if _, err := provider.WaitWaiting(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -205,11 +197,7 @@ func TestReloadLeavesAtOnce(t *testing.T) {
 	e := startServer(t, serverOptions()) // the default 30 s grace
 	ctx := ctxTimeout(t, 20*time.Second)
 	c := e.newConsultation(t, time.Hour)
-	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer provider.Close()
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL})
 
 	first := dialRaw(t, ctx, e)
 	w := first.join(t, c.JoinURL, "Ada")
@@ -246,19 +234,11 @@ func TestResumeReplaysWhatADeadConnectionSwallowed(t *testing.T) {
 
 	opened := make(chan struct{}, 1)
 	tracks := make(chan string, 4)
-	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer provider.Close()
-	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI(),
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL})
+	patient := mustJoin(t, ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada",
 		DataChannels:  []client.DataChannelSpec{{Label: "first"}},
 		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) { dc.OnOpen(func() { opened <- struct{}{} }) },
 		OnTrack:       func(_ *client.Peer, tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { tracks <- tr.StreamID() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer patient.Close()
 	if _, err := provider.WaitWaiting(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -306,16 +286,8 @@ func TestRejoinWhenPlaceIsGone(t *testing.T) {
 	ctx := ctxTimeout(t, 30*time.Second)
 	c := e.newConsultation(t, time.Hour)
 	px := newProxy(t, e.srv.Addr().String())
-	provider, err := client.Join(ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer provider.Close()
-	patient, err := client.Join(ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada", API: loopbackAPI()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer patient.Close()
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL})
+	patient := mustJoin(t, ctx, client.Config{Link: px.via(c.JoinURL, e.srv.BaseURL()), Name: "Ada"})
 	first := patient.ID()
 
 	// The patient is away longer than the grace period: its place is given up.
