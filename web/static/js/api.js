@@ -37,7 +37,10 @@ export async function api(method, path, body) {
     throw new ApiError(
       res.status,
       (e && e.code) || `http_${res.status}`,
-      (e && e.message) || `Something went wrong (HTTP ${res.status}). Please try again.`,
+      // The API's messages read as the tail of a sentence (the command line prefixes them);
+      // on a page they start one.
+      (e && e.message && e.message[0].toUpperCase() + e.message.slice(1))
+        || `Something went wrong (HTTP ${res.status}). Please try again.`,
     );
   }
   return data;
