@@ -1,0 +1,330 @@
+// Package turn is telemed's embedded STUN/TURN server: pion/turn behind telemed's rules. It accepts
+// time-limited TURN REST credentials (the form coturn's use-auth-secret accepts), checks a credential's
+// expiry when an allocation is created and not on its refreshes (so a long consultation keeps its relay),
+// refuses to relay to special-purpose address ranges on every listener, caps allocations per user, and
+// counts what it relays and refuses.
+package turn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/reuseport"
+	pionturn "github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults.
+const (
+	DefaultRealm     = "telemed"
+	DefaultUserQuota = 10
+	DefaultMinPort   = 49152
+	DefaultMaxPort   = 65535
+)
+
+// Options configure a Server. Zero values take the documented defaults.
+type Options struct {
+	// Addr is the UDP and TCP address to listen on, host:port. Port 0 picks a free port (tests).
+	Addr string
+	// TLSAddr, with TLSConfig, adds a TURN-over-TLS listener. Port 0 picks a free port.
+	TLSAddr   string
+	TLSConfig *tls.Config
+	// RelayIP is the address relayed candidates carry: the server's public IP. Required.
+	RelayIP netip.Addr
+	// RelayBind is the local address relay sockets bind to. Default: Addr's host.
+	RelayBind string
+	// MinPort and MaxPort bound the relay ports. Default 49152-65535.
+	MinPort, MaxPort uint16
+	// Secret is the TURN REST shared secret. Required.
+	Secret []byte
+	// Realm is the STUN realm. Default "telemed".
+	Realm string
+	// Filter decides which peers may be relayed to. The zero value is the safe default.
+	Filter PeerFilter
+	// UserQuota caps one user's active allocations. Default 10; negative means no cap.
+	UserQuota int
+	// AllocationLifetime is the lifetime granted when a client does not ask for one. Default
+	// 10 minutes (pion's default). Tests shorten it to see refreshes happen.
+	AllocationLifetime time.Duration
+	// UDPSockets is how many UDP sockets share the port (SO_REUSEPORT), each served by its own
+	// goroutine. Default: GOMAXPROCS.
+	UDPSockets int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives refusals and lifecycle lines. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics. Nil: none registered.
+	Registerer prometheus.Registerer
+}
+
+// Errors from Start.
+var (
+	ErrNoSecret  = errors.New("turn: a shared secret is required")
+	ErrNoRelayIP = errors.New("turn: a relay IP address is required")
+)
+
+// Server is a running STUN/TURN server.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	secret  []byte
+	filter  *PeerFilter
+	relayIP netip.Addr
+	pion    *pionturn.Server
+	metrics *metrics
+	stats   stats
+
+	udpAddr, tcpAddr, tlsAddr net.Addr
+
+	mu    sync.Mutex
+	users map[string]int // active allocations per user
+}
+
+// Start listens and serves until Close.
+func Start(o Options) (*Server, error) {
+	if len(o.Secret) == 0 {
+		return nil, ErrNoSecret
+	}
+	if !o.RelayIP.IsValid() {
+		return nil, ErrNoRelayIP
+	}
+	if o.Realm == "" {
+		o.Realm = DefaultRealm
+	}
+	if o.UserQuota == 0 {
+		o.UserQuota = DefaultUserQuota
+	}
+	if o.MinPort == 0 && o.MaxPort == 0 {
+		o.MinPort, o.MaxPort = DefaultMinPort, DefaultMaxPort
+	}
+	if o.MinPort == 0 || o.MaxPort < o.MinPort {
+		return nil, fmt.Errorf("turn: relay ports %d-%d: want MIN-MAX with 0 < MIN <= MAX", o.MinPort, o.MaxPort)
+	}
+	if o.UDPSockets <= 0 {
+		o.UDPSockets = runtime.GOMAXPROCS(0)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("turn: address %q: %w", o.Addr, err)
+	}
+	if o.RelayBind == "" {
+		o.RelayBind = host
+		if o.RelayBind == "" {
+			o.RelayBind = "0.0.0.0"
+		}
+	}
+	s := &Server{opts: o, log: o.Logger, secret: o.Secret, filter: &o.Filter, relayIP: o.RelayIP.Unmap(),
+		users: map[string]int{}}
+	if s.metrics, err = newMetrics(s, o.Registerer); err != nil {
+		return nil, fmt.Errorf("turn: metrics: %w", err)
+	}
+
+	udp, tcp, err := listenPair(o.Addr, o.UDPSockets)
+	if err != nil {
+		return nil, fmt.Errorf("turn: listen on %s: %w", o.Addr, err)
+	}
+	var tlsLn net.Listener
+	if o.TLSConfig != nil {
+		ln, err := net.Listen("tcp", o.TLSAddr)
+		if err != nil {
+			closeAll(udp, tcp)
+			return nil, fmt.Errorf("turn: listen on %s (TLS): %w", o.TLSAddr, err)
+		}
+		tlsLn = tls.NewListener(ln, o.TLSConfig)
+		s.tlsAddr = ln.Addr()
+	}
+	s.udpAddr, s.tcpAddr = udp[0].LocalAddr(), tcp.Addr()
+
+	g := &guard{s: s}
+	relay := func() *relayGenerator {
+		return &relayGenerator{s: s, RelayAddressGeneratorPortRange: &pionturn.RelayAddressGeneratorPortRange{
+			RelayAddress: net.IP(s.relayIP.AsSlice()), Address: o.RelayBind, MinPort: o.MinPort, MaxPort: o.MaxPort,
+		}}
+	}
+	permit := func(client net.Addr, peer net.IP) bool { return s.filter.Check(peer) == nil }
+	cfg := pionturn.ServerConfig{
+		LoggerFactory:      pionLogger{log: s.log.With("component", "turn")},
+		Realm:              o.Realm,
+		AuthHandler:        s.authenticate,
+		QuotaHandler:       s.withinQuota,
+		EventHandler:       s.events(),
+		AllocationLifetime: o.AllocationLifetime,
+	}
+	for _, c := range udp {
+		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pionturn.PacketConnConfig{
+			PacketConn: &guardedPacketConn{PacketConn: c, g: g}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	}
+	idle := o.AllocationLifetime
+	if idle == 0 {
+		idle = 10 * time.Minute
+	}
+	idle += time.Minute
+	cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
+		Listener: &guardedListener{Listener: tcp, g: g, transport: "tcp", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	if tlsLn != nil {
+		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
+			Listener: &guardedListener{Listener: tlsLn, g: g, transport: "tls", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	}
+	s.pion, err = pionturn.NewServer(cfg)
+	if err != nil {
+		closeAll(udp, tcp)
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	return s, nil
+}
+
+// listenPair opens n UDP sockets sharing one port and a TCP listener on the same port. With port 0
+// it retries until it finds a port free for both.
+func listenPair(addr string, n int) ([]net.PacketConn, net.Listener, error) {
+	lc := net.ListenConfig{Control: reuseport.Control}
+	var lastErr error
+	for try := 0; try < 10; try++ {
+		first, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		setBuffers(first)
+		conns := []net.PacketConn{first}
+		bound := first.LocalAddr().String()
+		for len(conns) < n {
+			c, err := lc.ListenPacket(context.Background(), "udp", bound)
+			if err != nil {
+				closeAll(conns, nil)
+				return nil, nil, err
+			}
+			setBuffers(c)
+			conns = append(conns, c)
+		}
+		tcp, err := net.Listen("tcp", bound)
+		if err == nil {
+			return conns, tcp, nil
+		}
+		closeAll(conns, nil)
+		lastErr = err
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	return nil, nil, lastErr
+}
+
+func closeAll(conns []net.PacketConn, ln net.Listener) {
+	for _, c := range conns {
+		c.Close()
+	}
+	if ln != nil {
+		ln.Close()
+	}
+}
+
+// Close stops the listeners and ends every allocation.
+func (s *Server) Close() error { return s.pion.Close() }
+
+// UDPAddr, TCPAddr and TLSAddr are the addresses the server listens on; TLSAddr is nil without TLS.
+func (s *Server) UDPAddr() net.Addr { return s.udpAddr }
+
+// TCPAddr is the TCP listener's address.
+func (s *Server) TCPAddr() net.Addr { return s.tcpAddr }
+
+// TLSAddr is the TLS listener's address, or nil.
+func (s *Server) TLSAddr() net.Addr { return s.tlsAddr }
+
+// RelayIP is the address relayed candidates carry.
+func (s *Server) RelayIP() netip.Addr { return s.relayIP }
+
+// Allocations is the number of active allocations.
+func (s *Server) Allocations() int { return int(s.stats.allocations.Load()) }
+
+// authenticate checks a TURN REST credential. Its expiry counts only for Allocate: refreshes,
+// permissions and channel bindings of an allocation made in time go on after the credential expires,
+// as coturn does, so a consultation longer than the credential's lifetime keeps its relay.
+func (s *Server) authenticate(ra *pionturn.RequestAttributes) (string, []byte, bool) {
+	expires, user, err := ParseUsername(ra.Username)
+	if err != nil {
+		s.refuse(reasonBadCredential, "refused a malformed TURN username", "client", ra.SrcAddr.String(), "err", err)
+		return "", nil, false
+	}
+	if ra.Method == stun.MethodAllocate && s.opts.Now().After(expires) {
+		s.refuse(reasonExpired, "refused an expired TURN credential", "user", user, "client", ra.SrcAddr.String(),
+			"expired", expires.UTC().Format(time.RFC3339))
+		return "", nil, false
+	}
+	return user, pionturn.GenerateAuthKey(ra.Username, ra.Realm, restPassword(s.secret, ra.Username)), true
+}
+
+func (s *Server) withinQuota(user, _ string, src net.Addr) bool {
+	if s.opts.UserQuota < 0 {
+		return true
+	}
+	s.mu.Lock()
+	n := s.users[user]
+	s.mu.Unlock()
+	if n >= s.opts.UserQuota {
+		s.refuse(reasonQuota, "refused an allocation over the user's quota", "user", user, "client", src.String(),
+			"allocations", n, "quota", s.opts.UserQuota)
+		return false
+	}
+	return true
+}
+
+func (s *Server) events() pionturn.EventHandler {
+	return pionturn.EventHandler{
+		OnAuth: func(src, _ net.Addr, proto, username, _, method string, ok bool) {
+			if !ok {
+				s.refuse(reasonBadCredential, "refused a TURN request with a wrong password", "username", username,
+					"client", src.String(), "transport", proto, "method", method)
+			}
+		},
+		OnAllocationCreated: func(src, _ net.Addr, proto, user, _ string, relay net.Addr, _ int) {
+			s.stats.allocations.Add(1)
+			s.mu.Lock()
+			s.users[user]++
+			s.mu.Unlock()
+			s.log.Debug("turn: allocation created", "user", user, "client", src.String(), "transport", proto, "relay", relay.String())
+		},
+		OnAllocationDeleted: func(src, _ net.Addr, proto, user, _ string) {
+			s.stats.allocations.Add(-1)
+			s.mu.Lock()
+			if s.users[user]--; s.users[user] <= 0 {
+				delete(s.users, user)
+			}
+			s.mu.Unlock()
+			s.log.Debug("turn: allocation ended", "user", user, "client", src.String(), "transport", proto)
+		},
+	}
+}
+
+// refuse logs a refusal and counts it.
+func (s *Server) refuse(reason, msg string, args ...any) {
+	s.metrics.refusals.WithLabelValues(reason).Inc()
+	s.log.Warn("turn: "+msg, append([]any{"reason", reason}, args...)...)
+}
+
+// Port is the port of addr, or 0.
+func Port(addr net.Addr) int {
+	if addr == nil {
+		return 0
+	}
+	_, p, _ := net.SplitHostPort(addr.String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
