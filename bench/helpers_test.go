@@ -34,6 +34,9 @@ func startServer(tb testing.TB) *env {
 	tb.Helper()
 	cfg := config.DefaultServe()
 	cfg.HTTPAddr = "127.0.0.1:0"
+	// These benchmarks measure signaling against pion peers signaled in-process, which gather no
+	// relay candidates; bench/turn.sh measures the relay.
+	cfg.TURN = false
 	// Not tb.TempDir: its name comes from the benchmark's, which may hold a '#' (a repeated
 	// sub-benchmark name), and the store's database URI does not escape one.
 	dir, err := os.MkdirTemp("", "telemed-bench-")

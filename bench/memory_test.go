@@ -76,7 +76,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	serve := exec.CommandContext(ctx, bin, "serve", "--http", addr, "--data", data)
+	serve := exec.CommandContext(ctx, bin, "serve", "--http", addr, "--turn-addr", "127.0.0.1:0", "--data", data)
 	serve.Env = append(os.Environ(), "GOTRACEBACK=all")
 	serve.Stderr = logFile
 	stdout, err := serve.StdoutPipe()

@@ -55,9 +55,20 @@ func startServerWithoutProvider(t testing.TB) *server.Server {
 
 func startServerWith(t testing.TB, o server.Options) *server.Server {
 	t.Helper()
+	return startServerConfig(t, nil, o)
+}
+
+// startServerConfig starts a server whose configuration configure may change from the tests'
+// defaults: loopback ports chosen by the system, the embedded TURN on a free port.
+func startServerConfig(t testing.TB, configure func(*config.Serve), o server.Options) *server.Server {
+	t.Helper()
 	cfg := config.DefaultServe()
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.TURNAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
+	if configure != nil {
+		configure(&cfg)
+	}
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}

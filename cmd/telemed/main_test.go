@@ -80,7 +80,7 @@ func TestCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0"}, nil, &stdout, &stderr) }()
+	go func() { done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0"}, nil, &stdout, &stderr) }()
 	var base string
 	re := regexp.MustCompile(`telemed is running at (http://127\.0\.0\.1:\d+)`)
 	for deadline := time.Now().Add(10 * time.Second); base == ""; {
@@ -131,7 +131,7 @@ func TestServeFirstRunPrintsSetupLink(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--data", t.TempDir()}, nil, &stdout, &stderr)
+		done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0", "--data", t.TempDir()}, nil, &stdout, &stderr)
 	}()
 	re := regexp.MustCompile(`open (http://127\.0\.0\.1:\d+/setup#t=[0-9a-f]{32})`)
 	for deadline := time.Now().Add(10 * time.Second); !re.MatchString(stdout.String()); {

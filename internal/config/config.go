@@ -7,16 +7,24 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Defaults.
 const (
-	DefaultHTTPAddr = "127.0.0.1:8080"
-	DefaultDataDir  = "./telemed-data"
+	DefaultHTTPAddr          = "127.0.0.1:8080"
+	DefaultDataDir           = "./telemed-data"
+	DefaultTURNAddr          = "0.0.0.0:3478"
+	DefaultTURNTLSAddr       = "0.0.0.0:5349"
+	DefaultTURNRelayPorts    = "49152-65535"
+	DefaultTURNUserQuota     = 10
+	DefaultTURNCredentialTTL = 12 * time.Hour
 )
 
 // Serve configures `telemed serve`.
@@ -28,11 +36,28 @@ type Serve struct {
 	TLSKey         string   // --tls-key: private key file (PEM)
 	LogLevel       string   // --log-level: debug, info, warn, error
 	AllowedOrigins []string // --allowed-origin: extra origins whose pages may use the API (repeatable)
+
+	TURN               bool          // --turn: run the embedded STUN/TURN server
+	TURNAddr           string        // --turn-addr: UDP and TCP address of STUN/TURN
+	TURNTLSAddr        string        // --turn-tls-addr: TURN over TLS, when a certificate is configured
+	TURNTLSCert        string        // --turn-tls-cert: certificate for TURN over TLS (default: --tls-cert)
+	TURNTLSKey         string        // --turn-tls-key: its key (default: --tls-key)
+	TURNPublicIP       string        // --turn-public-ip: address announced to clients and carried by relayed candidates
+	TURNRelayPorts     string        // --turn-relay-ports: MIN-MAX ports for relays
+	TURNSecret         string        // --turn-secret: TURN REST shared secret (default: generated, kept in --data)
+	TURNAllowPeers     []string      // --turn-allow-peer: CIDR ranges the relay may reach despite the deny list
+	TURNAllowLoopback  bool          // --turn-allow-loopback: relay to loopback; local testing only
+	TURNUserQuota      int           // --turn-user-quota: active allocations per participant
+	TURNCredentialTTL  time.Duration // --turn-credential-ttl: lifetime of the TURN credentials handed out
+	TURNServers        []string      // --turn-server: external STUN/TURN URLs handed to clients (repeatable)
+	ICETransportPolicy string        // --ice-transport-policy: all, or relay to hide addresses
 }
 
 // DefaultServe returns the defaults of `telemed serve`.
 func DefaultServe() Serve {
-	return Serve{HTTPAddr: DefaultHTTPAddr, DataDir: DefaultDataDir, LogLevel: "info"}
+	return Serve{HTTPAddr: DefaultHTTPAddr, DataDir: DefaultDataDir, LogLevel: "info",
+		TURN: true, TURNAddr: DefaultTURNAddr, TURNTLSAddr: DefaultTURNTLSAddr, TURNRelayPorts: DefaultTURNRelayPorts,
+		TURNUserQuota: DefaultTURNUserQuota, TURNCredentialTTL: DefaultTURNCredentialTTL, ICETransportPolicy: "all"}
 }
 
 // Flags registers c's fields on fs.
@@ -47,6 +72,35 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 		c.AllowedOrigins = append(c.AllowedOrigins, s)
 		return nil
 	})
+
+	fs.BoolVar(&c.TURN, "turn", c.TURN, "run the embedded STUN/TURN server (--turn=false to use --turn-server or none)")
+	fs.StringVar(&c.TURNAddr, "turn-addr", c.TURNAddr, "`address` (host:port) for STUN/TURN over UDP and TCP")
+	fs.StringVar(&c.TURNTLSAddr, "turn-tls-addr", c.TURNTLSAddr, "`address` for TURN over TLS, served when a certificate is configured")
+	fs.StringVar(&c.TURNTLSCert, "turn-tls-cert", c.TURNTLSCert, "certificate `file` (PEM) for TURN over TLS (default: --tls-cert)")
+	fs.StringVar(&c.TURNTLSKey, "turn-tls-key", c.TURNTLSKey, "private key `file` (PEM) for TURN over TLS (default: --tls-key)")
+	fs.StringVar(&c.TURNPublicIP, "turn-public-ip", c.TURNPublicIP, "public `IP` announced to clients and carried by relayed candidates (default: guessed; set it behind NAT)")
+	fs.StringVar(&c.TURNRelayPorts, "turn-relay-ports", c.TURNRelayPorts, "`MIN-MAX` UDP/TCP ports for relays; open them in the firewall")
+	fs.StringVar(&c.TURNSecret, "turn-secret", c.TURNSecret, "TURN REST shared `secret` (default: generated and kept in the data folder); share it with external TURN servers")
+	fs.Func("turn-allow-peer", "`CIDR` the relay may reach despite the deny list of private and special ranges; repeatable or comma-separated", func(s string) error {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.TURNAllowPeers = append(c.TURNAllowPeers, p)
+			}
+		}
+		return nil
+	})
+	fs.BoolVar(&c.TURNAllowLoopback, "turn-allow-loopback", c.TURNAllowLoopback, "let the relay reach 127.0.0.0/8 and ::1: for testing on one machine only, never in production")
+	fs.IntVar(&c.TURNUserQuota, "turn-user-quota", c.TURNUserQuota, "active relay allocations one participant may hold (-1: no limit)")
+	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "how long a TURN credential can start new allocations; calls outlive it")
+	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", func(s string) error {
+		for _, u := range strings.Split(s, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.TURNServers = append(c.TURNServers, u)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
 }
 
 // Validate checks the configuration and fills in derived values. Its errors say what to fix.
@@ -78,7 +132,113 @@ func (c *Serve) Validate() error {
 			errs = append(errs, fmt.Errorf("--allowed-origin %q: want scheme://host[:port]", o))
 		}
 	}
+	errs = append(errs, c.validateTURN()...)
 	return errors.Join(errs...)
+}
+
+func (c *Serve) validateTURN() []error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.TURNAddr); c.TURN && err != nil {
+		errs = append(errs, fmt.Errorf("--turn-addr %q: want host:port, such as 0.0.0.0:3478", c.TURNAddr))
+	}
+	if _, _, err := net.SplitHostPort(c.TURNTLSAddr); c.TURN && c.TURNTLSCertFile() != "" && err != nil {
+		errs = append(errs, fmt.Errorf("--turn-tls-addr %q: want host:port, such as 0.0.0.0:5349", c.TURNTLSAddr))
+	}
+	if (c.TURNTLSCert == "") != (c.TURNTLSKey == "") {
+		errs = append(errs, errors.New("--turn-tls-cert and --turn-tls-key go together"))
+	}
+	if c.TURNPublicIP != "" {
+		if a, err := netip.ParseAddr(c.TURNPublicIP); err != nil || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("--turn-public-ip %q: want this server's public IP address, such as 203.0.113.10", c.TURNPublicIP))
+		}
+	}
+	if _, _, err := c.RelayPorts(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.AllowPeerPrefixes(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TURNUserQuota == 0 || c.TURNUserQuota < -1 {
+		errs = append(errs, fmt.Errorf("--turn-user-quota %d: want a positive number, or -1 for no limit", c.TURNUserQuota))
+	}
+	if c.TURNCredentialTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("--turn-credential-ttl %s: want at least 1m", c.TURNCredentialTTL))
+	}
+	if c.TURNSecret != "" && len(c.TURNSecret) < 16 {
+		errs = append(errs, errors.New("--turn-secret: use at least 16 characters (or leave it empty to have one generated)"))
+	}
+	for _, u := range c.TURNServers {
+		scheme, rest, _ := strings.Cut(u, ":")
+		if (scheme != "stun" && scheme != "turn" && scheme != "turns") || rest == "" {
+			errs = append(errs, fmt.Errorf("--turn-server %q: want stun:host[:port], turn:host[:port][?transport=udp|tcp] or turns:host[:port]", u))
+		}
+	}
+	switch c.ICETransportPolicy {
+	case "all":
+	case "relay":
+		if !c.TURN && !c.hasExternalTURN() {
+			errs = append(errs, errors.New("--ice-transport-policy relay needs a TURN server: the embedded one (--turn) or --turn-server turn:..."))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--ice-transport-policy %q: want all or relay", c.ICETransportPolicy))
+	}
+	return errs
+}
+
+func (c *Serve) hasExternalTURN() bool {
+	for _, u := range c.TURNServers {
+		if strings.HasPrefix(u, "turn") {
+			return true
+		}
+	}
+	return false
+}
+
+// TURNTLSCertFile is the certificate for TURN over TLS: --turn-tls-cert, or else --tls-cert.
+func (c *Serve) TURNTLSCertFile() string {
+	if c.TURNTLSCert != "" {
+		return c.TURNTLSCert
+	}
+	return c.TLSCert
+}
+
+// TURNTLSKeyFile is the key that goes with TURNTLSCertFile.
+func (c *Serve) TURNTLSKeyFile() string {
+	if c.TURNTLSCert != "" {
+		return c.TURNTLSKey
+	}
+	return c.TLSKey
+}
+
+// RelayPorts parses --turn-relay-ports.
+func (c *Serve) RelayPorts() (lo, hi uint16, err error) {
+	a, b, ok := strings.Cut(c.TURNRelayPorts, "-")
+	x, errA := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	y, errB := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if !ok || errA != nil || errB != nil || x == 0 || y < x {
+		return 0, 0, fmt.Errorf("--turn-relay-ports %q: want MIN-MAX, such as 49152-65535", c.TURNRelayPorts)
+	}
+	return uint16(x), uint16(y), nil
+}
+
+// AllowPeerPrefixes parses --turn-allow-peer.
+func (c *Serve) AllowPeerPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range c.TURNAllowPeers {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, errAddr := netip.ParseAddr(s); errAddr == nil {
+				p, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--turn-allow-peer %q: want a CIDR range such as 10.20.0.0/16", s))
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	return out, errors.Join(errs...)
 }
 
 // OriginHosts returns the host[:port] of each allowed origin.

@@ -39,8 +39,10 @@ type Options struct {
 	// AllowedOrigins are the hosts, besides the request's own, whose pages may call the API with a cookie.
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests; GET /healthz answers 503 while it errs.
-	Ready  func(ctx context.Context) error
-	Logger *slog.Logger
+	Ready func(ctx context.Context) error
+	// Metrics serves Prometheus metrics at GET /metrics to a provider's API token or session.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 type api struct {
@@ -60,6 +62,11 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.Handle("GET /ws", o.Signaling)
 
+	if o.Metrics != nil {
+		mux.HandleFunc("GET /metrics", a.provider(func(w http.ResponseWriter, r *http.Request, _ caller) {
+			o.Metrics.ServeHTTP(w, r)
+		}))
+	}
 	mux.HandleFunc("GET /api/v1/setup", a.setupNeeded)
 	mux.HandleFunc("POST /api/v1/setup", a.setup)
 	mux.HandleFunc("POST /api/v1/session", a.login)

@@ -63,6 +63,8 @@ type Welcome struct {
 	Waiting      []Waiting        `json:"waiting"`
 	Resume       string           `json:"resume"`
 	ICEServers   []ICEServer      `json:"ice_servers"`
+	// ICEPolicy is RTCConfiguration.iceTransportPolicy for every peer connection: "all" or "relay".
+	ICEPolicy string `json:"ice_transport_policy"`
 }
 
 // Lobby is the whole waiting room, sent to providers when it changes.

@@ -14,12 +14,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/httpapi"
 	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/signal"
 	"github.com/telemed/telemed/internal/store/sqlite"
+	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/web"
 )
 
@@ -34,6 +39,8 @@ type Options struct {
 	Now func() time.Time
 	// Signal overrides signaling options (timeouts, rate limits); Gatekeeper, Audit and Logger are set here.
 	Signal signal.Options
+	// TURNAllocationLifetime shortens TURN allocations so that tests see them refreshed. Default 10m.
+	TURNAllocationLifetime time.Duration
 }
 
 // Server is a running telemed.
@@ -47,6 +54,10 @@ type Server struct {
 	listener net.Listener
 	baseURL  string
 	served   chan error
+
+	now        func() time.Time
+	turn       *turn.Server
+	turnSecret []byte
 }
 
 // Start opens the data folder, listens, and serves until Close.
@@ -93,8 +104,30 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		return err
 	}
 	s.svc = svc
+	s.now = o.Now
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.cfg.TURN || len(s.cfg.TURNServers) > 0 {
+		if s.turnSecret, err = turnSecret(s.cfg); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	if s.cfg.TURN {
+		if err := s.startTURN(o, reg); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 
 	so := o.Signal
+	if so.ICEServers == nil {
+		so.ICEServers = s.iceServers
+	}
+	if so.ICETransportPolicy == "" {
+		so.ICETransportPolicy = s.cfg.ICETransportPolicy
+	}
 	so.Logger = s.log.With("component", "signal")
 	so.Now = o.Now
 	so.AllowedOrigins = append(so.AllowedOrigins, s.cfg.OriginHosts()...)
@@ -111,6 +144,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 	sig, err := signal.NewServer(so)
 	if err != nil {
 		ln.Close()
+		s.closeTURN()
 		return err
 	}
 	s.signal = sig
@@ -120,6 +154,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
 		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
 		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	})
 	// Deadlines for plain requests; net/http clears them on the WebSocket upgrade.
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
@@ -176,5 +211,15 @@ func (s *Server) Close() error {
 	defer cancel()
 	err := s.http.Shutdown(ctx)
 	s.signal.Close()
-	return errors.Join(err, s.store.Close())
+	return errors.Join(err, s.closeTURN(), s.store.Close())
 }
+
+func (s *Server) closeTURN() error {
+	if s.turn == nil {
+		return nil
+	}
+	return s.turn.Close()
+}
+
+// TURN is the embedded STUN/TURN server, or nil when --turn=false.
+func (s *Server) TURN() *turn.Server { return s.turn }

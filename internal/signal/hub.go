@@ -191,6 +191,7 @@ func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
 		Waiting:      []protocol.Waiting{},
 		Resume:       p.resume,
 		ICEServers:   h.opts.ICEServers(p.id),
+		ICEPolicy:    h.opts.ICETransportPolicy,
 	}
 	if me.Admitted() {
 		w.Peers = h.peersLocked(p)

@@ -24,9 +24,13 @@ type Options struct {
 	Gatekeeper Gatekeeper
 	// Audit records joins, admissions and departures. Default: none.
 	Audit func(ctx context.Context, e consult.AuditEvent)
-	// ICEServers returns the ICE servers handed to a participant in its welcome. Default: none, which
-	// suits peers on one network; issue 3 adds the embedded STUN/TURN.
+	// ICEServers returns the ICE servers handed to a participant in its welcome, with fresh
+	// credentials each time (a resumed session gets new ones). Default: none, which suits peers on
+	// one network.
 	ICEServers func(participantID string) []protocol.ICEServer
+	// ICETransportPolicy is told to every client: "all" (default) or "relay", which keeps media on
+	// TURN so that neither side learns the other's IP address.
+	ICETransportPolicy string
 	// Router carries messages to participants. Default: a LocalRouter.
 	Router Router
 	// Logger for connection events. Default: slog.Default().
@@ -65,6 +69,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ICEServers == nil {
 		o.ICEServers = func(string) []protocol.ICEServer { return []protocol.ICEServer{} }
+	}
+	if o.ICETransportPolicy == "" {
+		o.ICETransportPolicy = "all"
 	}
 	if o.Router == nil {
 		o.Router = NewLocalRouter()
