@@ -230,7 +230,7 @@ func (s *Session) prewarm(polite bool) {
 		if err == nil {
 			select {
 			case <-s.welcomed:
-				err = pc.SetConfiguration(webrtc.Configuration{ICEServers: pionICEServers(s.Welcome().ICEServers)})
+				err = pc.SetConfiguration(iceConfiguration(s.Welcome()))
 			case <-s.ctx.Done():
 				err = ErrClosed
 			}
@@ -311,7 +311,17 @@ func (s *Session) applyWelcome(w protocol.Welcome) {
 	s.mu.Lock()
 	s.welcome = w
 	s.waiting = w.Waiting
+	peers := make([]*Peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
 	s.mu.Unlock()
+	// A resumed session brings fresh TURN credentials; an ICE restart from now on uses them.
+	for _, p := range peers {
+		if err := p.PC.SetConfiguration(iceConfiguration(w)); err != nil {
+			s.log.Debug("telemed client: cannot update ICE servers", "peer", p.ID, "err", err)
+		}
+	}
 	s.welcome1.Do(func() { close(s.welcomed) })
 	if w.State == protocol.StateAdmitted {
 		s.setAdmitted(w.Peers)
@@ -818,9 +828,17 @@ func pionICEServers(servers []protocol.ICEServer) []webrtc.ICEServer {
 	return out
 }
 
+// iceConfiguration is the part of a peer connection's configuration that the server decides.
+func iceConfiguration(w protocol.Welcome) webrtc.Configuration {
+	policy := webrtc.ICETransportPolicyAll
+	if w.ICEPolicy == "relay" {
+		policy = webrtc.ICETransportPolicyRelay
+	}
+	return webrtc.Configuration{ICEServers: pionICEServers(w.ICEServers), ICETransportPolicy: policy}
+}
+
 func (s *Session) newPeerConnection() (*webrtc.PeerConnection, error) {
-	cfg := webrtc.Configuration{ICEServers: pionICEServers(s.Welcome().ICEServers)}
-	pc, err := s.cfg.API.NewPeerConnection(cfg)
+	pc, err := s.cfg.API.NewPeerConnection(iceConfiguration(s.Welcome()))
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}

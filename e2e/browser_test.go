@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/telemed/telemed/internal/config"
 )
 
 // findChromium returns the browser to drive. Without one the browser tests skip, except in CI, where a
@@ -131,15 +133,16 @@ func retryDOM(t *testing.T, what string, action func() error) {
 
 // callStats reads what a page's peer connection has received, from RTCPeerConnection.getStats().
 type callStats struct {
-	FramesDecoded  int    `json:"framesDecoded"`
-	AudioPackets   int    `json:"audioPackets"`
-	LocalCandidate string `json:"localCandidate"`
-	Connection     string `json:"connection"`
+	FramesDecoded   int    `json:"framesDecoded"`
+	AudioPackets    int    `json:"audioPackets"`
+	LocalCandidate  string `json:"localCandidate"`
+	RemoteCandidate string `json:"remoteCandidate"`
+	Connection      string `json:"connection"`
 }
 
 const statsJS = `(async () => {
   const pcs = (window.telemed && window.telemed.peerConnections()) || [];
-  const out = {framesDecoded: 0, audioPackets: 0, localCandidate: "", connection: pcs.length ? pcs[0].connectionState : "none"};
+  const out = {framesDecoded: 0, audioPackets: 0, localCandidate: "", remoteCandidate: "", connection: pcs.length ? pcs[0].connectionState : "none"};
   for (const pc of pcs) {
     const stats = await pc.getStats();
     stats.forEach(s => {
@@ -148,7 +151,9 @@ const statsJS = `(async () => {
       if (s.type === 'transport' && s.selectedCandidatePairId) {
         const pair = stats.get(s.selectedCandidatePairId);
         const local = pair && stats.get(pair.localCandidateId);
+        const remote = pair && stats.get(pair.remoteCandidateId);
         if (local) out.localCandidate = local.candidateType;
+        if (remote) out.remoteCandidate = remote.candidateType;
       }
     });
   }
@@ -316,6 +321,49 @@ func TestBrowserReconnect(t *testing.T) {
 	}
 	if n := evalJS[int](t, provider, `window.telemed.peerConnections().length`); n != 1 {
 		t.Fatalf("provider has %d peer connections, want the one", n)
+	}
+}
+
+// TestBrowserCallOverTURNRelay: with --ice-transport-policy relay both browsers gather only relayed
+// candidates from the embedded TURN server, so the call can only connect through it; it does, and
+// each side's selected candidate pair is relay to relay.
+func TestBrowserCallOverTURNRelay(t *testing.T) {
+	chromium := findChromium(t)
+	e := startServerEnv(t, func(c *config.Serve) {
+		c.ICETransportPolicy = "relay"
+		c.TURNAllowLoopback = true // the relay and both browsers are on 127.0.0.1
+	}, serverOptions())
+	c := e.newConsultation(t, time.Hour)
+	provider := newBrowser(t, chromium)
+	patient := newBrowser(t, chromium)
+
+	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
+		t.Fatal(err)
+	}
+	click(t, provider, "#join-btn")
+	waitState(t, provider, "provider", "in-call")
+	if err := chromedp.Do(patient, chromedp.Navigate(c.JoinURL)); err != nil {
+		t.Fatal(err)
+	}
+	typeInto(t, patient, "#name", "Ada")
+	click(t, patient, "#join-btn")
+	waitState(t, patient, "patient", "waiting")
+	click(t, provider, "#lobby button[data-admit]")
+	waitState(t, patient, "patient", "in-call")
+
+	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
+		policy := evalJS[string](t, ctx, `window.telemed.peerConnections()[0].getConfiguration().iceTransportPolicy`)
+		if policy != "relay" {
+			t.Fatalf("%s: iceTransportPolicy %q, want relay", who, policy)
+		}
+		st := waitMedia(t, ctx, who)
+		if st.LocalCandidate != "relay" || st.RemoteCandidate != "relay" {
+			t.Fatalf("%s: selected pair %s -> %s, want relay -> relay", who, st.LocalCandidate, st.RemoteCandidate)
+		}
+		t.Logf("%s: %+v", who, st)
+	}
+	if n := e.srv.TURN().Allocations(); n < 2 {
+		t.Fatalf("TURN server holds %d allocations, want one per browser at least", n)
 	}
 }
 

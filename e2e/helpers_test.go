@@ -39,7 +39,13 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func startServer(t testing.TB, o server.Options) *env {
 	t.Helper()
-	srv := startServerWith(t, o)
+	return startServerEnv(t, nil, o)
+}
+
+// startServerEnv is startServer with a configuration that configure may change.
+func startServerEnv(t testing.TB, configure func(*config.Serve), o server.Options) *env {
+	t.Helper()
+	srv := startServerConfig(t, configure, o)
 	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
 	if err != nil {
 		t.Fatalf("add provider: %v", err)

@@ -118,6 +118,7 @@ let mediaReady = Promise.resolve();
 let joined = false; // the user pressed join
 let ended = false; // we hung up, were declined, or hit a fatal error
 let iceServers = [];
+let icePolicy = 'all';
 let peerLeft = false;
 let waiting = [];
 const pendingLobby = new Set(); // ids we admitted or declined, until the lobby updates
@@ -338,6 +339,8 @@ async function join(event) {
 
 function onWelcome(msg) {
   iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+  icePolicy = msg.ice_transport_policy === 'relay' ? 'relay' : 'all';
+  for (const session of sessions.values()) session.updateIceServers(iceServers);
   const c = msg.consultation || {};
   consultationTitle = c.title || '';
   el.title.textContent = consultationTitle;
@@ -396,7 +399,7 @@ function ensureSession(peer, replace) {
   }
   if (existing) removeSession(peer.id);
 
-  const session = new PeerSession({ peer, iceServers, signaling, media });
+  const session = new PeerSession({ peer, iceServers, icePolicy, signaling, media });
   session.addEventListener('track', renderRemote);
   session.addEventListener('statechange', () => {
     renderStatus();

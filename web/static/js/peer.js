@@ -22,10 +22,11 @@ export class PeerSession extends EventTarget {
    * @param {object} opts
    * @param {{id:string, name?:string, role?:string, polite?:boolean}} opts.peer
    * @param {RTCIceServer[]} opts.iceServers
+   * @param {RTCIceTransportPolicy} [opts.icePolicy] 'relay' keeps media on TURN
    * @param {import('./protocol.js').SignalingClient} opts.signaling
    * @param {import('./devices.js').LocalMedia} opts.media
    */
-  constructor({ peer, iceServers, signaling, media }) {
+  constructor({ peer, iceServers, icePolicy, signaling, media }) {
     super();
     this.id = peer.id;
     this.name = peer.name || '';
@@ -36,7 +37,10 @@ export class PeerSession extends EventTarget {
     this.#signaling = signaling;
     this.#mayOffer = !this.polite;
 
-    this.pc = new RTCPeerConnection({ iceServers: normalizeIceServers(iceServers) });
+    this.pc = new RTCPeerConnection({
+      iceServers: normalizeIceServers(iceServers),
+      iceTransportPolicy: icePolicy === 'relay' ? 'relay' : 'all',
+    });
     this.pc.addEventListener('negotiationneeded', () => this.#negotiate());
     this.pc.addEventListener('icecandidate', (e) => {
       if (e.candidate && !this.closed) this.#signaling.sendCandidate(this.id, e.candidate);
@@ -57,6 +61,21 @@ export class PeerSession extends EventTarget {
   }
 
   get iceState() { return this.pc.iceConnectionState; }
+
+  /**
+   * Takes fresh ICE servers (a resumed session brings new TURN credentials), so that an ICE
+   * restart gathers with credentials that still work.
+   * @param {RTCIceServer[]} iceServers
+   */
+  updateIceServers(iceServers) {
+    try {
+      const config = this.pc.getConfiguration();
+      config.iceServers = normalizeIceServers(iceServers);
+      this.pc.setConfiguration(config);
+    } catch (err) {
+      console.warn('telemed: cannot update ICE servers', err);
+    }
+  }
 
   /** Handle an `offer` or `answer` message from this peer. */
   handleDescription(type, sdp) {
