@@ -56,6 +56,7 @@ type Server struct {
 	served   chan error
 
 	now        func() time.Time
+	metrics    *prometheus.Registry
 	turn       *turn.Server
 	turnSecret []byte
 }
@@ -107,6 +108,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 	s.now = o.Now
 
 	reg := prometheus.NewRegistry()
+	s.metrics = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.cfg.TURN || len(s.cfg.TURNServers) > 0 {
 		if s.turnSecret, err = turnSecret(s.cfg); err != nil {
@@ -220,6 +222,9 @@ func (s *Server) closeTURN() error {
 	}
 	return s.turn.Close()
 }
+
+// Metrics is the registry that GET /metrics serves.
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
 
 // TURN is the embedded STUN/TURN server, or nil when --turn=false.
 func (s *Server) TURN() *turn.Server { return s.turn }

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/server"
+)
+
+// relayedCall joins a provider and a patient (Go clients) and waits until media and data flow. The
+// server's configuration decides whether that is through the relay.
+func relayedCall(t *testing.T, ctx context.Context, e *env) (prov, pat *side, provider, patient *client.Session) {
+	t.Helper()
+	c := e.newConsultation(t, time.Hour)
+	prov, pat = newSide(t, "provider"), newSide(t, "patient")
+	var err error
+	provider, err = client.Join(ctx, prov.config(c.StartURL))
+	if err != nil {
+		t.Fatalf("provider join: %v", err)
+	}
+	t.Cleanup(func() { provider.Close() })
+	qcfg := pat.config(c.JoinURL)
+	qcfg.DataChannels = []client.DataChannelSpec{{Label: "chat"}}
+	patient, err = client.Join(ctx, qcfg)
+	if err != nil {
+		t.Fatalf("patient join: %v", err)
+	}
+	t.Cleanup(func() { patient.Close() })
+	if _, err := provider.WaitWaiting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := provider.Admit(ctx, patient.ID()); err != nil {
+		t.Fatal(err)
+	}
+	go prov.sendSamples(ctx)
+	go pat.sendSamples(ctx)
+	for _, s := range []*side{prov, pat} {
+		select {
+		case <-s.gotMsg:
+		case <-ctx.Done():
+			t.Fatalf("%s got no data channel message", s.name)
+		}
+	}
+	waitPackets(t, prov, pat, 20, 10*time.Second)
+	return prov, pat, provider, patient
+}
+
+// waitPackets waits until both sides have received at least n packets each.
+func waitPackets(t *testing.T, a, b *side, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		na, _ := a.received()
+		nb, _ := b.received()
+		if na >= n && nb >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("media stalled: %s has %d packets, %s has %d; want %d each", a.name, na, b.name, nb, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// selectedPair is the candidate types of a session's selected ICE pair, local then remote.
+func selectedPair(t *testing.T, ctx context.Context, s *client.Session) (local, remote string) {
+	t.Helper()
+	p, err := s.WaitPeer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := p.PC.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("no selected candidate pair: %v", err)
+	}
+	return pair.Local.Typ.String(), pair.Remote.Typ.String()
+}
+
+// TestRelayedCallOutlivesItsCredential: a consultation goes on long after the TURN credentials its
+// participants got at join have expired. The relay checks a credential's expiry when an allocation is
+// made, not when it is refreshed; allocations here last 3 s, so they are refreshed every 1.5 s with the
+// expired credential, and the call would stop within 3 s if a refresh were refused.
+func TestRelayedCallOutlivesItsCredential(t *testing.T) {
+	var ahead atomic.Int64 // how far the test has moved the server's clock
+	o := serverOptions()
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	o.TURNAllocationLifetime = 3 * time.Second
+	e := startServerEnv(t, func(c *config.Serve) {
+		c.ICETransportPolicy = "relay"
+		c.TURNAllowLoopback = true
+		c.TURNCredentialTTL = time.Minute
+	}, o)
+	ctx := ctxTimeout(t, 60*time.Second)
+	prov, pat, provider, patient := relayedCall(t, ctx, e)
+	for _, s := range []*client.Session{provider, patient} {
+		if l, r := selectedPair(t, ctx, s); l != "relay" || r != "relay" {
+			t.Fatalf("selected pair %s -> %s, want relay -> relay", l, r)
+		}
+	}
+	allocations := e.srv.TURN().Allocations()
+
+	ahead.Store(int64(2 * time.Minute)) // every credential handed out is now a minute past its expiry
+	time.Sleep(7 * time.Second)         // over two allocation lifetimes
+	np, _ := prov.received()
+	nq, _ := pat.received()
+	waitPackets(t, prov, pat, np+50, 3*time.Second) // 20 ms packets: 50 is one second of audio
+	waitPackets(t, prov, pat, nq+50, 3*time.Second)
+	if n := e.srv.TURN().Allocations(); n != allocations {
+		t.Fatalf("allocations %d, were %d: the relays should have been refreshed, not replaced", n, allocations)
+	}
+	if n := expiredRefusals(t, e.srv); n != 0 {
+		t.Fatalf("%v requests refused for an expired credential; refreshes must not be", n)
+	}
+}
+
+func expiredRefusals(t *testing.T, srv *server.Server) float64 {
+	t.Helper()
+	metrics, err := srv.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range metrics {
+		if mf.GetName() != "telemed_turn_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == "expired_credential" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("no telemed_turn_refusals_total{reason=expired_credential}")
+	return 0
+}
