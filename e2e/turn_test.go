@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +14,7 @@ import (
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/turn"
 )
 
 // relayedCall joins a provider and a patient (Go clients) and waits until media and data flow. The
@@ -137,4 +143,63 @@ func expiredRefusals(t *testing.T, srv *server.Server) float64 {
 	}
 	t.Fatal("no telemed_turn_refusals_total{reason=expired_credential}")
 	return 0
+}
+
+// TestTurnutilsUclient runs coturn's load client, a TURN client telemed did not write, against the
+// embedded server with TURN REST credentials: data is relayed between its two allocations. A wrong
+// password and an expired username are refused.
+func TestTurnutilsUclient(t *testing.T) {
+	uclient := findTool(t, "turnutils_uclient", "coturn")
+	const secret = "uclient-test-secret-0123"
+	e := startServerEnv(t, func(c *config.Serve) {
+		c.TURNSecret = secret
+		c.TURNAllowLoopback = true // -y relays between two allocations on 127.0.0.1
+	}, serverOptions())
+	port := strconv.Itoa(turn.Port(e.srv.TURN().UDPAddr()))
+	run := func(user, password string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(ctx, uclient, "-y", "-c", "-u", user, "-w", password, "-p", port,
+			"-m", "2", "-l", "120", "-n", "50", "127.0.0.1").CombinedOutput()
+		return string(out)
+	}
+
+	good := turn.NewCredential([]byte(secret), "uclient", time.Now().Add(time.Hour))
+	out := run(good.Username, good.Password)
+	m := regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`).FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		t.Fatalf("uclient printed no totals:\n%s", out)
+	}
+	last := m[len(m)-1]
+	sent, _ := strconv.Atoi(last[1])
+	recv, _ := strconv.Atoi(last[2])
+	// Two clients x 50 messages each way through the relay; loopback loses none.
+	if sent != 100 || recv != 100 {
+		t.Fatalf("uclient sent %d and received %d messages through the relay, want 100 and 100:\n%s", sent, recv, out)
+	}
+
+	expired := turn.NewCredential([]byte(secret), "uclient", time.Now().Add(-time.Minute))
+	for name, c := range map[string]turn.Credential{
+		"wrong password":   {Username: good.Username, Password: "d3Jvbmc="},
+		"expired username": expired,
+	} {
+		out := run(c.Username, c.Password)
+		if !strings.Contains(out, "Cannot complete Allocation") || strings.Contains(out, "tot_recv_msgs") {
+			t.Errorf("%s: uclient should fail to allocate:\n%s", name, out)
+		}
+	}
+}
+
+// findTool returns the path of a program that Debian's package pkg installs. It skips the test when
+// the program is missing, except in CI, where scripts/test installs it and its absence is a failure.
+func findTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found: scripts/test installs Debian's %s package", name, pkg)
+		}
+		t.Skipf("%s not found: install Debian's %s package (scripts/test does)", name, pkg)
+	}
+	return path
 }

@@ -159,7 +159,7 @@ func Start(o Options) (*Server, error) {
 	}
 	permit := func(client net.Addr, peer net.IP) bool { return s.filter.Check(peer) == nil }
 	cfg := pionturn.ServerConfig{
-		LoggerFactory:      pionLogger{log: s.log.With("component", "turn")},
+		LoggerFactory:      pionLogger{log: s.log},
 		Realm:              o.Realm,
 		AuthHandler:        s.authenticate,
 		QuotaHandler:       s.withinQuota,
