@@ -80,7 +80,9 @@ func TestCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0"}, nil, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--http", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+	}()
 	var base string
 	re := regexp.MustCompile(`telemed is running at (http://127\.0\.0\.1:\d+)`)
 	for deadline := time.Now().Add(10 * time.Second); base == ""; {

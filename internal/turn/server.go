@@ -35,13 +35,17 @@ const (
 // Options configure a Server. Zero values take the documented defaults.
 type Options struct {
 	// Addr is the UDP and TCP address to listen on, host:port. Port 0 picks a free port (tests).
+	// An unspecified host (0.0.0.0 or ::) listens on each of the machine's addresses of that family
+	// separately, as coturn does: a socket bound to the wildcard answers from whichever address the
+	// routing table prefers, and a client behind NAT drops an answer from an address it did not ask.
 	Addr string
 	// TLSAddr, with TLSConfig, adds a TURN-over-TLS listener. Port 0 picks a free port.
 	TLSAddr   string
 	TLSConfig *tls.Config
 	// RelayIP is the address relayed candidates carry: the server's public IP. Required.
 	RelayIP netip.Addr
-	// RelayBind is the local address relay sockets bind to. Default: Addr's host.
+	// RelayBind is the local address relay sockets bind to. Default: RelayIP when it is one of this
+	// machine's addresses (so relayed packets leave from the address candidates carry), else Addr's host.
 	RelayBind string
 	// MinPort and MaxPort bound the relay ports. Default 49152-65535.
 	MinPort, MaxPort uint16
@@ -125,6 +129,9 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.RelayBind == "" {
 		o.RelayBind = host
+		if isLocal(o.RelayIP) {
+			o.RelayBind = o.RelayIP.Unmap().String()
+		}
 		if o.RelayBind == "" {
 			o.RelayBind = "0.0.0.0"
 		}
@@ -135,10 +142,24 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("turn: metrics: %w", err)
 	}
 
-	udp, tcp, err := listenPair(o.Addr, o.UDPSockets)
-	if err != nil {
-		return nil, fmt.Errorf("turn: listen on %s: %w", o.Addr, err)
+	var udp []net.PacketConn
+	var tcps []net.Listener
+	for _, addr := range listenAddrs(o.Addr) {
+		u, t, err := listenPair(addr, o.UDPSockets)
+		if err != nil {
+			closeAll(udp, nil)
+			for _, l := range tcps {
+				l.Close()
+			}
+			return nil, fmt.Errorf("turn: listen on %s: %w", addr, err)
+		}
+		udp, tcps = append(udp, u...), append(tcps, t)
+		if _, port, _ := net.SplitHostPort(o.Addr); port == "0" {
+			// Every address takes the port the first one got.
+			o.Addr = net.JoinHostPort(host, strconv.Itoa(Port(t.Addr())))
+		}
 	}
+	tcp := tcps[0]
 	var tlsLn net.Listener
 	if o.TLSConfig != nil {
 		ln, err := net.Listen("tcp", o.TLSAddr)
@@ -175,8 +196,10 @@ func Start(o Options) (*Server, error) {
 		idle = 10 * time.Minute
 	}
 	idle += time.Minute
-	cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
-		Listener: &guardedListener{Listener: tcp, g: g, transport: "tcp", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	for _, l := range tcps {
+		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
+			Listener: &guardedListener{Listener: l, g: g, transport: "tcp", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	}
 	if tlsLn != nil {
 		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
 			Listener: &guardedListener{Listener: tlsLn, g: g, transport: "tls", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
@@ -184,12 +207,58 @@ func Start(o Options) (*Server, error) {
 	s.pion, err = pionturn.NewServer(cfg)
 	if err != nil {
 		closeAll(udp, tcp)
+		for _, l := range tcps[1:] {
+			l.Close()
+		}
 		if tlsLn != nil {
 			tlsLn.Close()
 		}
 		return nil, fmt.Errorf("turn: %w", err)
 	}
 	return s, nil
+}
+
+// listenAddrs expands an unspecified host into one address per local IP address of its family.
+func listenAddrs(addr string) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	wild, err := netip.ParseAddr(host)
+	if host != "" && (err != nil || !wild.IsUnspecified()) {
+		return []string{addr}
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return []string{addr}
+	}
+	var out []string
+	for _, ia := range ifaddrs {
+		pfx, err := netip.ParsePrefix(ia.String())
+		if err != nil {
+			continue
+		}
+		a := pfx.Addr()
+		if a.Is4() != (host == "" || wild.Is4()) || a.IsLinkLocalUnicast() || a.IsMulticast() {
+			continue
+		}
+		out = append(out, net.JoinHostPort(a.String(), port))
+	}
+	if len(out) == 0 {
+		return []string{addr}
+	}
+	return out
+}
+
+// isLocal reports whether a is one of this machine's addresses.
+func isLocal(a netip.Addr) bool {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range ifaddrs {
+		if pfx, err := netip.ParsePrefix(ia.String()); err == nil && pfx.Addr() == a.Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 // listenPair opens n UDP sockets sharing one port and a TCP listener on the same port. With port 0
@@ -239,10 +308,10 @@ func closeAll(conns []net.PacketConn, ln net.Listener) {
 // Close stops the listeners and ends every allocation.
 func (s *Server) Close() error { return s.pion.Close() }
 
-// UDPAddr, TCPAddr and TLSAddr are the addresses the server listens on; TLSAddr is nil without TLS.
+// UDPAddr is the (first) UDP address the server listens on.
 func (s *Server) UDPAddr() net.Addr { return s.udpAddr }
 
-// TCPAddr is the TCP listener's address.
+// TCPAddr is the (first) TCP listener's address.
 func (s *Server) TCPAddr() net.Addr { return s.tcpAddr }
 
 // TLSAddr is the TLS listener's address, or nil.

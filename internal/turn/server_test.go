@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -387,4 +388,34 @@ func selfSignedTLS(t *testing.T) *tls.Config {
 		t.Fatal(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// TestWildcardListensOnEachAddress: with 0.0.0.0 the server binds each local IPv4 address by itself,
+// so that it answers from the address a client asked (see Options.Addr), here 127.0.0.1.
+func TestWildcardListensOnEachAddress(t *testing.T) {
+	s, err := Start(Options{Addr: "0.0.0.0:0", RelayIP: netip.MustParseAddr("127.0.0.1"), Secret: testSecret, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	port := Port(s.UDPAddr())
+	for _, network := range []string{"udp", "tcp"} {
+		c, err := net.Dial(network, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		sc := &stunClient{t: t, conn: c, stream: network == "tcp"}
+		res := sc.roundTrip(stun.MustBuild(stun.TransactionID, stun.BindingRequest))
+		var xor stun.XORMappedAddress
+		if err := xor.GetFrom(res); err != nil || !xor.IP.Equal(net.ParseIP("127.0.0.1")) {
+			t.Fatalf("%s binding: %v %v", network, xor, err)
+		}
+		if network == "udp" && c.LocalAddr().String() == "" {
+			t.Fatal("no local address")
+		}
+		c.Close()
+	}
+	if host, _, _ := net.SplitHostPort(s.UDPAddr().String()); host == "0.0.0.0" {
+		t.Fatalf("listening on %s, want each address", s.UDPAddr())
+	}
 }
