@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/protocol"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/turn"
 )
@@ -202,4 +207,119 @@ func findTool(t *testing.T, name, pkg string) string {
 		t.Skipf("%s not found: install Debian's %s package (scripts/test does)", name, pkg)
 	}
 	return path
+}
+
+// TestWelcomeCarriesTURNCredentials: each participant's welcome lists the embedded STUN/TURN over UDP
+// and TCP with a credential that names them, valid for the configured lifetime, that the relay
+// accepts; a resumed session gets a new one. External servers are listed with the same credential.
+func TestWelcomeCarriesTURNCredentials(t *testing.T) {
+	const secret = "welcome-test-secret-0123"
+	e := startServerEnv(t, func(c *config.Serve) {
+		c.TURNSecret = secret
+		c.TURNCredentialTTL = 2 * time.Hour
+		c.TURNServers = []string{"turns:turn1.example.org:443?transport=tcp", "stun:stun1.example.org"}
+	}, serverOptions())
+	c := e.newConsultation(t, time.Hour)
+	ctx := ctxTimeout(t, 10*time.Second)
+	r := dialRaw(t, ctx, e)
+	w := welcomeOf(t, r.join(t, c.JoinURL, "Ada"))
+	port := strconv.Itoa(turn.Port(e.srv.TURN().UDPAddr()))
+	if w.ICEPolicy != "all" || len(w.ICEServers) != 2 {
+		t.Fatalf("welcome ICE: policy %q, servers %+v", w.ICEPolicy, w.ICEServers)
+	}
+	stunEntry, turnEntry := w.ICEServers[0], w.ICEServers[1]
+	wantSTUN := []string{"stun:127.0.0.1:" + port, "stun:stun1.example.org"}
+	wantTURN := []string{"turn:127.0.0.1:" + port + "?transport=udp", "turn:127.0.0.1:" + port + "?transport=tcp",
+		"turns:turn1.example.org:443?transport=tcp"}
+	if strings.Join(stunEntry.URLs, " ") != strings.Join(wantSTUN, " ") || stunEntry.Username != "" {
+		t.Errorf("STUN entry %+v, want %v without credential", stunEntry, wantSTUN)
+	}
+	if strings.Join(turnEntry.URLs, " ") != strings.Join(wantTURN, " ") {
+		t.Errorf("TURN URLs %v, want %v", turnEntry.URLs, wantTURN)
+	}
+	expires, user, err := turn.ParseUsername(turnEntry.Username)
+	if err != nil || user != w.You.ID {
+		t.Fatalf("TURN username %q: user %q (%v), want the participant %s", turnEntry.Username, user, err, w.You.ID)
+	}
+	if d := time.Until(expires); d < 119*time.Minute || d > 121*time.Minute {
+		t.Errorf("credential expires in %s, want the configured 2h", d)
+	}
+	if want := turn.NewCredential([]byte(secret), user, expires); turnEntry.Credential != want.Password {
+		t.Errorf("credential %q is not HMAC-SHA1(secret, username)", turnEntry.Credential)
+	}
+
+	// Resuming after a lost connection brings a fresh credential (one second later at least, since
+	// the expiry is in whole seconds).
+	time.Sleep(1100 * time.Millisecond)
+	r.ws.CloseNow()
+	r2 := dialRaw(t, ctx, e)
+	_, id, token, _ := client.ParseLink(c.JoinURL)
+	r2.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":"Ada","resume":%q}`, id, token, w.Resume))
+	m, err := r2.read(t)
+	if err != nil || m.Type != "welcome" {
+		t.Fatalf("resume: %+v %v", m, err)
+	}
+	w2 := welcomeOf(t, m)
+	if w2.You.ID != w.You.ID || len(w2.ICEServers) != 2 || w2.ICEServers[1].Username == turnEntry.Username {
+		t.Fatalf("resumed welcome %+v: want the same participant with a new TURN credential", w2.ICEServers)
+	}
+}
+
+// TestWelcomeWithoutTURN: --turn=false with no external server hands out no ICE servers at all.
+func TestWelcomeWithoutTURN(t *testing.T) {
+	e := startServerEnv(t, func(c *config.Serve) { c.TURN = false }, serverOptions())
+	if e.srv.TURN() != nil {
+		t.Fatal("embedded TURN running with --turn=false")
+	}
+	c := e.newConsultation(t, time.Hour)
+	ctx := ctxTimeout(t, 10*time.Second)
+	w := welcomeOf(t, dialRaw(t, ctx, e).join(t, c.JoinURL, "Ada"))
+	if len(w.ICEServers) != 0 {
+		t.Fatalf("ICE servers %+v, want none", w.ICEServers)
+	}
+}
+
+// TestMetricsEndpoint: GET /metrics shows the relay's metrics to a provider's API token, and to no one
+// without one.
+func TestMetricsEndpoint(t *testing.T) {
+	e := startServer(t, serverOptions())
+	token, err := e.svc.CreateAPIToken(context.Background(), e.provider.ID, "prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(authz string) (int, string) {
+		req, _ := http.NewRequest("GET", e.srv.BaseURL()+"/metrics", nil)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get(""); code != 401 {
+		t.Fatalf("GET /metrics without a token: %d, want 401", code)
+	}
+	code, body := get("Bearer " + token)
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	for _, want := range []string{"telemed_turn_allocations 0", `telemed_turn_refusals_total{reason="forbidden_peer"} 0`,
+		`telemed_turn_relayed_bytes_total{direction="to_peer"}`, "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func welcomeOf(t *testing.T, m rawMessage) protocol.Welcome {
+	t.Helper()
+	var w protocol.Welcome
+	if err := json.Unmarshal(m.Raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
