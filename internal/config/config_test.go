@@ -58,3 +58,45 @@ func TestServeConfig(t *testing.T) {
 		t.Error(EnvName("base-url"))
 	}
 }
+
+func TestTURNConfig(t *testing.T) {
+	c, err := parse(t, nil, nil)
+	if err != nil || !c.TURN || c.TURNAddr != "0.0.0.0:3478" || c.TURNRelayPorts != "49152-65535" || c.ICETransportPolicy != "all" {
+		t.Fatalf("TURN defaults = %+v, %v", c, err)
+	}
+	c, err = parse(t, []string{"--turn-allow-peer", "10.20.0.0/16", "--turn-allow-peer", "192.168.5.7",
+		"--turn-relay-ports", "40000-40100", "--turn-public-ip", "203.0.113.10", "--ice-transport-policy", "relay"},
+		map[string]string{"TELEMED_TURN_SERVER": "turn:a.example.org:3478,turns:b.example.org:443?transport=tcp",
+			"TELEMED_TURN": "false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, _ := c.AllowPeerPrefixes()
+	lo, hi, _ := c.RelayPorts()
+	if c.TURN || len(allow) != 2 || allow[1].String() != "192.168.5.7/32" || lo != 40000 || hi != 40100 || len(c.TURNServers) != 2 {
+		t.Fatalf("parsed %+v (allow %v)", c, allow)
+	}
+	bad := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--turn-addr", "3478"}, "--turn-addr"},
+		{[]string{"--turn-relay-ports", "60000-50000"}, "--turn-relay-ports"},
+		{[]string{"--turn-relay-ports", "0-10"}, "--turn-relay-ports"},
+		{[]string{"--turn-public-ip", "turn.example.org"}, "--turn-public-ip"},
+		{[]string{"--turn-public-ip", "0.0.0.0"}, "--turn-public-ip"},
+		{[]string{"--turn-allow-peer", "10.0.0.0/33"}, "--turn-allow-peer"},
+		{[]string{"--turn-secret", "short"}, "--turn-secret"},
+		{[]string{"--turn-user-quota", "0"}, "--turn-user-quota"},
+		{[]string{"--turn-credential-ttl", "10s"}, "--turn-credential-ttl"},
+		{[]string{"--turn-server", "http://x"}, "--turn-server"},
+		{[]string{"--turn-tls-cert", "c.pem"}, "go together"},
+		{[]string{"--ice-transport-policy", "none"}, "--ice-transport-policy"},
+		{[]string{"--turn=false", "--ice-transport-policy", "relay"}, "needs a TURN server"},
+	}
+	for _, b := range bad {
+		if _, err := parse(t, b.args, nil); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%v: err = %v, want one mentioning %q", b.args, err, b.want)
+		}
+	}
+}
