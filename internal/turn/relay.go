@@ -22,7 +22,7 @@ func (r *relayGenerator) AllocatePacketConn(c pionturn.AllocateListenerConfig) (
 		return nil, nil, err
 	}
 	setBuffers(conn)
-	return &relayConn{PacketConn: conn, s: r.s}, addr, nil
+	return &relayConn{PacketConn: newBatchConn(conn, relayBatch, false), s: r.s}, addr, nil
 }
 
 // relayConn is one allocation's relay socket.

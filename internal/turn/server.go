@@ -71,6 +71,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// Datagrams read per system call: on a listener, which every client of the socket shares, and on a
+// relay socket, which one allocation owns (each slot costs 1.6 KiB).
+const (
+	listenerBatch = 32
+	relayBatch    = 4
+)
+
 // Errors from Start.
 var (
 	ErrNoSecret  = errors.New("turn: a shared secret is required")
@@ -189,7 +196,7 @@ func Start(o Options) (*Server, error) {
 	}
 	for _, c := range udp {
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pionturn.PacketConnConfig{
-			PacketConn: &guardedPacketConn{PacketConn: c, g: g}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+			PacketConn: &guardedPacketConn{PacketConn: newBatchConn(c, listenerBatch, true), g: g}, RelayAddressGenerator: relay(), PermissionHandler: permit})
 	}
 	idle := o.AllocationLifetime
 	if idle == 0 {
