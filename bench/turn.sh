@@ -9,8 +9,9 @@
 #   (-z 0), through the server and back into the other allocation. -c leaves out the RTCP
 #   allocations, -X asks for IPv4 relays. Every pair also makes a "probe" allocation first, which
 #   uclient never deletes, so -m CLIENTS -y -c makes 1.5 x CLIENTS allocations (CLIENTS rounded up to
-#   even). SHAPES lists the loads as CLIENTSxBYTESxMSGS (default "100x120x12000 20x1200x40000": many
-#   small audio-like packets, and fewer video-sized ones). uclient starts each client's sending at a
+#   even). SHAPES lists the loads as CLIENTSxBYTESxMSGS (default "100x120x5000 20x1200x15000
+#   100x120x12000 20x1200x40000": many small audio-like packets, and fewer video-sized ones, first at
+#   a rate coturn relays with under 1% loss here, then as a flood past what either server can relay). uclient starts each client's sending at a
 #   random moment 1 to 6 s after its allocations are made; MSGS is large enough that the sending lasts
 #   longer than that and the server, not uclient's schedule, sets the pace (smaller MSGS give a rate
 #   of about CLIENTS x MSGS / 5 s for any server).
@@ -42,7 +43,7 @@
 #     allocations, which should equal that number.
 #   and at the end the medians per server and the ratio telemed/coturn for each.
 #
-# Run it from anywhere (bash bench/turn.sh); it takes about 4 minutes with the defaults. It installs
+# Run it from anywhere (bash bench/turn.sh); it takes about 7 minutes with the defaults. It installs
 # Debian's coturn package if turnutils_uclient is missing (apt-get, as root or through sudo) and builds
 # telemed. Everything runs on 127.0.0.1 on free ports it picks, is bounded by timeouts, and both servers
 # are stopped when it ends. Environment: ROUNDS, SHAPES, SERVERS (default "telemed coturn"),
@@ -53,7 +54,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-"100x120x12000 20x1200x40000"}
+SHAPES=${SHAPES:-"100x120x5000 20x1200x15000 100x120x12000 20x1200x40000"}
 SERVERS=${SERVERS:-"telemed coturn"}
 FLOOD_TIMEOUT=${FLOOD_TIMEOUT:-90}
 work=$(mktemp -d)
