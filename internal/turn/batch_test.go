@@ -24,7 +24,7 @@ func TestBatchConn(t *testing.T) {
 	a := newBatchConn(rawA, 8, true)
 	b := newBatchConn(rawB, 8, false)
 
-	const writers, each = 8, 50 // 400 datagrams: fewer than the queue bound, so none is dropped
+	const writers, each = 8, 30 // 240 datagrams: fewer than the queue bound (256), so none is dropped
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -53,7 +53,31 @@ func TestBatchConn(t *testing.T) {
 		}
 		seen[string(buf[:n])] = true
 	}
-	if !seen["writer 7 datagram 49"] || !seen["writer 0 datagram 0"] {
+	if !seen["writer 7 datagram 29"] || !seen["writer 0 datagram 0"] {
 		t.Fatal("datagrams lost or changed")
+	}
+}
+
+// TestBatchConnDropsPastTheQueueBound: while one writer is sending, the queue holds at most maxQueued
+// datagrams; more are dropped rather than held in memory.
+func TestBatchConnDropsPastTheQueueBound(t *testing.T) {
+	raw, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	c := newBatchConn(raw, 8, true).(*batchConn)
+	c.wmu.Lock()
+	c.flushing = true // as if another writer were sending
+	c.wmu.Unlock()
+	for i := 0; i < maxQueued+10; i++ {
+		if n, err := c.WriteTo([]byte("x"), raw.LocalAddr()); n != 1 || err != nil {
+			t.Fatalf("write %d: %d %v", i, n, err)
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.wq) != maxQueued {
+		t.Fatalf("%d queued, want the bound %d", len(c.wq), maxQueued)
 	}
 }
