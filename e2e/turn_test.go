@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -322,4 +324,51 @@ func welcomeOf(t *testing.T, m rawMessage) protocol.Welcome {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// TestCallThroughExternalCoturn: with the embedded relay off, telemed hands out credentials for an
+// external coturn that shares its secret (a coturn fleet), and a relay-only call connects through it.
+func TestCallThroughExternalCoturn(t *testing.T) {
+	turnserver := findTool(t, "turnserver", "coturn")
+	const secret = "coturn-fleet-secret-0123"
+	port := freeUDPPort(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, turnserver, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+		"--listening-port="+strconv.Itoa(port), "--min-port=45000", "--max-port=45999",
+		"--use-auth-secret", "--static-auth-secret="+secret, "--realm=telemed",
+		"--allow-loopback-peers", // both Go clients and the relay are on 127.0.0.1
+		"--no-tls", "--no-dtls", "--no-cli", "--db="+filepath.Join(dir, "turndb"),
+		"--log-file="+filepath.Join(dir, "turn.log"), "--simple-log", "--no-stdout-log",
+		"--pidfile="+filepath.Join(dir, "turn.pid"))
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start turnserver: %v", err)
+	}
+	defer cmd.Wait()
+	defer cancel()
+
+	e := startServerEnv(t, func(c *config.Serve) {
+		c.TURN = false
+		c.TURNSecret = secret
+		c.TURNServers = []string{fmt.Sprintf("turn:127.0.0.1:%d?transport=udp", port)}
+		c.ICETransportPolicy = "relay"
+	}, serverOptions())
+	callCtx := ctxTimeout(t, 30*time.Second)
+	_, _, provider, patient := relayedCall(t, callCtx, e)
+	for _, s := range []*client.Session{provider, patient} {
+		if l, r := selectedPair(t, callCtx, s); l != "relay" || r != "relay" {
+			t.Fatalf("selected pair %s -> %s, want relay -> relay through coturn", l, r)
+		}
+	}
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
