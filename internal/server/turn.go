@@ -33,10 +33,14 @@ func turnSecret(cfg config.Serve) ([]byte, error) {
 	}
 	path := filepath.Join(cfg.DataDir, turnSecretFile)
 	b, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(b))) >= 16 {
-		return []byte(strings.TrimSpace(string(b))), nil
+	if err == nil {
+		secret := strings.TrimSpace(string(b))
+		if len(secret) < 16 {
+			return nil, fmt.Errorf("TURN secret in %s: use at least 16 characters, or delete the file to have one generated", path)
+		}
+		return []byte(secret), nil
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("TURN secret %s: %w", path, err)
 	}
 	raw := make([]byte, 32)

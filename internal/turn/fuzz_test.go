@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzGuard feeds the guard what any stranger can send to the TURN port. It must never panic, and it
-// may only answer a request it could authenticate, with 403.
+// may only answer a request it could authenticate, with 403 (a forbidden peer) or 442 (a TCP relay).
 func FuzzGuard(f *testing.F) {
 	cred := NewCredential(testSecret, "fuzz", time.Now().Add(time.Hour))
 	for _, peer := range []string{"127.0.0.1", "1.2.3.4", "::ffff:10.0.0.1", "64:ff9b::7f00:1"} {
@@ -21,6 +21,10 @@ func FuzzGuard(f *testing.F) {
 			f.Add(m.Raw)
 		}
 	}
+	tcpAllocate := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+		requestedTransport(transportTCP), stun.NewUsername(cred.Username), stun.NewRealm(DefaultRealm),
+		stun.NewNonce("n"), stun.NewLongTermIntegrity(cred.Username, DefaultRealm, cred.Password), stun.Fingerprint)
+	f.Add(tcpAllocate.Raw)
 	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4}) // ChannelData
 	s := &Server{secret: testSecret, filter: &PeerFilter{}, log: testLogger()}
 	s.metrics, _ = newMetrics(s, nil)
@@ -37,8 +41,9 @@ func FuzzGuard(f *testing.F) {
 		}
 		m := &stun.Message{Raw: answer}
 		var code stun.ErrorCodeAttribute
-		if err := m.Decode(); err != nil || code.GetFrom(m) != nil || code.Code != stun.CodeForbidden {
-			t.Fatalf("handled, but the answer is not a 403: %v", err)
+		if err := m.Decode(); err != nil || code.GetFrom(m) != nil ||
+			(code.Code != stun.CodeForbidden && code.Code != stun.CodeUnsupportedTransProto) {
+			t.Fatalf("handled, but the answer is neither 403 nor 442: %v %v", code.Code, err)
 		}
 	})
 }

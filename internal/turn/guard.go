@@ -19,9 +19,14 @@ import (
 // RFC 8656 wants 403 Forbidden for a peer the server will not relay to; coturn sends "403 Forbidden IP".
 // So the guard answers authenticated CreatePermission, ChannelBind and Connect requests for forbidden
 // peers itself, and passes everything else on untouched. pion's own check stays as a second line.
+//
+// It also refuses RFC 6062 TCP relays (Allocate with REQUESTED-TRANSPORT TCP) with 442: browsers never
+// ask for them, and their data connections carry raw bytes to a peer that the rules made for datagrams
+// (permissions per IP, the own-port rule) do not cover well.
 
-// Request types of the methods that name a peer (class "request" leaves the method bits as they are).
+// Request types of the methods the guard looks at (class "request" leaves the method bits as they are).
 const (
+	typeAllocate         = 0x0003
 	typeCreatePermission = 0x0008
 	typeChannelBind      = 0x0009
 	typeConnect          = 0x000a
@@ -32,28 +37,39 @@ type guard struct {
 	s *Server
 }
 
-// peerRequest reports whether b is a STUN request that names a peer, cheaply: ChannelData and every
+// guarded reports whether b is a STUN request the guard looks at, cheaply: ChannelData and every
 // other message pass without being decoded.
-func peerRequest(b []byte) bool {
+func guarded(b []byte) bool {
 	if !stun.IsMessage(b) {
 		return false
 	}
 	switch binary.BigEndian.Uint16(b[0:2]) {
-	case typeCreatePermission, typeChannelBind, typeConnect:
+	case typeAllocate, typeCreatePermission, typeChannelBind, typeConnect:
 		return true
 	}
 	return false
 }
 
+// protoTCP is REQUESTED-TRANSPORT's value for TCP (RFC 6062).
+const protoTCP = 6
+
 // intercept answers b itself if it asks for a forbidden peer, and says whether it did. reply sends a
 // message back to the client.
 func (g *guard) intercept(b []byte, src net.Addr, transport string, reply func([]byte) error) bool {
-	if !peerRequest(b) {
+	if !guarded(b) {
 		return false
 	}
 	m := &stun.Message{Raw: append([]byte(nil), b...)}
 	if err := m.Decode(); err != nil {
 		return false
+	}
+	if m.Type.Method == stun.MethodAllocate {
+		requested, err := m.Get(stun.AttrRequestedTransport)
+		if err != nil || len(requested) == 0 || requested[0] != protoTCP {
+			return false
+		}
+		return g.answer(m, src, transport, reply, stun.CodeUnsupportedTransProto, "Unsupported Transport Protocol",
+			reasonTCPRelay, "refused a TCP relay (RFC 6062): not offered")
 	}
 	var refusal *ForbiddenPeerError
 	for _, a := range m.Attributes {
@@ -75,7 +91,15 @@ func (g *guard) intercept(b []byte, src net.Addr, transport string, reply func([
 	if refusal == nil {
 		return false
 	}
-	// Only an authenticated request gets an answer from us; pion challenges the rest with 401.
+	return g.answer(m, src, transport, reply, stun.CodeForbidden, "Forbidden IP",
+		reasonForbiddenPeer, "refused relay to a forbidden peer",
+		"peer", refusal.Peer.String(), "range", refusal.Range.String(), "range_name", refusal.Name)
+}
+
+// answer refuses m with an error response, logged and counted, if m is authenticated; otherwise it
+// leaves m to pion, which challenges it with 401.
+func (g *guard) answer(m *stun.Message, src net.Addr, transport string, reply func([]byte) error,
+	code stun.ErrorCode, reasonPhrase, reason, msg string, args ...any) bool {
 	var username stun.Username
 	var realm stun.Realm
 	if username.GetFrom(m) != nil || realm.GetFrom(m) != nil {
@@ -89,13 +113,12 @@ func (g *guard) intercept(b []byte, src net.Addr, transport string, reply func([
 	if integrity.Check(m) != nil {
 		return false
 	}
-	g.s.refuse(reasonForbiddenPeer, "refused relay to a forbidden peer",
-		"user", user, "client", src.String(), "transport", transport, "method", m.Type.Method.String(),
-		"peer", refusal.Peer.String(), "range", refusal.Range.String(), "range_name", refusal.Name)
+	g.s.refuse(reason, msg, append([]any{"user", user, "client", src.String(), "transport", transport,
+		"method", m.Type.Method.String()}, args...)...)
 	resp, err := stun.Build(
 		stun.NewTransactionIDSetter(m.TransactionID),
 		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: stun.CodeForbidden, Reason: []byte("Forbidden IP")},
+		&stun.ErrorCodeAttribute{Code: code, Reason: []byte(reasonPhrase)},
 		integrity, stun.Fingerprint,
 	)
 	if err == nil {
@@ -122,12 +145,17 @@ func (c *guardedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// guardedListener is a TCP or TLS listener whose connections have the guard in their read path.
+// guardedListener is a TCP or TLS listener whose connections have the guard in their read path. It
+// keeps them, so that closing it (pion's Server.Close does) ends them too: pion closes only listeners.
 type guardedListener struct {
 	net.Listener
 	g         *guard
 	transport string
 	idle      time.Duration
+
+	mu     sync.Mutex
+	conns  map[*guardedConn]struct{}
+	closed bool
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -135,8 +163,33 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &guardedConn{Conn: c, g: l.g, transport: l.transport, idle: l.idle,
-		frames: pionturn.NewSTUNConn(c), buf: make([]byte, 0xffff+20)}, nil
+	gc := &guardedConn{Conn: c, g: l.g, transport: l.transport, idle: l.idle, ln: l,
+		frames: pionturn.NewSTUNConn(c), buf: make([]byte, 0xffff+20)}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	if l.conns == nil {
+		l.conns = map[*guardedConn]struct{}{}
+	}
+	l.conns[gc] = struct{}{}
+	return gc, nil
+}
+
+// Close stops accepting and closes every connection accepted.
+func (l *guardedListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
 }
 
 // guardedConn splits a TCP stream into TURN frames (pion's STUNConn does the framing), lets the guard
@@ -146,6 +199,7 @@ type guardedConn struct {
 	g         *guard
 	transport string
 	idle      time.Duration
+	ln        *guardedListener
 	frames    *pionturn.STUNConn
 	buf       []byte
 	pending   []byte
@@ -186,6 +240,14 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// Close closes the connection and forgets it.
+func (c *guardedConn) Close() error {
+	c.ln.mu.Lock()
+	delete(c.ln.conns, c)
+	c.ln.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Write keeps the guard's answers and pion's frames from interleaving on the stream.

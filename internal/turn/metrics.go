@@ -11,9 +11,10 @@ const (
 	reasonBadCredential = "bad_credential"
 	reasonExpired       = "expired_credential"
 	reasonQuota         = "quota"
+	reasonTCPRelay      = "tcp_relay"
 )
 
-var reasons = []string{reasonForbiddenPeer, reasonOwnPort, reasonBadCredential, reasonExpired, reasonQuota}
+var reasons = []string{reasonForbiddenPeer, reasonOwnPort, reasonBadCredential, reasonExpired, reasonQuota, reasonTCPRelay}
 
 // metrics are the relay's Prometheus collectors.
 type metrics struct {

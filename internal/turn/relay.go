@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -23,6 +24,19 @@ func (r *relayGenerator) AllocatePacketConn(c pionturn.AllocateListenerConfig) (
 	}
 	setBuffers(conn)
 	return &relayConn{PacketConn: newBatchConn(conn, relayBatch, false), s: r.s}, addr, nil
+}
+
+// errNoTCPRelays: the guard refuses TCP allocations before pion asks for one; this is the second line.
+var errNoTCPRelays = errors.New("turn: TCP relays (RFC 6062) are not offered")
+
+// AllocateListener refuses: telemed relays UDP only.
+func (r *relayGenerator) AllocateListener(pionturn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errNoTCPRelays
+}
+
+// AllocateConn refuses: telemed relays UDP only.
+func (r *relayGenerator) AllocateConn(pionturn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errNoTCPRelays
 }
 
 // relayConn is one allocation's relay socket.

@@ -151,27 +151,33 @@ func Start(o Options) (*Server, error) {
 
 	var udp []net.PacketConn
 	var tcps []net.Listener
+	closeListeners := func() {
+		closeAll(udp, nil)
+		for _, l := range tcps {
+			l.Close()
+		}
+	}
+	port := ""
 	for _, addr := range listenAddrs(o.Addr) {
+		if port != "" {
+			// With port 0, every address takes the port the first one got.
+			h, _, _ := net.SplitHostPort(addr)
+			addr = net.JoinHostPort(h, port)
+		}
 		u, t, err := listenPair(addr, o.UDPSockets)
 		if err != nil {
-			closeAll(udp, nil)
-			for _, l := range tcps {
-				l.Close()
-			}
+			closeListeners()
 			return nil, fmt.Errorf("turn: listen on %s: %w", addr, err)
 		}
 		udp, tcps = append(udp, u...), append(tcps, t)
-		if _, port, _ := net.SplitHostPort(o.Addr); port == "0" {
-			// Every address takes the port the first one got.
-			o.Addr = net.JoinHostPort(host, strconv.Itoa(Port(t.Addr())))
-		}
+		port = strconv.Itoa(Port(t.Addr()))
 	}
 	tcp := tcps[0]
 	var tlsLn net.Listener
 	if o.TLSConfig != nil {
 		ln, err := net.Listen("tcp", o.TLSAddr)
 		if err != nil {
-			closeAll(udp, tcp)
+			closeListeners()
 			return nil, fmt.Errorf("turn: listen on %s (TLS): %w", o.TLSAddr, err)
 		}
 		tlsLn = tls.NewListener(ln, o.TLSConfig)
@@ -213,10 +219,7 @@ func Start(o Options) (*Server, error) {
 	}
 	s.pion, err = pionturn.NewServer(cfg)
 	if err != nil {
-		closeAll(udp, tcp)
-		for _, l := range tcps[1:] {
-			l.Close()
-		}
+		closeListeners()
 		if tlsLn != nil {
 			tlsLn.Close()
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -228,21 +229,46 @@ func TestForbiddenPeersRefusedWith403(t *testing.T) {
 	}
 }
 
-func TestForbiddenPeersRefusedOnTCPAllocations(t *testing.T) {
-	s, _ := startTestServer(t, Options{})
+// TestTCPRelaysRefused: RFC 6062 TCP allocations are refused with 442, so no relayed TCP connection
+// (which the per-IP permission and own-port rules do not cover) is ever made.
+func TestTCPRelaysRefused(t *testing.T) {
+	s, _ := startTestServer(t, Options{Filter: PeerFilter{AllowLoopback: true}})
 	cred := NewCredential(testSecret, "patient-1", time.Now().Add(time.Hour))
+	for _, transport := range []string{"udp", "tcp", "tls"} {
+		c := dial(t, s, transport).withCredential(cred)
+		if code := errorCode(c.do(stun.MethodAllocate, requestedTransport(transportTCP))); code != 442 {
+			t.Errorf("%s: TCP allocation got %d, want 442 (Unsupported Transport Protocol)", transport, code)
+		}
+	}
+	if got := testutil.ToFloat64(s.metrics.refusals.WithLabelValues(reasonTCPRelay)); got != 3 {
+		t.Errorf("tcp_relay refusals: %v, want 3", got)
+	}
+	if s.Allocations() != 0 {
+		t.Errorf("%d allocations, want none", s.Allocations())
+	}
+}
+
+// TestCloseEndsTCPConnections: pion's Close closes listeners only; the server's Close also ends the
+// TCP and TLS connections they accepted, with their allocations.
+func TestCloseEndsTCPConnections(t *testing.T) {
+	s, err := Start(Options{Addr: "127.0.0.1:0", RelayIP: netip.MustParseAddr("127.0.0.1"), Secret: testSecret,
+		Logger: testLogger(), TLSConfig: selfSignedTLS(t), TLSAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := NewCredential(testSecret, "p", time.Now().Add(time.Hour))
+	var clients []*stunClient
 	for _, transport := range []string{"tcp", "tls"} {
-		t.Run(transport, func(t *testing.T) {
-			c := dial(t, s, transport).withCredential(cred)
-			c.allocate(transportTCP) // RFC 6062: the relay opens TCP connections to peers
-			for _, peer := range forbiddenPeers {
-				for _, method := range []string{"CreatePermission", "Connect"} {
-					if code := errorCode(c.request(method, netip.MustParseAddr(peer), 0)); code != 403 {
-						t.Errorf("%s %s: got %d, want 403", method, peer, code)
-					}
-				}
-			}
-		})
+		c := dial(t, s, transport).withCredential(cred)
+		c.allocate(transportUDP)
+		clients = append(clients, c)
+	}
+	s.Close()
+	for i, c := range clients {
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("connection %d still open after Close: %v", i, err)
+		}
 	}
 }
 
