@@ -25,12 +25,8 @@ N=${N:-50}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "== machine"
-echo "cpus (nproc): $(nproc)"
-echo "cpu:          $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "kernel:       $(uname -sr)"
-echo "go:           $(go version)"
-echo "commit:       $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with changes)')"
+. bench/machine.sh
+print_machine
 echo
 
 echo "== building"

@@ -75,12 +75,8 @@ trap 'exit 130' INT TERM
 sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo
 
-echo "== machine"
-echo "cpus (nproc): $(nproc)"
-echo "cpu:          $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "kernel:       $(uname -sr)"
-echo "go:           $(go version)"
-echo "commit:       $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with changes)')"
+. bench/machine.sh
+print_machine
 
 if ! command -v turnutils_uclient >/dev/null || ! command -v turnserver >/dev/null; then
   echo "+ apt-get install -y --no-install-recommends coturn"

@@ -269,6 +269,25 @@ func TestBrowserConsultation(t *testing.T) {
 	screenshot(t, provider, "8-other-side-left")
 }
 
+// startBrowserCall has the provider open startURL and join, the patient open joinURL and wait, and
+// the provider admit them.
+func startBrowserCall(t *testing.T, provider, patient context.Context, startURL, joinURL string) {
+	t.Helper()
+	if err := chromedp.Do(provider, chromedp.Navigate(startURL)); err != nil {
+		t.Fatal(err)
+	}
+	click(t, provider, "#join-btn")
+	waitState(t, provider, "provider", "in-call")
+	if err := chromedp.Do(patient, chromedp.Navigate(joinURL)); err != nil {
+		t.Fatal(err)
+	}
+	typeInto(t, patient, "#name", "Ada")
+	click(t, patient, "#join-btn")
+	waitState(t, patient, "patient", "waiting")
+	click(t, provider, "#lobby button[data-admit]")
+	waitState(t, patient, "patient", "in-call")
+}
+
 // TestBrowserReconnect: the patient's network drops the signaling connection mid-call. The page says
 // "Reconnecting", resumes on its own, and the call goes on; the provider never sees them leave.
 func TestBrowserReconnect(t *testing.T) {
@@ -279,20 +298,8 @@ func TestBrowserReconnect(t *testing.T) {
 	provider := newBrowser(t, chromium)
 	patient := newBrowser(t, chromium)
 
-	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
-		t.Fatal(err)
-	}
-	click(t, provider, "#join-btn")
-	waitState(t, provider, "provider", "in-call")
 	// The patient reaches the server through the proxy: its network.
-	if err := chromedp.Do(patient, chromedp.Navigate(px.via(c.JoinURL, e.srv.BaseURL()))); err != nil {
-		t.Fatal(err)
-	}
-	typeInto(t, patient, "#name", "Ada")
-	click(t, patient, "#join-btn")
-	waitState(t, patient, "patient", "waiting")
-	click(t, provider, "#lobby button[data-admit]")
-	waitState(t, patient, "patient", "in-call")
+	startBrowserCall(t, provider, patient, c.StartURL, px.via(c.JoinURL, e.srv.BaseURL()))
 	before := waitMedia(t, provider, "provider")
 	id := evalJS[string](t, patient, `window.telemed.signaling.me.id`)
 	if id == "" {
@@ -337,19 +344,7 @@ func TestBrowserCallOverTURNRelay(t *testing.T) {
 	provider := newBrowser(t, chromium)
 	patient := newBrowser(t, chromium)
 
-	if err := chromedp.Do(provider, chromedp.Navigate(c.StartURL)); err != nil {
-		t.Fatal(err)
-	}
-	click(t, provider, "#join-btn")
-	waitState(t, provider, "provider", "in-call")
-	if err := chromedp.Do(patient, chromedp.Navigate(c.JoinURL)); err != nil {
-		t.Fatal(err)
-	}
-	typeInto(t, patient, "#name", "Ada")
-	click(t, patient, "#join-btn")
-	waitState(t, patient, "patient", "waiting")
-	click(t, provider, "#lobby button[data-admit]")
-	waitState(t, patient, "patient", "in-call")
+	startBrowserCall(t, provider, patient, c.StartURL, c.JoinURL)
 
 	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
 		policy := evalJS[string](t, ctx, `window.telemed.peerConnections()[0].getConfiguration().iceTransportPolicy`)
