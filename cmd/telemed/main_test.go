@@ -97,6 +97,9 @@ func TestCommands(t *testing.T) {
 	if !strings.Contains(stdout.String(), base+"/login") {
 		t.Errorf("serve should point a set-up server at the sign-in page:\n%s", stdout.String())
 	}
+	if !regexp.MustCompile(`STUN/TURN on port \d+ \(UDP and TCP\), relaying on UDP 49152-65535`).MatchString(stdout.String()) {
+		t.Errorf("serve should say which ports STUN/TURN needs open:\n%s", stdout.String())
+	}
 	req, _ := http.NewRequest("POST", base+"/api/v1/consultations", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)

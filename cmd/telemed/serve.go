@@ -9,6 +9,7 @@ import (
 
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/turn"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,7 +34,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer srv.Close()
 
-	fmt.Fprintf(stdout, "telemed is running at %s (data in %s)\n\n", srv.BaseURL(), cfg.DataDir)
+	fmt.Fprintf(stdout, "telemed is running at %s (data in %s)\n", srv.BaseURL(), cfg.DataDir)
+	if t := srv.TURN(); t != nil {
+		fmt.Fprintf(stdout, "STUN/TURN on port %d (UDP and TCP), relaying on UDP %s: open them in the firewall for patients on other networks\n",
+			turn.Port(t.UDPAddr()), cfg.TURNRelayPorts)
+	} else {
+		fmt.Fprintf(stdout, "The built-in STUN/TURN is off (--turn=false)\n")
+	}
+	fmt.Fprintln(stdout)
 	setup, err := srv.Service().SetupToken(ctx)
 	if err != nil {
 		return err
