@@ -311,9 +311,12 @@ func (s *Session) applyWelcome(w protocol.Welcome) {
 	s.mu.Lock()
 	s.welcome = w
 	s.waiting = w.Waiting
-	peers := make([]*Peer, 0, len(s.peers))
+	peers := make([]*Peer, 0, len(s.peers)+1)
 	for _, p := range s.peers {
 		peers = append(peers, p)
+	}
+	if s.warm != nil {
+		peers = append(peers, s.warm) // the prepared one gathers with them too
 	}
 	s.mu.Unlock()
 	// A resumed session brings fresh TURN credentials; an ICE restart from now on uses them.

@@ -306,11 +306,19 @@ func TestBrowserReconnect(t *testing.T) {
 		t.Fatal("patient page does not know its participant id")
 	}
 
+	turnUser := `window.telemed.peerConnections()[0].getConfiguration().iceServers.map(s => s.username || '').join()`
+	userBefore := evalJS[string](t, patient, turnUser)
+	time.Sleep(1100 * time.Millisecond) // credentials expire on whole seconds: the next one differs
+
 	px.cut()
 	waitJS(t, patient, "patient shows Reconnecting", `document.querySelector('#status').textContent.includes('Reconnecting')`, 10*time.Second)
 	waitJS(t, patient, "patient back to Connected", `document.querySelector('#status').textContent.includes('Connected')`, 20*time.Second)
 	if got := evalJS[string](t, patient, `window.telemed.signaling.me.id`); got != id {
 		t.Fatalf("patient resumed as %s, was %s: it should get its place back", got, id)
+	}
+	// The resumed welcome's fresh TURN credentials reach the existing peer connection, for ICE restarts.
+	if userAfter := evalJS[string](t, patient, turnUser); userAfter == userBefore || !strings.Contains(userAfter, ":") {
+		t.Fatalf("TURN username on the peer connection %q, was %q: want a fresh one after resuming", userAfter, userBefore)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -63,14 +63,16 @@ export class PeerSession extends EventTarget {
   get iceState() { return this.pc.iceConnectionState; }
 
   /**
-   * Takes fresh ICE servers (a resumed session brings new TURN credentials), so that an ICE
-   * restart gathers with credentials that still work.
+   * Takes fresh ICE servers (a resumed session brings new TURN credentials) and the server's
+   * policy, so that an ICE restart gathers with credentials that still work.
    * @param {RTCIceServer[]} iceServers
+   * @param {RTCIceTransportPolicy} [icePolicy]
    */
-  updateIceServers(iceServers) {
+  updateIceServers(iceServers, icePolicy) {
     try {
       const config = this.pc.getConfiguration();
       config.iceServers = normalizeIceServers(iceServers);
+      if (icePolicy) config.iceTransportPolicy = icePolicy === 'relay' ? 'relay' : 'all';
       this.pc.setConfiguration(config);
     } catch (err) {
       console.warn('telemed: cannot update ICE servers', err);
