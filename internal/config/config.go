@@ -68,10 +68,7 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate `file` (PEM); serves HTTPS when set with --tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key `file` (PEM)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `level`: debug, info, warn or error")
-	fs.Func("allowed-origin", "extra `origin` (scheme://host:port) whose pages may use this server; repeatable", func(s string) error {
-		c.AllowedOrigins = append(c.AllowedOrigins, s)
-		return nil
-	})
+	fs.Func("allowed-origin", "extra `origin` (scheme://host:port) whose pages may use this server; repeatable or comma-separated", listFlag(&c.AllowedOrigins))
 
 	fs.BoolVar(&c.TURN, "turn", c.TURN, "run the embedded STUN/TURN server (--turn=false to use --turn-server or none)")
 	fs.StringVar(&c.TURNAddr, "turn-addr", c.TURNAddr, "`address` (host:port) for STUN/TURN over UDP and TCP")
@@ -81,26 +78,25 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TURNPublicIP, "turn-public-ip", c.TURNPublicIP, "public `IP` announced to clients and carried by relayed candidates (default: guessed; set it behind NAT)")
 	fs.StringVar(&c.TURNRelayPorts, "turn-relay-ports", c.TURNRelayPorts, "`MIN-MAX` UDP/TCP ports for relays; open them in the firewall")
 	fs.StringVar(&c.TURNSecret, "turn-secret", c.TURNSecret, "TURN REST shared `secret` (default: generated and kept in the data folder); share it with external TURN servers")
-	fs.Func("turn-allow-peer", "`CIDR` the relay may reach despite the deny list of private and special ranges; repeatable or comma-separated", func(s string) error {
-		for _, p := range strings.Split(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				c.TURNAllowPeers = append(c.TURNAllowPeers, p)
-			}
-		}
-		return nil
-	})
+	fs.Func("turn-allow-peer", "`CIDR` the relay may reach despite the deny list of private and special ranges; repeatable or comma-separated", listFlag(&c.TURNAllowPeers))
 	fs.BoolVar(&c.TURNAllowLoopback, "turn-allow-loopback", c.TURNAllowLoopback, "let the relay reach 127.0.0.0/8 and ::1: for testing on one machine only, never in production")
 	fs.IntVar(&c.TURNUserQuota, "turn-user-quota", c.TURNUserQuota, "active relay allocations one participant may hold (-1: no limit)")
 	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "how long a TURN credential can start new allocations; calls outlive it")
-	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", func(s string) error {
-		for _, u := range strings.Split(s, ",") {
-			if u = strings.TrimSpace(u); u != "" {
-				c.TURNServers = append(c.TURNServers, u)
+	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", listFlag(&c.TURNServers))
+	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
+}
+
+// listFlag appends each comma-separated value to dst, so that a list can be given by repeating the
+// flag or, in one TELEMED_<FLAG> variable, with commas.
+func listFlag(dst *[]string) func(string) error {
+	return func(s string) error {
+		for _, v := range strings.Split(s, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				*dst = append(*dst, v)
 			}
 		}
 		return nil
-	})
-	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
+	}
 }
 
 // Validate checks the configuration and fills in derived values. Its errors say what to fix.

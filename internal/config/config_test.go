@@ -100,3 +100,15 @@ func TestTURNConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestListFlagsTakeRepeatsAndCommas(t *testing.T) {
+	c, err := parse(t, []string{"--allowed-origin", "https://a.example.org", "--allowed-origin", "https://b.example.org, https://c.example.org"},
+		map[string]string{})
+	if err != nil || len(c.AllowedOrigins) != 3 || c.AllowedOrigins[2] != "https://c.example.org" {
+		t.Fatalf("origins %q, %v", c.AllowedOrigins, err)
+	}
+	c, err = parse(t, nil, map[string]string{"TELEMED_ALLOWED_ORIGIN": "https://a.example.org,https://b.example.org"})
+	if err != nil || len(c.AllowedOrigins) != 2 {
+		t.Fatalf("origins from the environment %q, %v", c.AllowedOrigins, err)
+	}
+}
