@@ -144,8 +144,15 @@ func (c *Serve) validateTURN() []error {
 		errs = append(errs, errors.New("--turn-tls-cert and --turn-tls-key go together"))
 	}
 	if c.TURNPublicIP != "" {
-		if a, err := netip.ParseAddr(c.TURNPublicIP); err != nil || a.IsUnspecified() {
+		a, err := netip.ParseAddr(c.TURNPublicIP)
+		if err != nil || a.IsUnspecified() {
 			errs = append(errs, fmt.Errorf("--turn-public-ip %q: want this server's public IP address, such as 203.0.113.10", c.TURNPublicIP))
+		} else if host, _, err := net.SplitHostPort(c.TURNAddr); err == nil {
+			// Relays take the listener's address family; an IPv6 relay address behind IPv4 listeners
+			// would make every allocation fail.
+			if l, err := netip.ParseAddr(host); err == nil && l.Unmap().Is4() != a.Unmap().Is4() {
+				errs = append(errs, fmt.Errorf("--turn-public-ip %s and --turn-addr %s: use addresses of the same family (IPv4 or IPv6)", c.TURNPublicIP, c.TURNAddr))
+			}
 		}
 	}
 	if _, _, err := c.RelayPorts(); err != nil {

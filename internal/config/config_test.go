@@ -85,6 +85,7 @@ func TestTURNConfig(t *testing.T) {
 		{[]string{"--turn-relay-ports", "0-10"}, "--turn-relay-ports"},
 		{[]string{"--turn-public-ip", "turn.example.org"}, "--turn-public-ip"},
 		{[]string{"--turn-public-ip", "0.0.0.0"}, "--turn-public-ip"},
+		{[]string{"--turn-public-ip", "2001:db8::1"}, "same family"},
 		{[]string{"--turn-allow-peer", "10.0.0.0/33"}, "--turn-allow-peer"},
 		{[]string{"--turn-secret", "short"}, "--turn-secret"},
 		{[]string{"--turn-user-quota", "0"}, "--turn-user-quota"},
