@@ -30,6 +30,16 @@ type env struct {
 	provider consult.Provider
 }
 
+// unavailable skips a test whose tool or privilege this machine lacks, except in CI (CI=true), where
+// the test command installs what the tests need and runs them as root: there it is a failure.
+func unavailable(t testing.TB, why, ciRemedy, localRemedy string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s: %s", why, ciRemedy)
+	}
+	t.Skipf("%s: %s", why, localRemedy)
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("TELEMED_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

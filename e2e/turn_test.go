@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -203,10 +202,8 @@ func findTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: scripts/test installs Debian's %s package", name, pkg)
-		}
-		t.Skipf("%s not found: install Debian's %s package (scripts/test does)", name, pkg)
+		unavailable(t, name+" not found", "scripts/test installs Debian's "+pkg+" package",
+			"install Debian's "+pkg+" package (scripts/test does)")
 	}
 	return path
 }
