@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/loopback"
@@ -67,7 +68,7 @@ func (e *env) newConsultation(tb testing.TB) service.ConsultationView {
 }
 
 // loopbackAPI is a pion API on loopback only, with pion's log discarded.
-func loopbackAPI() *webrtc.API { return loopback.API(true) }
+func loopbackAPI() *webrtc.API { return loopback.API(true, client.TuneSettingEngine) }
 
 // ms converts a duration to milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -34,18 +35,31 @@ type Config struct {
 	Link string
 	// Name is shown to the other side. Required for patients; providers' names come from their account.
 	Name string
-	// API builds peer connections. Default: webrtc.NewAPI() with default codecs and interceptors.
+	// API builds peer connections. Default: NewAPI(), pion's defaults with TuneSettingEngine's
+	// settings. An API of your own should have them too (TuneSettingEngine), for fast file transfers.
 	API *webrtc.API
 	// Tracks are sent to every peer in the call.
 	Tracks []webrtc.TrackLocal
 	// DataChannels are opened towards each peer by the side that makes the first offer, so they are
-	// part of the first negotiation. The other side receives them in OnDataChannel. A side that has
-	// neither tracks nor data channels opens one labelled "telemed", so that its offer can connect.
+	// part of the first negotiation. The other side receives them in OnDataChannel. That side also
+	// opens telemed's chat channel (docs/datachannels.md), so an offer always has something to connect.
 	DataChannels []DataChannelSpec
 	// OnTrack is called for each remote track.
 	OnTrack func(p *Peer, t *webrtc.TrackRemote, r *webrtc.RTPReceiver)
-	// OnDataChannel is called for every data channel towards a peer, whichever side opened it.
+	// OnDataChannel is called for every data channel towards a peer, whichever side opened it, except
+	// telemed's own chat and file channels (ChatLabel, FileLabel).
 	OnDataChannel func(p *Peer, dc *webrtc.DataChannel)
+	// OnChat is called for each chat message a peer sends. A delivery receipt goes back after it returns.
+	OnChat func(p *Peer, m ChatMessage)
+	// OnChatDelivered is called when a peer confirms it received the chat message with this id.
+	OnChatDelivered func(p *Peer, id string)
+	// OnFile is called when a peer starts sending a file; it returns where the data goes, or nil to
+	// refuse the file. The data is not checked until the end: keep it aside (a temporary file) until
+	// t.Wait returns nil. Without OnFile every file is refused.
+	OnFile func(p *Peer, t *Transfer) io.Writer
+	// OnDataError is called when a peer sends a chat or file frame that cannot be read, or reports that
+	// it could not read ours. The call goes on.
+	OnDataError func(p *Peer, err error)
 	// Header is sent with the WebSocket handshake (for example an Origin). Default: none.
 	Header http.Header
 	// HTTPClient dials the WebSocket. Default: http.DefaultClient.
@@ -166,7 +180,7 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 		return nil, err
 	}
 	if cfg.API == nil {
-		cfg.API = webrtc.NewAPI()
+		cfg.API = NewAPI()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -509,7 +523,7 @@ func (s *Session) Close() error {
 	}
 	var errs []error
 	for _, p := range peers {
-		errs = append(errs, p.PC.Close())
+		errs = append(errs, p.close())
 	}
 	<-s.done
 	return errors.Join(errs...)
@@ -609,7 +623,7 @@ func (s *Session) restart() {
 	}
 	s.mu.Unlock()
 	for _, p := range old {
-		p.PC.Close()
+		p.close()
 		s.emit(Event{Type: EventPeerLeft, Peer: p, Reason: "rejoined"})
 	}
 	s.emit(Event{Type: EventRejoined})
@@ -703,7 +717,7 @@ func (s *Session) handle(typ string, data []byte) {
 			delete(s.peers, m.Peer)
 			s.mu.Unlock()
 			if p != nil {
-				p.PC.Close()
+				p.close()
 				s.notify()
 				s.emit(Event{Type: EventPeerLeft, Peer: p, Reason: m.Reason})
 			}

@@ -38,6 +38,8 @@ type Peer struct {
 	ignoreOffer bool
 	negotiated  bool // the first offer/answer exchange is done
 	pending     []webrtc.ICECandidateInit
+
+	dcs channels // telemed's own data channels: chat and file transfers
 }
 
 // Polite reports whether this side is the polite one towards the peer.
@@ -69,9 +71,7 @@ func (p *Peer) setUpLocked() error {
 	if f := p.s.cfg.OnTrack; f != nil {
 		pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { f(p, t, r) })
 	}
-	if f := p.s.cfg.OnDataChannel; f != nil {
-		pc.OnDataChannel(func(dc *webrtc.DataChannel) { f(p, dc) })
-	}
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) { p.route(dc, true) })
 	for _, t := range p.s.cfg.Tracks {
 		if _, err := pc.AddTrack(t); err != nil {
 			return fmt.Errorf("add track %s: %w", t.ID(), err)
@@ -91,12 +91,12 @@ func (p *Peer) setUpLocked() error {
 				p.handOver()
 			}
 		}
-		if len(p.s.cfg.Tracks) == 0 && len(p.s.cfg.DataChannels) == 0 {
-			// An offer with nothing in it cannot connect: open a data channel of our own.
-			if _, err := pc.CreateDataChannel("telemed", nil); err != nil {
-				return fmt.Errorf("data channel: %w", err)
-			}
+		// The chat channel is part of the first offer, which it also lets connect when there are no tracks.
+		chat, err := pc.CreateDataChannel(ChatLabel, nil)
+		if err != nil {
+			return fmt.Errorf("data channel %s: %w", ChatLabel, err)
 		}
+		p.attachChat(chat)
 	}
 	return nil
 }

@@ -106,7 +106,7 @@ func (e *env) newConsultation(t testing.TB, ttl time.Duration) service.Consultat
 }
 
 // loopbackAPI is a pion API on loopback only: calls stay on this machine.
-func loopbackAPI() *webrtc.API { return loopback.API(false) }
+func loopbackAPI() *webrtc.API { return loopback.API(false, client.TuneSettingEngine) }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -11,8 +11,9 @@ import (
 )
 
 // API returns a pion API whose peers gather only IPv4 loopback host candidates, without mDNS. With
-// quiet, pion's own log is discarded (its teardown lines break up benchmark output).
-func API(quiet bool) *webrtc.API {
+// quiet, pion's own log is discarded (its teardown lines break up benchmark output). Each tune (such
+// as client.TuneSettingEngine) then adjusts the settings.
+func API(quiet bool, tune ...func(*webrtc.SettingEngine)) *webrtc.API {
 	var se webrtc.SettingEngine
 	if quiet {
 		se.LoggerFactory = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled}
@@ -21,6 +22,9 @@ func API(quiet bool) *webrtc.API {
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	for _, f := range tune {
+		f(&se)
+	}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		panic("loopback: default codecs: " + err.Error()) // fixed input: cannot fail

@@ -1,0 +1,162 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Chat limits (docs/datachannels.md).
+const (
+	MaxChatText  = 4000     // characters (code points) after trimming
+	maxChatFrame = 16 << 10 // bytes of one chat frame
+)
+
+// ErrChatNotOpen is returned by SendChat before the chat channel to the peer is open.
+var ErrChatNotOpen = errors.New("telemed: the chat channel is not open yet")
+
+// ChatMessage is one chat message, sent or received.
+type ChatMessage struct {
+	ID   string
+	Text string
+	// SentAt is the sender's clock.
+	SentAt time.Time
+}
+
+type chatFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Text    string `json:"text,omitempty"`
+	SentAt  *int64 `json:"sent_at,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// SendChat sends a chat message to the peer. Config.OnChatDelivered reports its receipt.
+func (p *Peer) SendChat(text string) (ChatMessage, error) {
+	text = strings.TrimSpace(text)
+	if err := checkChatText(text); err != nil {
+		return ChatMessage{}, err
+	}
+	dc := p.chatChannel()
+	if dc == nil {
+		return ChatMessage{}, ErrChatNotOpen
+	}
+	now := time.Now()
+	ms := now.UnixMilli()
+	m := ChatMessage{ID: newID(), Text: text, SentAt: time.UnixMilli(ms)}
+	if err := sendJSON(dc, chatFrame{Type: "msg", ID: m.ID, Text: text, SentAt: &ms}); err != nil {
+		return ChatMessage{}, fmt.Errorf("send chat: %w", err)
+	}
+	return m, nil
+}
+
+func checkChatText(text string) error {
+	if text == "" {
+		return errors.New("text is empty")
+	}
+	if n := utf8.RuneCountInString(text); n > MaxChatText {
+		return fmt.Errorf("text is %d characters, over %d", n, MaxChatText)
+	}
+	if !utf8.ValidString(text) {
+		return errors.New("text is not valid UTF-8")
+	}
+	return nil
+}
+
+// chatChannel returns the newest open chat channel, or nil.
+func (p *Peer) chatChannel() *webrtc.DataChannel {
+	p.dcs.mu.Lock()
+	defer p.dcs.mu.Unlock()
+	for i := len(p.dcs.chat) - 1; i >= 0; i-- {
+		if p.dcs.chat[i].ReadyState() == webrtc.DataChannelStateOpen {
+			return p.dcs.chat[i]
+		}
+	}
+	return nil
+}
+
+func (p *Peer) attachChat(dc *webrtc.DataChannel) {
+	p.dcs.mu.Lock()
+	p.dcs.chat = append(p.dcs.chat, dc)
+	p.dcs.mu.Unlock()
+	dc.OnClose(func() {
+		p.dcs.mu.Lock()
+		defer p.dcs.mu.Unlock()
+		for i, c := range p.dcs.chat {
+			if c == dc {
+				p.dcs.chat = append(p.dcs.chat[:i], p.dcs.chat[i+1:]...)
+				break
+			}
+		}
+	})
+	dc.OnMessage(func(msg webrtc.DataChannelMessage) { p.onChatFrame(dc, msg) })
+}
+
+func (p *Peer) onChatFrame(dc *webrtc.DataChannel, msg webrtc.DataChannelMessage) {
+	f, err := parseChatFrame(msg)
+	if err != nil {
+		p.dataError(fmt.Errorf("chat message from %s: %w", p.ID, err))
+		if f.Type != "error" {
+			sendJSON(dc, errorFrame{Type: "error", Code: "bad_frame", Message: "chat message: " + err.Error()})
+		}
+		return
+	}
+	switch f.Type {
+	case "msg":
+		if cb := p.s.cfg.OnChat; cb != nil {
+			cb(p, ChatMessage{ID: f.ID, Text: strings.TrimSpace(f.Text), SentAt: time.UnixMilli(*f.SentAt)})
+		}
+		if err := sendJSON(dc, chatFrame{Type: "receipt", ID: f.ID}); err != nil {
+			p.s.log.Debug("telemed client: send receipt", "err", err)
+		}
+	case "receipt":
+		if cb := p.s.cfg.OnChatDelivered; cb != nil {
+			cb(p, f.ID)
+		}
+	case "error":
+		p.dataError(fmt.Errorf("the other side could not read a chat message: %s (%s)", f.Message, f.Code))
+	}
+}
+
+// parseChatFrame checks a chat frame as docs/datachannels.md says. The frame's type is returned even
+// with an error, so that errors are never answered.
+func parseChatFrame(msg webrtc.DataChannelMessage) (chatFrame, error) {
+	var f chatFrame
+	if !msg.IsString {
+		return f, errors.New("a binary frame on the chat channel")
+	}
+	if len(msg.Data) > maxChatFrame {
+		return f, fmt.Errorf("a frame of %d bytes, over %d", len(msg.Data), maxChatFrame)
+	}
+	if err := json.Unmarshal(msg.Data, &f); err != nil {
+		return chatFrame{}, errors.New("not the JSON of a chat frame")
+	}
+	switch f.Type {
+	case "msg":
+		if !validID(f.ID) {
+			return f, errors.New("id is missing or invalid")
+		}
+		if err := checkChatText(strings.TrimSpace(f.Text)); err != nil {
+			return f, err
+		}
+		if f.SentAt == nil || *f.SentAt <= 0 {
+			return f, errors.New("sent_at is missing")
+		}
+	case "receipt":
+		if !validID(f.ID) {
+			return f, errors.New("id is missing or invalid")
+		}
+	case "error":
+	case "":
+		return f, errors.New("type is missing")
+	default:
+		return f, fmt.Errorf("unknown type %q", f.Type)
+	}
+	return f, nil
+}

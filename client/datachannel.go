@@ -1,0 +1,138 @@
+package client
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Labels of the data channels telemed itself uses (docs/datachannels.md). Channels with other labels
+// are the program's own and reach Config.OnDataChannel.
+const (
+	ChatLabel = "telemed-chat"
+	FileLabel = "telemed-file"
+)
+
+// Data channel tuning (docs/benchmarks.md). pion's default SCTP receive window (1 MiB) caps a transfer
+// on a fast path; 4 MiB lets the window open and is the figure at which throughput stopped growing.
+const (
+	// SCTPReceiveBuffer is the SCTP receive buffer TuneSettingEngine sets.
+	SCTPReceiveBuffer = 4 << 20
+	// MaxChunkMessage is the largest file chunk message sent, header included: what browsers accept.
+	MaxChunkMessage = 256 << 10
+	// SendHighWater is how much a file sender lets wait in a channel's buffer before it stops reading
+	// the file; it resumes at half.
+	SendHighWater = 16 << 20
+)
+
+// TuneSettingEngine applies telemed's data channel settings to se. The default API of Config has
+// them; a program that builds its own API should call it on its SettingEngine.
+func TuneSettingEngine(se *webrtc.SettingEngine) {
+	se.SetSCTPMaxReceiveBufferSize(SCTPReceiveBuffer)
+}
+
+// NewAPI returns the API Config uses when it has none: pion's default codecs and interceptors, with
+// TuneSettingEngine's settings.
+func NewAPI() *webrtc.API {
+	var se webrtc.SettingEngine
+	TuneSettingEngine(&se)
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+}
+
+// channels is what a Peer knows of telemed's own data channels.
+type channels struct {
+	mu        sync.Mutex
+	chat      []*webrtc.DataChannel // newest last; messages go out on the newest open one
+	transfers map[string]*Transfer  // active transfers, both directions, by id
+	incoming  int                   // active incoming transfers
+}
+
+// route takes a data channel the peer opened, or one this side opened, to where it belongs.
+func (p *Peer) route(dc *webrtc.DataChannel, remote bool) {
+	switch dc.Label() {
+	case ChatLabel:
+		p.attachChat(dc)
+	case FileLabel:
+		if remote {
+			p.receiveFile(dc)
+		}
+	default:
+		if f := p.s.cfg.OnDataChannel; f != nil {
+			f(p, dc)
+		}
+	}
+}
+
+// close closes the peer connection and ends its transfers as interrupted.
+func (p *Peer) close() error {
+	p.dcs.mu.Lock()
+	active := make([]*Transfer, 0, len(p.dcs.transfers))
+	for _, t := range p.dcs.transfers {
+		active = append(active, t)
+	}
+	p.dcs.mu.Unlock()
+	for _, t := range active {
+		t.finish(errInterrupted(p), false)
+	}
+	return p.PC.Close()
+}
+
+// dataError reports a frame from the peer that could not be read.
+func (p *Peer) dataError(err error) {
+	p.s.log.Warn("telemed client: bad data channel frame", "peer", p.ID, "err", err)
+	if f := p.s.cfg.OnDataError; f != nil {
+		f(p, err)
+	}
+}
+
+// newID returns 16 random characters of the ids' alphabet.
+func newID() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+	b := make([]byte, 16)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[b[i]&63]
+	}
+	return string(b)
+}
+
+// validID reports whether id is 1-64 characters of A-Z a-z 0-9 _ -.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// channel is what a transfer needs of its data channel (an interface so that tests can feed it frames).
+type channel interface {
+	Send(data []byte) error
+	SendText(text string) error
+	Close() error
+	BufferedAmount() uint64
+}
+
+// sendJSON sends v as one text message.
+func sendJSON(dc channel, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", v, err)
+	}
+	return dc.SendText(string(b))
+}
+
+// errorFrame is an error sent to the peer, on chat or file channels.
+type errorFrame struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
