@@ -77,7 +77,27 @@ const (
 	AuditAdmitted = "participant.admitted"
 	AuditDeclined = "participant.declined"
 	AuditLeft     = "participant.left"
+	// AuditTranscriptSaved is a save of the consultation's chat transcript; its detail is the number
+	// of messages, never their text.
+	AuditTranscriptSaved = "transcript.saved"
 )
+
+// Transcript is a consultation's chat as its provider saved it. A consultation has at most one:
+// saving again replaces it.
+type Transcript struct {
+	ConsultationID string
+	SavedAt        time.Time
+	SavedBy        string // the actor, as in the audit trail
+	Messages       []TranscriptMessage
+}
+
+// TranscriptMessage is one chat message of a transcript: text only, never a file.
+type TranscriptMessage struct {
+	From Role
+	Name string    // the sender's display name; may be empty
+	Text string    // plain text
+	At   time.Time // when the sender sent it, by the sender's clock
+}
 
 // Errors of the domain. Adapters map them to protocol error codes and HTTP statuses.
 var (

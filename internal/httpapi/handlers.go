@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -129,5 +131,43 @@ func (a *api) endConsultation(w http.ResponseWriter, r *http.Request, c caller) 
 		return
 	}
 	a.EndConsultation(v.ID)
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (a *api) saveTranscript(w http.ResponseWriter, r *http.Request, by service.Caller) {
+	id := r.PathValue("id")
+	// Refuse a caller who may not save before reading what may be megabytes.
+	if err := a.Service.CheckTranscriptAccess(r.Context(), by, id); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(transcriptReadTimeout)); err != nil {
+		a.Logger.Debug("could not extend the read deadline for a transcript", "err", err)
+	}
+	var req struct {
+		Messages []service.TranscriptMessage `json:"messages"`
+	}
+	if err := decodeLimit(r, &req, maxTranscriptBody); err != nil {
+		if errors.Is(err, errTooLarge) {
+			err = &service.Error{Code: "too_large", Message: fmt.Sprintf(
+				"the transcript is too large: its request body may be at most %d MiB", maxTranscriptBody>>20)}
+		}
+		a.fail(w, r, err)
+		return
+	}
+	saved, err := a.Service.SaveTranscript(r.Context(), by, id, req.Messages)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, saved)
+}
+
+func (a *api) getTranscript(w http.ResponseWriter, r *http.Request, by service.Caller) {
+	v, err := a.Service.Transcript(r.Context(), by, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, v)
 }

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,14 @@ const SessionCookie = "telemed_session"
 
 // maxBody bounds JSON request bodies.
 const maxBody = 64 << 10
+
+// maxTranscriptBody bounds the body of a transcript save, which may be far larger than other requests:
+// 5000 messages of up to 4000 characters each.
+const maxTranscriptBody = 32 << 20
+
+// transcriptReadTimeout replaces the server's read deadline for a transcript save, which may be a
+// large upload over a slow connection. It is set only once the caller has been authorized.
+const transcriptReadTimeout = 5 * time.Minute
 
 // Options configure the HTTP handler.
 type Options struct {
@@ -76,6 +85,8 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /api/v1/consultations", a.provider(a.createConsultation))
 	mux.HandleFunc("GET /api/v1/consultations/{id}", a.provider(a.getConsultation))
 	mux.HandleFunc("POST /api/v1/consultations/{id}/end", a.provider(a.endConsultation))
+	mux.HandleFunc("POST /api/v1/consultations/{id}/transcript", a.providerOrLink(a.saveTranscript))
+	mux.HandleFunc("GET /api/v1/consultations/{id}/transcript", a.providerOrLink(a.getTranscript))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
@@ -165,6 +176,8 @@ var statusOfCode = map[string]int{
 	"bad_json":        http.StatusBadRequest,
 	"weak_password":   http.StatusBadRequest,
 	"bad_credentials": http.StatusUnauthorized,
+	"unauthenticated": http.StatusUnauthorized,
+	"too_large":       http.StatusRequestEntityTooLarge,
 	"bad_token":       http.StatusForbidden,
 	"not_found":       http.StatusNotFound,
 	"busy":            http.StatusTooManyRequests,
@@ -186,19 +199,35 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "internal", "something went wrong on the server; it has been logged")
 }
 
-// decode reads a JSON body into v. An empty body leaves v as it is.
+// errTooLarge is decodeLimit's answer to a body over its limit.
+var errTooLarge = errors.New("request body is too large")
+
+// decode reads a JSON body of at most maxBody bytes into v. An empty body leaves v as it is.
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	err := decodeLimit(r, v, maxBody)
+	if errors.Is(err, errTooLarge) {
+		return &service.Error{Code: "bad_json", Message: "request body is too large"}
+	}
+	return err
+}
+
+// decodeLimit reads a JSON body of at most limit bytes into v, returning errTooLarge for a longer one.
+// An empty body leaves v as it is.
+func decodeLimit(r *http.Request, v any, limit int64) error {
+	if r.ContentLength > limit {
+		return errTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return &service.Error{Code: "bad_json", Message: "could not read the request body"}
 	}
-	if len(body) > maxBody {
-		return &service.Error{Code: "bad_json", Message: "request body is too large"}
+	if int64(len(body)) > limit {
+		return errTooLarge
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return &service.Error{Code: "bad_json", Message: "request body is not the expected JSON: " + err.Error()}
@@ -240,6 +269,23 @@ func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.
 			return
 		}
 		h(w, r, caller{provider: p, actor: p.ID})
+	}
+}
+
+// providerOrLink wraps a handler that a provider may call signed in or with an API token, and that
+// whoever holds a consultation link token may call with "Authorization: Bearer <link token>"; the
+// service decides what the link allows. Link tokens ("<consultation>.<role>.<expiry>.<signature>")
+// contain dots and API tokens ("tm_" and base64url) never do, which tells them apart.
+func (a *api) providerOrLink(h func(http.ResponseWriter, *http.Request, service.Caller)) http.HandlerFunc {
+	asProvider := a.provider(func(w http.ResponseWriter, r *http.Request, c caller) {
+		h(w, r, service.ProviderCaller(c.provider, c.actor))
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.Contains(token, ".") {
+			h(w, r, service.LinkCaller(strings.TrimSpace(token)))
+			return
+		}
+		asProvider(w, r)
 	}
 }
 

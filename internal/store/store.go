@@ -16,7 +16,8 @@ var (
 	ErrConflict = errors.New("already exists")
 )
 
-// Store keeps providers, their sessions and API tokens, consultations, settings and the audit trail.
+// Store keeps providers, their sessions and API tokens, consultations, saved chat transcripts,
+// settings and the audit trail.
 type Store interface {
 	CreateProvider(ctx context.Context, p consult.Provider) error
 	ProviderByEmail(ctx context.Context, email string) (consult.Provider, error)
@@ -40,6 +41,13 @@ type Store interface {
 	// ListConsultations returns a provider's consultations, newest first.
 	ListConsultations(ctx context.Context, providerID string, limit int) ([]consult.Consultation, error)
 	EndConsultation(ctx context.Context, id string, at time.Time) error
+
+	// PutTranscript stores the transcript of t.ConsultationID, replacing any earlier one. It returns
+	// ErrNotFound if the consultation does not exist.
+	PutTranscript(ctx context.Context, t consult.Transcript) error
+	// Transcript returns a consultation's saved transcript, with its messages in the order they were
+	// saved; ErrNotFound when none has been saved.
+	Transcript(ctx context.Context, consultationID string) (consult.Transcript, error)
 
 	AppendAudit(ctx context.Context, e consult.AuditEvent) error
 	// Audit returns a consultation's audit trail, oldest first.

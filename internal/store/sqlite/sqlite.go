@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -116,6 +117,10 @@ func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 func isUnique(err error) bool {
 	// SQLite reports primary key and UNIQUE violations alike.
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func isForeignKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
 }
 
 func notFound(err error) error {
@@ -265,6 +270,60 @@ func (s *Store) EndConsultation(ctx context.Context, id string, at time.Time) er
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// transcriptMessage is how a transcript's message is kept in the messages column's JSON array.
+type transcriptMessage struct {
+	From string `json:"from"`
+	Name string `json:"name"`
+	Text string `json:"text"`
+	At   string `json:"at"` // RFC 3339 in UTC, to the nanosecond
+}
+
+// PutTranscript stores a consultation's transcript, replacing any earlier one; store.ErrNotFound if
+// the consultation does not exist.
+func (s *Store) PutTranscript(ctx context.Context, t consult.Transcript) error {
+	msgs := make([]transcriptMessage, len(t.Messages))
+	for i, m := range t.Messages {
+		msgs[i] = transcriptMessage{From: string(m.From), Name: m.Name, Text: m.Text, At: m.At.UTC().Format(time.RFC3339Nano)}
+	}
+	body, err := json.Marshal(msgs)
+	if err != nil {
+		return fmt.Errorf("transcript of %s: %w", t.ConsultationID, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO transcripts (consultation_id, saved_at, saved_by, messages) VALUES (?, ?, ?, ?)
+		ON CONFLICT(consultation_id) DO UPDATE SET saved_at = excluded.saved_at, saved_by = excluded.saved_by, messages = excluded.messages`,
+		t.ConsultationID, ms(t.SavedAt), t.SavedBy, string(body))
+	if isForeignKey(err) {
+		return fmt.Errorf("transcript of %s: consultation %w", t.ConsultationID, store.ErrNotFound)
+	}
+	return err
+}
+
+// Transcript returns a consultation's saved transcript; store.ErrNotFound when there is none.
+func (s *Store) Transcript(ctx context.Context, consultationID string) (consult.Transcript, error) {
+	t := consult.Transcript{ConsultationID: consultationID}
+	var saved int64
+	var body string
+	err := s.db.QueryRowContext(ctx, `SELECT saved_at, saved_by, messages FROM transcripts WHERE consultation_id = ?`,
+		consultationID).Scan(&saved, &t.SavedBy, &body)
+	if err != nil {
+		return consult.Transcript{}, notFound(err)
+	}
+	t.SavedAt = fromMS(saved)
+	var msgs []transcriptMessage
+	if err := json.Unmarshal([]byte(body), &msgs); err != nil {
+		return consult.Transcript{}, fmt.Errorf("transcript of %s: %w", consultationID, err)
+	}
+	t.Messages = make([]consult.TranscriptMessage, len(msgs))
+	for i, m := range msgs {
+		at, err := time.Parse(time.RFC3339Nano, m.At)
+		if err != nil {
+			return consult.Transcript{}, fmt.Errorf("transcript of %s, message %d: %w", consultationID, i, err)
+		}
+		t.Messages[i] = consult.TranscriptMessage{From: consult.Role(m.From), Name: m.Name, Text: m.Text, At: at}
+	}
+	return t, nil
 }
 
 // AppendAudit adds a line to the audit trail.

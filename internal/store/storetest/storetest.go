@@ -111,6 +111,49 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("transcripts", func(t *testing.T) {
+		s := open(t)
+		must(t, s.CreateProvider(ctx, provider("u_1", "a@b.example")))
+		for _, id := range []string{"c_1", "c_2"} {
+			must(t, s.CreateConsultation(ctx, consult.Consultation{ID: id, ProviderID: "u_1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+		}
+		if _, err := s.Transcript(ctx, "c_1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("no transcript saved yet: %v, want ErrNotFound", err)
+		}
+		first := consult.Transcript{ConsultationID: "c_1", SavedAt: t0.Add(time.Minute), SavedBy: "u_1", Messages: []consult.TranscriptMessage{
+			{From: consult.RolePatient, Name: "Ada", Text: "Hello", At: t0.Add(123 * time.Millisecond)},
+			{From: consult.RoleProvider, Name: "", Text: "Bonjour 👋 <b>\"quoted\"</b>\nline two", At: t0.Add(2*time.Second + 456789*time.Nanosecond)},
+			{From: consult.RolePatient, Name: "Ada", Text: "Same time, kept in order", At: t0.Add(2*time.Second + 456789*time.Nanosecond)},
+		}}
+		must(t, s.PutTranscript(ctx, first))
+		got, err := s.Transcript(ctx, "c_1")
+		must(t, err)
+		sameTranscript(t, got, first)
+		if _, err := s.Transcript(ctx, "c_2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another consultation's transcript: %v, want ErrNotFound", err)
+		}
+
+		// Saving again replaces the transcript, messages, time and actor alike.
+		second := consult.Transcript{ConsultationID: "c_1", SavedAt: t0.Add(5 * time.Minute), SavedBy: "provider link",
+			Messages: []consult.TranscriptMessage{{From: consult.RoleProvider, Name: "Dr u_1", Text: "Only this", At: t0}}}
+		must(t, s.PutTranscript(ctx, second))
+		got, err = s.Transcript(ctx, "c_1")
+		must(t, err)
+		sameTranscript(t, got, second)
+
+		// An empty transcript is a transcript.
+		must(t, s.PutTranscript(ctx, consult.Transcript{ConsultationID: "c_2", SavedAt: t0, SavedBy: "u_1"}))
+		got, err = s.Transcript(ctx, "c_2")
+		must(t, err)
+		if len(got.Messages) != 0 || got.SavedBy != "u_1" {
+			t.Fatalf("empty transcript = %+v", got)
+		}
+
+		if err := s.PutTranscript(ctx, consult.Transcript{ConsultationID: "c_none", SavedAt: t0, SavedBy: "u_1"}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("transcript of a consultation that does not exist: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("audit", func(t *testing.T) {
 		s := open(t)
 		for i, a := range []string{consult.AuditCreated, consult.AuditJoined, consult.AuditLeft} {
@@ -145,6 +188,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		must(t, s.Ping(ctx))
 	})
+}
+
+// sameTranscript fails t unless got is want, times compared as instants (SavedAt to the millisecond).
+func sameTranscript(t *testing.T, got, want consult.Transcript) {
+	t.Helper()
+	if got.ConsultationID != want.ConsultationID || got.SavedBy != want.SavedBy || !got.SavedAt.Equal(want.SavedAt) || len(got.Messages) != len(want.Messages) {
+		t.Fatalf("Transcript = %+v, want %+v", got, want)
+	}
+	for i, m := range got.Messages {
+		w := want.Messages[i]
+		if m.From != w.From || m.Name != w.Name || m.Text != w.Text || !m.At.Equal(w.At) {
+			t.Fatalf("message %d = %+v, want %+v", i, m, w)
+		}
+	}
 }
 
 func must(t *testing.T, err error) {
