@@ -32,6 +32,9 @@ const (
 // them; a program that builds its own API should call it on its SettingEngine.
 func TuneSettingEngine(se *webrtc.SettingEngine) {
 	se.SetSCTPMaxReceiveBufferSize(SCTPReceiveBuffer)
+	// pion would otherwise take messages of up to 1 GiB, each held whole in memory: a peer could make
+	// this side hold a gigabyte at once. No telemed message is larger than a file chunk.
+	se.SetSCTPMaxMessageSize(MaxChunkMessage)
 }
 
 // NewAPI returns the API Config uses when it has none: pion's default codecs and interceptors, with

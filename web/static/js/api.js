@@ -11,14 +11,15 @@ export class ApiError extends Error {
 
 /**
  * Call the API. Resolves with the parsed JSON body (null for 204), rejects
- * with ApiError carrying the server's person-readable message.
+ * with ApiError carrying the server's person-readable message. `options.headers`
+ * adds headers (an Authorization with a link token, say).
  */
-export async function api(method, path, body) {
+export async function api(method, path, body, options = {}) {
   const init = {
     method,
     credentials: 'same-origin',
     // The server requires this header on state-changing requests (CSRF defence).
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...(options.headers || {}) },
   };
   if (body !== undefined) init.body = JSON.stringify(body);
   let res;

@@ -3,6 +3,8 @@
 import { SignalingClient } from './protocol.js';
 import { LocalMedia, MicLevel, explainMediaError } from './devices.js';
 import { PeerSession } from './peer.js';
+import { Chat } from './chat.js';
+import { Transfers } from './transfer.js';
 import { $, h, tokenFromHash } from './dom.js';
 
 const ERROR_CLEAR_MS = 10000;
@@ -93,6 +95,10 @@ const el = {
   dashboardLink: $('#dashboard-link'),
   fatalTitle: $('#fatal-title'),
   fatalText: $('#fatal-text'),
+  chatBtn: $('#chat-btn'),
+  chatPanel: $('#chat-panel'),
+  attachBtn: $('#attach-btn'),
+  fileInput: $('#file-input'),
 };
 
 const consultationId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
@@ -127,11 +133,57 @@ let wakeLock = null;
 const baseTitle = document.title;
 let consultationTitle = '';
 
+// Chat and files go to the newest session first: after a rejoin the old one lingers for a while.
+const chat = new Chat({
+  el: {
+    button: el.chatBtn,
+    badge: $('#chat-badge'),
+    panel: el.chatPanel,
+    close: $('#chat-close'),
+    log: $('#chat-log'),
+    form: $('#chat-form'),
+    input: $('#chat-input'),
+    send: $('#chat-send'),
+    hint: $('#chat-hint'),
+    error: $('#chat-error'),
+    save: $('#chat-save'),
+    saveStatus: $('#chat-save-status'),
+  },
+  role,
+  consultationId,
+  token,
+  myName: () => (signaling.me && signaling.me.name) || '',
+  sessions: () => [...sessions.values()].reverse(),
+});
+const transfers = new Transfers({
+  append: (li) => chat.append(li),
+  changed: () => chat.changed(),
+  notice: (text) => chat.notice(text, 'warning'),
+  target: () => chat.target(),
+  zoom: {
+    dialog: $('#zoom'),
+    img: $('#zoom-img'),
+    title: $('#zoom-title'),
+    zoomIn: $('#zoom-in'),
+    zoomOut: $('#zoom-out'),
+    fit: $('#zoom-fit'),
+    close: $('#zoom-close'),
+  },
+});
+
 window.telemed = {
   peerConnections: () => [...sessions.values()].map((s) => s.pc),
   signaling,
   media,
   sessions,
+  /** Send a File or Blob to the current peer, as the attach button does; returns the transfer id. */
+  sendFile: (file) => transfers.send(file),
+  /** Send a chat message, as typing it and pressing Send does; returns its id or null. */
+  sendChat: (text) => chat.send(text),
+  transfers: () => transfers.list(),
+  /** The Blob of a received, checked file, by transfer id. */
+  receivedFile: (id) => transfers.file(id),
+  chatMessages: () => chat.messages(),
 };
 
 // ---------- screens and status ----------
@@ -400,6 +452,8 @@ function ensureSession(peer, replace) {
   if (existing) removeSession(peer.id);
 
   const session = new PeerSession({ peer, iceServers, icePolicy, signaling, media });
+  chat.attach(session);
+  transfers.attach(session);
   session.addEventListener('track', renderRemote);
   session.addEventListener('statechange', () => {
     renderStatus();
@@ -419,6 +473,7 @@ function removeSession(id) {
   if (!session) return;
   sessions.delete(id);
   session.close();
+  chat.refresh();
   renderRemote();
   renderLobby();
   renderStatus();
@@ -583,6 +638,61 @@ function hangUp() {
   renderStatus();
 }
 
+// ---------- chat panel: files ----------
+
+function sendFiles(files) {
+  for (const file of files) transfers.send(file);
+}
+
+function setUpFiles() {
+  const renderAttach = () => {
+    el.attachBtn.disabled = !chat.available;
+    el.attachBtn.title = chat.available ? '' : 'Files can be sent once the other side is connected';
+  };
+  chat.addEventListener('availability', renderAttach);
+  renderAttach();
+  el.attachBtn.addEventListener('click', () => el.fileInput.click());
+  el.fileInput.addEventListener('change', () => {
+    sendFiles([...el.fileInput.files]);
+    el.fileInput.value = '';
+  });
+
+  // A file dropped onto the chat panel is sent; one dropped anywhere else must not
+  // make the browser open it in place of the call.
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  let depth = 0;
+  const panel = el.chatPanel;
+  panel.addEventListener('dragenter', (e) => {
+    if (!hasFiles(e)) return;
+    depth += 1;
+    panel.classList.add('is-dragging');
+  });
+  panel.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) panel.classList.remove('is-dragging');
+  });
+  panel.addEventListener('dragover', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = chat.available ? 'copy' : 'none';
+  });
+  panel.addEventListener('drop', (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    panel.classList.remove('is-dragging');
+    if (e.dataTransfer.files.length) sendFiles([...e.dataTransfer.files]);
+  });
+  for (const type of ['dragover', 'drop']) {
+    window.addEventListener(type, (e) => {
+      if (hasFiles(e) && !e.defaultPrevented) {
+        e.preventDefault();
+        if (e.dataTransfer) e.dataTransfer.dropEffect = 'none';
+      }
+    });
+  }
+}
+
 // ---------- provider's waiting room ----------
 
 function waitedFor(since) {
@@ -712,6 +822,7 @@ function init() {
   el.cameraBtn.addEventListener('click', () => toggle('video'));
   el.settingsBtn.addEventListener('click', toggleSettings);
   el.hangupBtn.addEventListener('click', hangUp);
+  setUpFiles();
   el.waitLeaveBtn.addEventListener('click', hangUp);
   el.rejoinBtn.addEventListener('click', () => location.reload());
   el.soundBtn.addEventListener('click', () => {
@@ -730,6 +841,7 @@ function init() {
   // and a reloaded patient could not be admitted while their old self still holds the room.
   window.addEventListener('pagehide', () => {
     if (joined && !ended) signaling.leave();
+    transfers.revokeAll();
   });
   window.addEventListener('pageshow', (e) => {
     if (e.persisted && joined) location.reload();

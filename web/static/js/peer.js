@@ -3,9 +3,16 @@
 
 const DISCONNECTED_RESTART_MS = 3000;
 
+// Data channel labels of docs/datachannels.md.
+export const CHAT_LABEL = 'telemed-chat';
+export const FILE_LABEL = 'telemed-file';
+
 /**
  * Events: `track` (remoteStream changed), `statechange` (ICE or connection
- * state changed), `closed`.
+ * state changed), `closed`, `chatchannel` (detail: a `telemed-chat` RTCDataChannel,
+ * ours or the peer's) and `filechannel` (detail: a `telemed-file` channel the peer
+ * opened, that is, an incoming file). `chatChannels` lists every chat channel so far,
+ * for listeners that attach after the constructor made ours.
  */
 export class PeerSession extends EventTarget {
   #signaling;
@@ -34,6 +41,8 @@ export class PeerSession extends EventTarget {
     this.polite = Boolean(peer.polite);
     this.closed = false;
     this.remoteStream = new MediaStream();
+    /** @type {RTCDataChannel[]} every telemed-chat channel, oldest first */
+    this.chatChannels = [];
     this.#signaling = signaling;
     this.#mayOffer = !this.polite;
 
@@ -48,6 +57,7 @@ export class PeerSession extends EventTarget {
     this.pc.addEventListener('track', (e) => this.#onTrack(e.track));
     this.pc.addEventListener('iceconnectionstatechange', () => this.#onIceState());
     this.pc.addEventListener('connectionstatechange', () => this.#changed());
+    this.pc.addEventListener('datachannel', (e) => this.#onDataChannel(e.channel));
 
     const stream = media.stream;
     for (const track of media.tracks) this.pc.addTrack(track, stream);
@@ -57,6 +67,8 @@ export class PeerSession extends EventTarget {
       for (const kind of ['audio', 'video']) {
         if (!media.track(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
       }
+      // The newcomer opens the chat channel now, so that it is part of the first offer.
+      this.#addChatChannel(this.pc.createDataChannel(CHAT_LABEL, { ordered: true }));
     }
   }
 
@@ -105,6 +117,22 @@ export class PeerSession extends EventTarget {
       // Changing direction needs a renegotiation; negotiationneeded takes care of it.
       tx.direction = tx.direction === 'recvonly' ? 'sendrecv' : 'sendonly';
     }
+  }
+
+  /** The newest chat channel that is open, or null. */
+  get openChatChannel() {
+    for (let i = this.chatChannels.length - 1; i >= 0; i -= 1) {
+      if (this.chatChannels[i].readyState === 'open') return this.chatChannels[i];
+    }
+    return null;
+  }
+
+  /** Open a channel for one outgoing file. */
+  createFileChannel() {
+    if (this.closed) throw new Error('the connection is closed');
+    const channel = this.pc.createDataChannel(FILE_LABEL, { ordered: true });
+    channel.binaryType = 'arraybuffer';
+    return channel;
   }
 
   restartIce() {
@@ -228,6 +256,28 @@ export class PeerSession extends EventTarget {
       }
     }
     this.#changed();
+  }
+
+  #onDataChannel(channel) {
+    if (this.closed) return;
+    if (channel.label === CHAT_LABEL) {
+      this.#addChatChannel(channel);
+    } else if (channel.label === FILE_LABEL) {
+      channel.binaryType = 'arraybuffer';
+      // Listeners attach synchronously, before the channel's first message can arrive.
+      this.dispatchEvent(new CustomEvent('filechannel', { detail: channel }));
+    }
+    // Other labels are the application's own: ignored.
+  }
+
+  #addChatChannel(channel) {
+    channel.binaryType = 'arraybuffer';
+    this.chatChannels.push(channel);
+    // A closed channel is forgotten: sending picks the newest open one.
+    channel.addEventListener('close', () => {
+      this.chatChannels = this.chatChannels.filter((c) => c !== channel);
+    });
+    this.dispatchEvent(new CustomEvent('chatchannel', { detail: channel }));
   }
 
   #changed() {
