@@ -59,6 +59,9 @@ func startBrowser(t *testing.T, execPath string, permission chromedp.ExecAllocat
 		// Real host addresses rather than mDNS names, which a closed network cannot resolve.
 		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		// Exact heap figures and gc(), for tests that check memory does not grow with a file's size.
+		chromedp.Flag("enable-precise-memory-info", true),
+		chromedp.Flag("js-flags", "--expose-gc"),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))

@@ -148,13 +148,31 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	waitJS(t, patient, "patient got the reply", `[...document.querySelectorAll('#chat-log li.chat-msg[data-dir="in"] .chat-text')].some((e) => e.textContent === 'Please send a photo of the rash.')`, 10*time.Second)
 	waitJS(t, provider, "provider's message delivered", `document.querySelector('#chat-log li.chat-msg[data-dir="out"]').dataset.status === 'delivered'`, 10*time.Second)
 
-	// 50 MB, patient to provider, checked by the provider's own WebCrypto hash of what it offers.
+	// 50 MB from the patient's disk to the provider, checked by the provider's own WebCrypto hash of
+	// what it offers. Neither page's JavaScript heap grows with the file.
 	const size = 50_000_000
-	want := sendPageFile(t, patient, "labs.bin", size)
+	dir := t.TempDir()
+	data, want := randomFile(t, size)
+	bigPath := filepath.Join(dir, "labs.bin")
+	if err := os.WriteFile(bigPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	heapBefore := map[string]float64{"provider": jsHeap(t, provider), "patient": jsHeap(t, patient)}
+	openChat(t, patient)
+	if err := chromedp.Do(patient, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{bigPath})); err != nil {
+		t.Fatal(err)
+	}
 	in := waitTransfer(t, provider, "provider", "in", "labs.bin", 3*time.Minute)
 	out := waitTransfer(t, patient, "patient", "out", "labs.bin", 30*time.Second)
 	if in.State != "done" || out.State != "done" {
 		t.Fatalf("50 MB: provider %+v, patient %+v; want both done", in, out)
+	}
+	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
+		if grown := jsHeap(t, ctx) - heapBefore[who]; grown > 10e6 {
+			t.Errorf("%s's JavaScript heap grew by %.1f MB over a 50 MB transfer", who, grown/1e6)
+		} else {
+			t.Logf("%s's JavaScript heap grew by %.1f MB over a 50 MB transfer", who, grown/1e6)
+		}
 	}
 	evalJS[bool](t, provider, pageHelpersJS)
 	if got := evalJS[string](t, provider, `window.__received('labs.bin')`); got != fmt.Sprintf("%s:%d", want, size) {
@@ -167,7 +185,8 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	t.Logf("browser to browser: %d MB in %.2f s = %.1f MB/s", size/1_000_000, secs, float64(size)/1e6/secs)
 
 	// Cancel: the provider cancels a big file midway; both pages say cancelled, neither offers it.
-	evalJS[bool](t, patient, `(() => { const mib = new Uint8Array(1 << 20); window.__files.big = new File(Array(300).fill(mib), 'scan.dcm'); return true })()`)
+	evalJS[bool](t, patient, pageHelpersJS)
+	evalJS[bool](t, patient, `(() => { const mib = new Uint8Array(1 << 20); window.__files = window.__files || {}; window.__files.big = new File(Array(300).fill(mib), 'scan.dcm'); return true })()`)
 	evalJS[string](t, patient, `window.telemed.sendFile(window.__files.big)`)
 	waitJS(t, provider, "incoming transfer under way", `window.telemed.transfers().some((x) => x.name === 'scan.dcm' && x.state === 'active' && x.bytes > 0)`, 30*time.Second)
 	click(t, provider, `li.transfer[data-dir="in"][data-state="active"] button.transfer-cancel`)
@@ -182,7 +201,6 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	}
 
 	// An image is previewed (and zooms); a PDF is offered for download, never shown.
-	dir := t.TempDir()
 	pngPath := filepath.Join(dir, "rash.png")
 	writePNG(t, pngPath, 320, 200)
 	pdfPath := filepath.Join(dir, "report.pdf")
@@ -214,6 +232,12 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	if len(tr.Messages) != 2 || tr.Messages[0].Text != xss || tr.Messages[0].From != "patient" || tr.Messages[1].From != "provider" {
 		t.Fatalf("saved transcript %+v, want the two messages", tr)
 	}
+}
+
+// jsHeap returns the page's JavaScript heap in use after a full garbage collection.
+func jsHeap(t *testing.T, ctx context.Context) float64 {
+	t.Helper()
+	return evalJS[float64](t, ctx, `(() => { if (window.gc) { gc(); gc(); } return performance.memory.usedJSHeapSize })()`)
 }
 
 func writePNG(t *testing.T, path string, w, h int) {
