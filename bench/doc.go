@@ -8,5 +8,10 @@
 //     telemed binary, measured over 1,000 connections; TestIdleConnectionHeap breaks it down with
 //     the Go runtime's accounting. Both run only with TELEMED_BENCH=1.
 //
-// bench/run.sh runs them all; docs/benchmarks.md has the method and the results.
+//   - BenchmarkFileTransfer: a file over one data channel, Go client to Go client through a real
+//     server (telemed: Peer.SendFile, framing and SHA-256 included), beside two raw pion pairs with no
+//     framing: default settings (pion-default) and telemed's tuning (pion-tuned).
+//
+// bench/run.sh runs the join and memory benchmarks, bench/files.sh the file transfer one, and
+// bench/turn.sh the TURN relay against coturn; docs/benchmarks.md has the method and the results.
 package bench
