@@ -4,6 +4,7 @@
 //     (telemed) and between two pion peers signaled in-process with no server at all (direct, the
 //     floor). BenchmarkJoinPhases times the milestones in between, and BenchmarkSignalingSteps the
 //     steps the server adds, one at a time.
+//
 //   - TestIdleConnectionMemory: the resident memory one idle signaling connection costs the real
 //     telemed binary, measured over 1,000 connections; TestIdleConnectionHeap breaks it down with
 //     the Go runtime's accounting. Both run only with TELEMED_BENCH=1.
