@@ -189,6 +189,10 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	evalJS[bool](t, patient, `(() => { const mib = new Uint8Array(1 << 20); window.__files = window.__files || {}; window.__files.big = new File(Array(300).fill(mib), 'scan.dcm'); return true })()`)
 	evalJS[string](t, patient, `window.telemed.sendFile(window.__files.big)`)
 	waitJS(t, provider, "incoming transfer under way", `window.telemed.transfers().some((x) => x.name === 'scan.dcm' && x.state === 'active' && x.bytes > 0)`, 30*time.Second)
+	// Both sides show progress with speed and time left while it runs.
+	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
+		waitJS(t, ctx, who+" shows speed and time left", `[...document.querySelectorAll('li.transfer[data-state="active"] .transfer-speed')].some((e) => /MB\/s/.test(e.textContent) && /left/.test(e.textContent))`, 10*time.Second)
+	}
 	click(t, provider, `li.transfer[data-dir="in"][data-state="active"] button.transfer-cancel`)
 	in = waitTransfer(t, provider, "provider", "in", "scan.dcm", 10*time.Second)
 	out = waitTransfer(t, patient, "patient", "out", "scan.dcm", 10*time.Second)
@@ -231,6 +235,16 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	}
 	if len(tr.Messages) != 2 || tr.Messages[0].Text != xss || tr.Messages[0].From != "patient" || tr.Messages[1].From != "provider" {
 		t.Fatalf("saved transcript %+v, want the two messages", tr)
+	}
+
+	// The patient leaves in the middle of a file: the provider's page says interrupted, never done.
+	// (A page may hold only so much Blob data: let the earlier test files go first.)
+	evalJS[string](t, patient, `(() => { window.__files = {}; return window.telemed.sendFile(new File(Array(200).fill(new Uint8Array(1 << 20)), 'xray.dcm')) })()`)
+	waitJS(t, provider, "x-ray under way", `window.telemed.transfers().some((x) => x.name === 'xray.dcm' && x.state === 'active' && x.bytes > 0)`, 30*time.Second)
+	click(t, patient, "#hangup-btn")
+	in = waitTransfer(t, provider, "provider", "in", "xray.dcm", 15*time.Second)
+	if in.State != "interrupted" || !strings.Contains(in.Message, "Ada") {
+		t.Fatalf("after the sender left mid-transfer the provider shows %+v, want interrupted, naming Ada", in)
 	}
 }
 

@@ -252,6 +252,23 @@ func TestChatAndFilesGoClients(t *testing.T) {
 		t.Fatalf("receiver after cancelling: %v, want cancelled here", err)
 	}
 
+	// The sender cancels midway: the receiver hears it from the other side.
+	big = &slowReader{left: 200 << 20}
+	if tr, err = provPeer.SendFile(ctx, client.FileInfo{Name: "echo.mp4", Size: big.left}, big); err != nil {
+		t.Fatal(err)
+	}
+	in = recvFile(t, ctx, pat)
+	for done, _ := in.Progress(); done < 1<<20; done, _ = in.Progress() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr.Cancel()
+	if err := in.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || !te.Remote {
+		t.Fatalf("receiver after the sender cancelled: %v, want cancelled by the other side", err)
+	}
+	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || te.Remote {
+		t.Fatalf("sender after cancelling: %v, want cancelled here", err)
+	}
+
 	// The sender leaves midway: the receiver says interrupted, never complete.
 	big = &slowReader{left: 200 << 20}
 	if _, err = patPeer.SendFile(ctx, client.FileInfo{Name: "mri.dcm", Size: big.left}, big); err != nil {
