@@ -158,10 +158,7 @@ func TestBrowserChatAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	heapBefore := map[string]float64{"provider": jsHeap(t, provider), "patient": jsHeap(t, patient)}
-	openChat(t, patient)
-	if err := chromedp.Do(patient, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{bigPath})); err != nil {
-		t.Fatal(err)
-	}
+	sendDiskFile(t, patient, bigPath)
 	in := waitTransfer(t, provider, "provider", "in", "labs.bin", 3*time.Minute)
 	out := waitTransfer(t, patient, "patient", "out", "labs.bin", 30*time.Second)
 	if in.State != "done" || out.State != "done" {
@@ -185,9 +182,8 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	t.Logf("browser to browser: %d MB in %.2f s = %.1f MB/s", size/1_000_000, secs, float64(size)/1e6/secs)
 
 	// Cancel: the provider cancels a big file midway; both pages say cancelled, neither offers it.
-	evalJS[bool](t, patient, pageHelpersJS)
-	evalJS[bool](t, patient, `(() => { const mib = new Uint8Array(1 << 20); window.__files = window.__files || {}; window.__files.big = new File(Array(300).fill(mib), 'scan.dcm'); return true })()`)
-	evalJS[string](t, patient, `window.telemed.sendFile(window.__files.big)`)
+	// (Big files come from disk, as a person's would: a page may hold only so much Blob data.)
+	sendDiskFile(t, patient, sparseFile(t, dir, "scan.dcm", 300<<20))
 	waitJS(t, provider, "incoming transfer under way", `window.telemed.transfers().some((x) => x.name === 'scan.dcm' && x.state === 'active' && x.bytes > 0)`, 30*time.Second)
 	// Both sides show progress with speed and time left while it runs.
 	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
@@ -209,11 +205,8 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	writePNG(t, pngPath, 320, 200)
 	pdfPath := filepath.Join(dir, "report.pdf")
 	os.WriteFile(pdfPath, []byte("%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"), 0o644)
-	openChat(t, patient)
 	for _, p := range []string{pngPath, pdfPath} {
-		if err := chromedp.Do(patient, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p})); err != nil {
-			t.Fatalf("choose %s: %v", p, err)
-		}
+		sendDiskFile(t, patient, p)
 		waitTransfer(t, provider, "provider", "in", filepath.Base(p), 20*time.Second)
 	}
 	waitJS(t, provider, "image preview", `(() => { const i = document.querySelector('li.transfer[data-state="done"] img.transfer-preview'); return i && i.complete && i.naturalWidth === 320 && i.naturalHeight === 200 })()`, 10*time.Second)
@@ -238,14 +231,36 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	}
 
 	// The patient leaves in the middle of a file: the provider's page says interrupted, never done.
-	// (A page may hold only so much Blob data: let the earlier test files go first.)
-	evalJS[string](t, patient, `(() => { window.__files = {}; return window.telemed.sendFile(new File(Array(200).fill(new Uint8Array(1 << 20)), 'xray.dcm')) })()`)
+	sendDiskFile(t, patient, sparseFile(t, dir, "xray.dcm", 300<<20))
 	waitJS(t, provider, "x-ray under way", `window.telemed.transfers().some((x) => x.name === 'xray.dcm' && x.state === 'active' && x.bytes > 0)`, 30*time.Second)
 	click(t, patient, "#hangup-btn")
 	in = waitTransfer(t, provider, "provider", "in", "xray.dcm", 15*time.Second)
 	if in.State != "interrupted" || !strings.Contains(in.Message, "Ada") {
 		t.Fatalf("after the sender left mid-transfer the provider shows %+v, want interrupted, naming Ada", in)
 	}
+}
+
+// sendDiskFile chooses the file at path with the page's file picker, as a person would.
+func sendDiskFile(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	openChat(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{path})); err != nil {
+		t.Fatalf("choose %s: %v", path, err)
+	}
+}
+
+// sparseFile makes a file of size zero bytes that takes no disk space.
+func sparseFile(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(f.Truncate(size), f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // jsHeap returns the page's JavaScript heap in use after a full garbage collection.

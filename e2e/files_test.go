@@ -164,7 +164,8 @@ func randomFile(t testing.TB, size int) ([]byte, string) {
 // TestChatAndFilesGoClients: two Go clients chat both ways with receipts and send each other files of
 // random data, checked by SHA-256; a receiver cancels one, and both sides say so.
 func TestChatAndFilesGoClients(t *testing.T) {
-	ctx := ctxTimeout(t, 60*time.Second)
+	// Seconds normally; the race detector and a loaded machine can make pion's SCTP stall and back off.
+	ctx := ctxTimeout(t, 3*time.Minute)
 	prov, pat := newDataSide("Dr Grace Hopper"), newDataSide("Ada Lovelace")
 	provPeer, patPeer, patient := goCallSessions(t, ctx, prov, pat)
 
@@ -351,7 +352,7 @@ func rawChannel(t *testing.T, ctx context.Context, p *client.Peer, label string,
 // size that lies or a hash that does not match gets a clear error, each transfer fails with its
 // reason, and the call goes on: chat still works afterwards.
 func TestBadDataChannelInputGoClient(t *testing.T) {
-	ctx := ctxTimeout(t, 60*time.Second)
+	ctx := ctxTimeout(t, 2*time.Minute)
 	victim, mallory := newDataSide("Dr Grace Hopper"), newDataSide("Mallory")
 	victimPeer, malloryPeer := goCall(t, ctx, victim, mallory)
 
