@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/internal/consult"
 )
 
 // Chat limits (docs/datachannels.md).
@@ -39,7 +40,7 @@ type chatFrame struct {
 
 // SendChat sends a chat message to the peer. Config.OnChatDelivered reports its receipt.
 func (p *Peer) SendChat(text string) (ChatMessage, error) {
-	text = strings.TrimSpace(text)
+	text = consult.TrimChatText(text)
 	if err := checkChatText(text); err != nil {
 		return ChatMessage{}, err
 	}
@@ -47,10 +48,17 @@ func (p *Peer) SendChat(text string) (ChatMessage, error) {
 	if dc == nil {
 		return ChatMessage{}, ErrChatNotOpen
 	}
-	now := time.Now()
-	ms := now.UnixMilli()
+	ms := time.Now().UnixMilli()
 	m := ChatMessage{ID: newID(), Text: text, SentAt: time.UnixMilli(ms)}
-	if err := sendJSON(dc, chatFrame{Type: "msg", ID: m.ID, Text: text, SentAt: &ms}); err != nil {
+	frame, err := encodeJSON(chatFrame{Type: "msg", ID: m.ID, Text: text, SentAt: &ms})
+	if err != nil {
+		return ChatMessage{}, fmt.Errorf("send chat: %w", err)
+	}
+	if len(frame) > maxChatFrame {
+		// Escaped characters can make 4000 characters longer than a frame may be.
+		return ChatMessage{}, fmt.Errorf("send chat: the message is %d bytes as a frame, over %d", len(frame), maxChatFrame)
+	}
+	if err := dc.SendText(frame); err != nil {
 		return ChatMessage{}, fmt.Errorf("send chat: %w", err)
 	}
 	return m, nil
@@ -110,7 +118,7 @@ func (p *Peer) onChatFrame(dc *webrtc.DataChannel, msg webrtc.DataChannelMessage
 	switch f.Type {
 	case "msg":
 		if cb := p.s.cfg.OnChat; cb != nil {
-			cb(p, ChatMessage{ID: f.ID, Text: strings.TrimSpace(f.Text), SentAt: time.UnixMilli(*f.SentAt)})
+			cb(p, ChatMessage{ID: f.ID, Text: consult.TrimChatText(f.Text), SentAt: time.UnixMilli(*f.SentAt)})
 		}
 		if err := sendJSON(dc, chatFrame{Type: "receipt", ID: f.ID}); err != nil {
 			p.s.log.Debug("telemed client: send receipt", "err", err)
@@ -142,7 +150,7 @@ func parseChatFrame(msg webrtc.DataChannelMessage) (chatFrame, error) {
 		if !validID(f.ID) {
 			return f, errors.New("id is missing or invalid")
 		}
-		if err := checkChatText(strings.TrimSpace(f.Text)); err != nil {
+		if err := checkChatText(consult.TrimChatText(f.Text)); err != nil {
 			return f, err
 		}
 		if f.SentAt == nil || *f.SentAt <= 0 {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -51,6 +52,7 @@ type channels struct {
 	chat      []*webrtc.DataChannel // newest last; messages go out on the newest open one
 	transfers map[string]*Transfer  // active transfers, both directions, by id
 	incoming  int                   // active incoming transfers
+	closed    bool                  // the peer connection was closed: no new transfers
 }
 
 // route takes a data channel the peer opened, or one this side opened, to where it belongs.
@@ -72,6 +74,7 @@ func (p *Peer) route(dc *webrtc.DataChannel, remote bool) {
 // close closes the peer connection and ends its transfers as interrupted.
 func (p *Peer) close() error {
 	p.dcs.mu.Lock()
+	p.dcs.closed = true
 	active := make([]*Transfer, 0, len(p.dcs.transfers))
 	for _, t := range p.dcs.transfers {
 		active = append(active, t)
@@ -126,11 +129,22 @@ type channel interface {
 
 // sendJSON sends v as one text message.
 func sendJSON(dc channel, v any) error {
-	b, err := json.Marshal(v)
+	s, err := encodeJSON(v)
 	if err != nil {
-		return fmt.Errorf("encode %T: %w", v, err)
+		return err
 	}
-	return dc.SendText(string(b))
+	return dc.SendText(s)
+}
+
+// encodeJSON encodes v without escaping <, > and &, which would make text up to six times longer.
+func encodeJSON(v any) (string, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", fmt.Errorf("encode %T: %w", v, err)
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
 // errorFrame is an error sent to the peer, on chat or file channels.

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/internal/consult"
 )
 
 // fakeChannel records what a transfer sends back.
@@ -135,7 +137,7 @@ func FuzzChatFrame(f *testing.F) {
 		if err != nil || m.Type != "msg" {
 			return
 		}
-		text := strings.TrimSpace(m.Text)
+		text := consult.TrimChatText(m.Text)
 		if !validID(m.ID) || text == "" || utf8.RuneCountInString(text) > MaxChatText || !utf8.ValidString(text) || m.SentAt == nil {
 			t.Fatalf("accepted %+v", m)
 		}

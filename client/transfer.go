@@ -242,6 +242,11 @@ func (p *Peer) SendFile(ctx context.Context, info FileInfo, r io.Reader) (*Trans
 	t := &Transfer{info: info, peer: p, outgoing: true, dc: dc, started: time.Now(),
 		low: make(chan struct{}, 1), done: make(chan struct{})}
 	p.dcs.mu.Lock()
+	if p.dcs.closed {
+		p.dcs.mu.Unlock()
+		dc.Close()
+		return nil, fmt.Errorf("send file %s: %w", info.Name, ErrClosed)
+	}
 	if p.dcs.transfers == nil {
 		p.dcs.transfers = make(map[string]*Transfer)
 	}
@@ -563,13 +568,16 @@ func checkOffer(info FileInfo) error {
 }
 
 // SanitizeFileName returns name as a receiver keeps it: what follows the last / or \, with control
-// characters replaced, at most 255 characters, never empty or a dot name.
+// and format characters replaced, at most 255 characters, never empty or a dot name. It is a name to
+// show; a program that stores the file should still choose the path itself (filepath.IsLocal, and on
+// Windows its reserved names).
 func SanitizeFileName(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		// Format characters too: U+202E would make "x\u202Egpj.exe" display as "xexe.jpg".
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return '_'
 		}
 		return r

@@ -191,6 +191,15 @@ func TestChatAndFilesGoClients(t *testing.T) {
 			t.Fatalf("%s got a receipt for %s, want %s", c.sender.name, id, sent.ID)
 		}
 	}
+	// 4000 characters that JSON could escape still make one frame.
+	long := strings.Repeat("<&>", client.MaxChatText/3)
+	if _, err := patPeer.SendChat(long); err != nil {
+		t.Fatalf("4000 characters of markup: %v", err)
+	}
+	if m := recvChat(t, ctx, prov); m.Text != long {
+		t.Fatalf("long message arrived as %d characters", len(m.Text))
+	}
+	waitReceipt(t, ctx, pat)
 	if _, err := patPeer.SendChat(strings.Repeat("x", client.MaxChatText+1)); err == nil {
 		t.Fatal("a message over the limit was sent")
 	}

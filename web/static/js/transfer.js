@@ -27,7 +27,9 @@ const ACTIVE = new Set(['active', 'verifying']);
 export function sanitizeName(raw) {
   let name = String(raw ?? '');
   name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
-  name = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '_');
+  // Control characters, and format characters such as U+202E, which would make "x\u202Egpj.exe"
+  // display as "xexe.jpg".
+  name = name.replace(/[\u0000-\u001f\u007f-\u009f]|\p{Cf}/gu, '_');
   const chars = [...name];
   if (chars.length > 255) name = chars.slice(0, 255).join('');
   if (!name.trim() || name === '.' || name === '..') return 'file';
@@ -230,7 +232,7 @@ export class Transfers {
 
   /** Cancel a transfer by id, as its Cancel button does. */
   cancel(id) {
-    for (const t of this.#all.values()) if (t.id === id && t.state === 'active') this.#cancel(t);
+    for (const t of this.#all.values()) if (t.id === id && ACTIVE.has(t.state)) this.#cancel(t);
   }
 
   /** Free the received files' memory (the page is going away). */
@@ -581,7 +583,8 @@ export class Transfers {
   }
 
   #cancel(t) {
-    if (t.state !== 'active') return;
+    // Also while verifying: a receiver that never answers must not leave the sender stuck.
+    if (!ACTIVE.has(t.state)) return;
     this.#sendText(t, { type: 'cancel' });
     this.#discard(t);
     this.#closeChannel(t);
@@ -714,10 +717,6 @@ export class Transfers {
     if (t.dir === 'out' && t.state === 'active' && t.endSent && t.channel && t.channel.bufferedAmount === 0) {
       this.#setState(t, 'verifying');
       this.#setStatus(t, `Sent; waiting for ${t.peer} to check the file…`);
-      if (ui.cancel) {
-        ui.cancel.remove();
-        ui.cancel = null;
-      }
     }
     const now = performance.now();
     if (active) {
