@@ -287,11 +287,11 @@ func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, e
 	if !from.Valid() {
 		return consult.TranscriptMessage{}, bad("from", "must be \"provider\" or \"patient\", not %s", clip(m.From))
 	}
-	name := strings.TrimSpace(m.Name)
+	name := consult.TrimChatText(m.Name)
 	if n := utf8.RuneCountInString(name); n > MaxTranscriptName {
 		return consult.TranscriptMessage{}, bad("name", "must be at most %d characters, it has %d", MaxTranscriptName, n)
 	}
-	text := strings.TrimSpace(m.Text)
+	text := consult.TrimChatText(m.Text)
 	if text == "" {
 		return consult.TranscriptMessage{}, bad("text", "is empty: a message has 1 to %d characters", MaxTranscriptText)
 	}
