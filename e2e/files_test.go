@@ -244,54 +244,49 @@ func TestChatAndFilesGoClients(t *testing.T) {
 	}
 
 	// The receiver cancels a big file midway: both sides end with "cancelled", neither as complete.
+	tr, in := fileUnderWay(t, ctx, patPeer, prov, "ct-scan.dcm")
+	in.Cancel()
+	wantEnd(t, ctx, "sender after the receiver cancelled", tr, client.CodeCancelled, true)
+	wantEnd(t, ctx, "receiver after cancelling", in, client.CodeCancelled, false)
+
+	// The sender cancels midway: the receiver hears it from the other side.
+	tr, in = fileUnderWay(t, ctx, provPeer, pat, "echo.mp4")
+	tr.Cancel()
+	wantEnd(t, ctx, "receiver after the sender cancelled", in, client.CodeCancelled, true)
+	wantEnd(t, ctx, "sender after cancelling", tr, client.CodeCancelled, false)
+
+	// The sender leaves midway: the receiver says interrupted, naming who left; never complete.
+	_, in = fileUnderWay(t, ctx, patPeer, prov, "mri.dcm")
+	patient.Close()
+	if err := wantEnd(t, ctx, "receiver after the sender left", in, client.CodeInterrupted, false); !strings.Contains(err.Message, "Ada Lovelace left") {
+		t.Fatalf("receiver after the sender left: %v, want it to name who left", err)
+	}
+}
+
+// fileUnderWay starts a 200 MiB file that comes slowly from the peer `from` to `to`, and returns both
+// ends once the receiver has 1 MiB of it.
+func fileUnderWay(t *testing.T, ctx context.Context, from *client.Peer, to *dataSide, name string) (out, in *client.Transfer) {
+	t.Helper()
 	big := &slowReader{left: 200 << 20}
-	tr, err := patPeer.SendFile(ctx, client.FileInfo{Name: "ct-scan.dcm", Size: big.left}, big)
+	out, err := from.SendFile(ctx, client.FileInfo{Name: name, Size: big.left}, big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := recvFile(t, ctx, prov)
+	in = recvFile(t, ctx, to)
 	for done, _ := in.Progress(); done < 1<<20; done, _ = in.Progress() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	in.Cancel()
+	return out, in
+}
+
+// wantEnd waits for tr to end with a *TransferError of code, reported by the other side or not.
+func wantEnd(t *testing.T, ctx context.Context, what string, tr *client.Transfer, code string, remote bool) *client.TransferError {
+	t.Helper()
 	var te *client.TransferError
-	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || !te.Remote {
-		t.Fatalf("sender after the receiver cancelled: %v, want cancelled by the other side", err)
+	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != code || te.Remote != remote {
+		t.Fatalf("%s: %v, want %s (reported by the other side: %v)", what, err, code, remote)
 	}
-	if err := in.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || te.Remote {
-		t.Fatalf("receiver after cancelling: %v, want cancelled here", err)
-	}
-
-	// The sender cancels midway: the receiver hears it from the other side.
-	big = &slowReader{left: 200 << 20}
-	if tr, err = provPeer.SendFile(ctx, client.FileInfo{Name: "echo.mp4", Size: big.left}, big); err != nil {
-		t.Fatal(err)
-	}
-	in = recvFile(t, ctx, pat)
-	for done, _ := in.Progress(); done < 1<<20; done, _ = in.Progress() {
-		time.Sleep(10 * time.Millisecond)
-	}
-	tr.Cancel()
-	if err := in.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || !te.Remote {
-		t.Fatalf("receiver after the sender cancelled: %v, want cancelled by the other side", err)
-	}
-	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeCancelled || te.Remote {
-		t.Fatalf("sender after cancelling: %v, want cancelled here", err)
-	}
-
-	// The sender leaves midway: the receiver says interrupted, never complete.
-	big = &slowReader{left: 200 << 20}
-	if _, err = patPeer.SendFile(ctx, client.FileInfo{Name: "mri.dcm", Size: big.left}, big); err != nil {
-		t.Fatal(err)
-	}
-	in = recvFile(t, ctx, prov)
-	for done, _ := in.Progress(); done < 1<<20; done, _ = in.Progress() {
-		time.Sleep(10 * time.Millisecond)
-	}
-	patient.Close()
-	if err := in.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeInterrupted || !strings.Contains(te.Message, "Ada Lovelace left") {
-		t.Fatalf("receiver after the sender left: %v, want interrupted, naming who left", err)
-	}
+	return te
 }
 
 // slowReader yields zeros, a little at a time, so that a transfer is still under way when cancelled.
