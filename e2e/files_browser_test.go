@@ -352,6 +352,34 @@ func TestGoClientBrowserFiles(t *testing.T) {
 		t.Fatalf("browser received SHA-256:size %s, want %s:%d", got, want, len(data))
 	}
 
+	// The page keeps received files up to a limit (lowered here): past it a file is refused, and
+	// removing one makes room.
+	evalJS[bool](t, browser, `(() => { window.telemed.limits.keep = 10e6; return true })()`)
+	more, _ := randomFile(t, 7<<20)
+	tr, err = peer.SendFile(ctx, client.FileInfo{Name: "more.bin", Size: int64(len(more))}, bytes.NewReader(more))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var te *client.TransferError
+	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeTooLarge || !te.Remote || !strings.Contains(te.Message, "remove some") {
+		t.Fatalf("a file past the page's limit: %v, want too_large asking to remove files", err)
+	}
+	if x := waitTransfer(t, browser, "browser", "in", "more.bin", 10*time.Second); x.State != "failed" || !strings.Contains(x.Message, "Remove some") {
+		t.Fatalf("the page shows %+v, want it refused, saying to remove files", x)
+	}
+	click(t, browser, `li.transfer[data-dir="in"][data-state="done"] button.transfer-remove`)
+	if evalJS[bool](t, browser, `(() => { const x = window.telemed.transfers().find((x) => x.name === 'from-go.bin'); return !x.removed || !!x.url || !!window.telemed.receivedFile(x.id) || !!document.querySelector('a.transfer-download') })()`) {
+		t.Fatal("a removed file is still offered")
+	}
+	tr, err = peer.SendFile(ctx, client.FileInfo{Name: "again.bin", Size: int64(len(more))}, bytes.NewReader(more))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Wait(ctx); err != nil {
+		t.Fatalf("a file after removing one: %v", err)
+	}
+	evalJS[bool](t, browser, `(() => { window.telemed.limits.keep = 2 ** 31; return true })()`)
+
 	// Browser to Go.
 	const size = 9<<20 + 5
 	want = sendPageFile(t, browser, "from-browser.bin", size)

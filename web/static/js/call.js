@@ -183,6 +183,13 @@ window.telemed = {
   transfers: () => transfers.list(),
   /** The Blob of a received, checked file, by transfer id. */
   receivedFile: (id) => transfers.file(id),
+  /** Let go of a received file, as its Remove button does. */
+  removeFile: (id) => transfers.remove(id),
+  /** The received-file limits, for tests: `keep` is the most bytes of received files kept at once. */
+  limits: {
+    get keep() { return transfers.keepLimit; },
+    set keep(n) { transfers.keepLimit = n; },
+  },
   chatMessages: () => chat.messages(),
 };
 

@@ -17,6 +17,9 @@ const HIGH_WATER = 4 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
 const PART_BYTES = 8 * 1024 * 1024; // gather received chunks into Blobs of this size
 const MAX_INCOMING = 4; // concurrent incoming transfers from one peer
+// Received files stay in the page until removed; past this much, new files are refused, so a peer
+// cannot fill the browser's storage by sending file after file.
+export const DEFAULT_KEEP_LIMIT = 2 * 1024 * 1024 * 1024;
 const UI_TICK_MS = 200;
 const SPEED_WINDOW_MS = 3000;
 const RECEIVER_CLOSE_MS = 10000; // after done, if the sender has not closed the channel
@@ -133,6 +136,9 @@ export class Transfers {
    * @param {() => ({session: import('./peer.js').PeerSession} | null)} o.target  the current peer
    * @param {Record<string, HTMLElement>} o.zoom  dialog, img, title, zoomIn, zoomOut, fit, close
    */
+  /** The most bytes of received files kept at once (DEFAULT_KEEP_LIMIT; tests lower it). */
+  keepLimit = DEFAULT_KEEP_LIMIT;
+
   constructor({ append, changed, notice, target, zoom }) {
     this.#append = append;
     this.#changed = changed || (() => {});
@@ -219,6 +225,7 @@ export class Transfers {
       error: t.error,
       message: t.message,
       url: t.url,
+      removed: Boolean(t.removed),
       startedAt: t.startedAt,
       endedAt: t.endedAt,
     }));
@@ -236,6 +243,32 @@ export class Transfers {
   }
 
   /** Free the received files' memory (the page is going away). */
+  /** Bytes of received files the page holds or is receiving. */
+  #kept() {
+    let n = 0;
+    for (const t of this.#all.values()) {
+      if (t.dir === 'in' && (ACTIVE.has(t.state) || (t.state === 'done' && !t.removed))) n += t.size;
+    }
+    return n;
+  }
+
+  /** Let go of a received file: its link and preview go, and its bytes no longer count. */
+  remove(id) {
+    for (const t of this.#all.values()) {
+      if (t.id !== id || t.dir !== 'in' || t.state !== 'done' || t.removed) continue;
+      t.removed = true;
+      if (t.url) {
+        URL.revokeObjectURL(t.url);
+        this.#urls.delete(t.url);
+      }
+      t.url = '';
+      t.blob = null;
+      if (t.ui) t.ui.result.replaceChildren();
+      this.#setStatus(t, `Received from ${t.peer}, checked; removed from this page`);
+      this.#changed();
+    }
+  }
+
   revokeAll() {
     for (const url of this.#urls) URL.revokeObjectURL(url);
     this.#urls.clear();
@@ -460,6 +493,13 @@ export class Transfers {
     if (f.size > MAX_FILE) {
       this.#protocolError(t, 'too_large', `the file is ${formatBytes(f.size)}; at most 1 GiB can be received`,
         `Refused: the file is too large (${formatBytes(f.size)}; at most 1 GiB).`);
+      return;
+    }
+    const kept = this.#kept() - t.size;
+    if (kept + t.size > this.keepLimit) {
+      this.#protocolError(t, 'too_large',
+        `the receiver already keeps ${formatBytes(kept)} of files from this call; they must remove some first`,
+        `Refused: this page already keeps ${formatBytes(kept)} of received files. Remove some to receive more.`);
       return;
     }
     const busy = [...this.#all.values()].filter((x) => x.dir === 'in' && x.session === session
@@ -765,6 +805,9 @@ export class Transfers {
     ui.result.append(h('a', {
       class: 'btn btn-small transfer-download', href: t.url, download: t.name, text: 'Download',
       'aria-label': `Download ${t.name}`,
+    }), h('button', {
+      type: 'button', class: 'btn btn-small btn-quiet transfer-remove', text: 'Remove',
+      'aria-label': `Remove ${t.name} from this page`, onClick: () => this.remove(t.id),
     }));
   }
 
