@@ -168,7 +168,17 @@ func (t *Transfer) Cancel() {
 	default:
 	}
 	sendJSON(t.dc, errorFrame{Type: "cancel"})
-	t.finish(&TransferError{Code: CodeCancelled, Message: "cancelled"}, true)
+	t.finish(&TransferError{Code: CodeCancelled, Message: "cancelled"}, false)
+	t.closeSoon()
+}
+
+// lingerClose is how long a side that sent the last word (cancel or error) leaves the channel open for
+// the other side to read it and close: pion can report a close before the messages that preceded it,
+// and the other side would then see "interrupted" instead of the reason.
+const lingerClose = 5 * time.Second
+
+func (t *Transfer) closeSoon() {
+	time.AfterFunc(lingerClose, func() { t.dc.Close() })
 }
 
 // finish ends the transfer with err (nil: complete), once. With closeChannel it closes the channel.
@@ -203,7 +213,8 @@ func (t *Transfer) fail(code, message string) {
 	default:
 	}
 	sendJSON(t.dc, errorFrame{Type: "error", Code: code, Message: message})
-	t.finish(&TransferError{Code: code, Message: message}, true)
+	t.finish(&TransferError{Code: code, Message: message}, false)
+	t.closeSoon()
 }
 
 func errInterrupted(p *Peer) error {
@@ -298,7 +309,8 @@ func (t *Transfer) send(ctx context.Context, r io.Reader, opened <-chan struct{}
 		if _, err := io.ReadFull(r, buf[chunkHeader:chunkHeader+n]); err != nil {
 			// The other side only needs to know it stopped; this side gets the reason.
 			sendJSON(t.dc, errorFrame{Type: "cancel"})
-			t.finish(&TransferError{Code: CodeCancelled, Message: fmt.Sprintf("reading the file at byte %d: %v", off, err)}, true)
+			t.finish(&TransferError{Code: CodeCancelled, Message: fmt.Sprintf("reading the file at byte %d: %v", off, err)}, false)
+			t.closeSoon()
 			return
 		}
 		h.Write(buf[chunkHeader : chunkHeader+n])
@@ -460,7 +472,8 @@ func (t *Transfer) onOffer(f fileFrame) {
 	if t.w == nil {
 		// Nobody wants it: say so as a cancel, which is what a person declining would send.
 		sendJSON(t.dc, errorFrame{Type: "cancel"})
-		t.finish(&TransferError{Code: CodeCancelled, Message: "refused: this program does not take files"}, true)
+		t.finish(&TransferError{Code: CodeCancelled, Message: "refused: this program does not take files"}, false)
+		t.closeSoon()
 	}
 }
 

@@ -23,6 +23,7 @@ export const DEFAULT_KEEP_LIMIT = 2 * 1024 * 1024 * 1024;
 const UI_TICK_MS = 200;
 const SPEED_WINDOW_MS = 3000;
 const RECEIVER_CLOSE_MS = 10000; // after done, if the sender has not closed the channel
+const LINGER_MS = 5000; // after sending cancel or error, if the other side has not closed the channel
 
 const ACTIVE = new Set(['active', 'verifying']);
 
@@ -300,7 +301,7 @@ export class Transfers {
       console.warn('telemed: sending a file failed', err);
       // No error code fits "the sender could not read its own file": cancel, and say why here.
       this.#sendText(t, { type: 'cancel' });
-      this.#closeChannel(t);
+      this.#closeSoon(t);
       this.#finish(t, 'failed', '', 'Failed: the file could not be read. Was it moved or changed?');
     });
   }
@@ -611,7 +612,7 @@ export class Transfers {
   #protocolError(t, code, wireMessage, humanMessage) {
     this.#sendText(t, { type: 'error', code, message: `file transfer: ${wireMessage}` });
     this.#discard(t);
-    this.#closeChannel(t);
+    this.#closeSoon(t);
     const text = humanMessage || `Failed: what ${t.peer} sent could not be read (${wireMessage}).`;
     this.#finish(t, 'failed', code, text);
   }
@@ -627,13 +628,21 @@ export class Transfers {
     if (!ACTIVE.has(t.state)) return;
     this.#sendText(t, { type: 'cancel' });
     this.#discard(t);
-    this.#closeChannel(t);
+    this.#closeSoon(t);
     this.#finish(t, 'cancelled', '', 'Cancelled');
   }
 
   #interrupt(t) {
     this.#discard(t);
     this.#finish(t, 'interrupted', '', `Interrupted: ${capitalize(t.peer)} left or the connection was lost.`);
+  }
+
+  // After our last word (cancel or error) the other side closes the channel once it has read it;
+  // closing at once could reach a peer before that word does (pion reports the close first), and
+  // it would see "interrupted" instead of the reason.
+  #closeSoon(t) {
+    const ch = t.channel;
+    setTimeout(() => this.#closeChannel({ channel: ch }), LINGER_MS);
   }
 
   #closeChannel(t) {
