@@ -356,6 +356,8 @@ func TestBrowserCallOverTURNRelay(t *testing.T) {
 	startBrowserCall(t, provider, patient, c.StartURL, c.JoinURL)
 
 	for who, ctx := range map[string]context.Context{"provider": provider, "patient": patient} {
+		// The provider's page learns of the admitted patient a moment after the patient's does.
+		waitJS(t, ctx, who+" has a peer connection", `window.telemed.peerConnections().length > 0`, 10*time.Second)
 		policy := evalJS[string](t, ctx, `window.telemed.peerConnections()[0].getConfiguration().iceTransportPolicy`)
 		if policy != "relay" {
 			t.Fatalf("%s: iceTransportPolicy %q, want relay", who, policy)
