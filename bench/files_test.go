@@ -510,19 +510,10 @@ func setUpFileCall(ctx context.Context, b *testing.B, newAPI func() *webrtc.API)
 	if fc.provPeer, err = fc.prov.WaitPeer(ctx); err != nil {
 		b.Fatal(err)
 	}
-	// The connection is up once chat goes through both ways (SendChat says ErrChatNotOpen until then).
+	// The connection is up once the chat channel is open on both sides.
 	for _, p := range []*client.Peer{fc.patPeer, fc.provPeer} {
-		for {
-			if _, err := p.SendChat("ping"); err == nil {
-				break
-			} else if !errors.Is(err, client.ErrChatNotOpen) {
-				b.Fatal(err)
-			}
-			select {
-			case <-ctx.Done():
-				b.Fatal("the chat channel never opened")
-			case <-time.After(10 * time.Millisecond):
-			}
+		if err := p.WaitChat(ctx); err != nil {
+			b.Fatalf("the chat channel never opened: %v", err)
 		}
 	}
 	return fc

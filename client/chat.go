@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +19,8 @@ const (
 	maxChatFrame = 16 << 10 // bytes of one chat frame
 )
 
-// ErrChatNotOpen is returned by SendChat before the chat channel to the peer is open.
+// ErrChatNotOpen is returned by SendChat before the chat channel to the peer is open (WaitChat waits
+// for it).
 var ErrChatNotOpen = errors.New("telemed: the chat channel is not open yet")
 
 // ChatMessage is one chat message, sent or received.
@@ -89,19 +91,42 @@ func (p *Peer) chatChannel() *webrtc.DataChannel {
 	return nil
 }
 
+// WaitChat waits until a chat channel to the peer is open, so that SendChat can send. It returns
+// ctx's error if ctx ends first, and ErrClosed once the peer connection is closed.
+func (p *Peer) WaitChat(ctx context.Context) error {
+	for {
+		p.dcs.mu.Lock()
+		changed, closed := p.dcs.chatChangedLocked(), p.dcs.closed
+		p.dcs.mu.Unlock()
+		if p.chatChannel() != nil {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for chat with %s: %w", p.ID, ctx.Err())
+		}
+	}
+}
+
 func (p *Peer) attachChat(dc *webrtc.DataChannel) {
 	p.dcs.mu.Lock()
 	p.dcs.chat = append(p.dcs.chat, dc)
 	p.dcs.mu.Unlock()
+	dc.OnOpen(p.dcs.chatChange)
 	dc.OnClose(func() {
 		p.dcs.mu.Lock()
-		defer p.dcs.mu.Unlock()
 		for i, c := range p.dcs.chat {
 			if c == dc {
 				p.dcs.chat = append(p.dcs.chat[:i], p.dcs.chat[i+1:]...)
 				break
 			}
 		}
+		p.dcs.mu.Unlock()
+		p.dcs.chatChange()
 	})
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) { p.onChatFrame(dc, msg) })
 }

@@ -53,6 +53,25 @@ type channels struct {
 	transfers map[string]*Transfer  // active transfers, both directions, by id
 	incoming  int                   // active incoming transfers
 	closed    bool                  // the peer connection was closed: no new transfers
+	changed   chan struct{}         // closed and replaced when a chat channel opens or closes
+}
+
+// chatChangedLocked returns the channel that the next chat channel change closes. c.mu is held.
+func (c *channels) chatChangedLocked() <-chan struct{} {
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
+}
+
+// chatChange wakes WaitChat.
+func (c *channels) chatChange() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 }
 
 // route takes a data channel the peer opened, or one this side opened, to where it belongs.
@@ -83,6 +102,7 @@ func (p *Peer) close() error {
 	for _, t := range active {
 		t.finish(errInterrupted(p), false)
 	}
+	p.dcs.chatChange()
 	return p.PC.Close()
 }
 

@@ -307,17 +307,11 @@ func browserAndGoClient(t *testing.T, ctx context.Context, d *dataSide) (context
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := peer.SendChat("hello from Go"); err == nil {
-			break
-		} else if !errors.Is(err, client.ErrChatNotOpen) {
-			t.Fatal(err)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("chat to the browser never opened")
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := peer.WaitChat(ctx); err != nil {
+		t.Fatalf("chat to the browser never opened: %v", err)
+	}
+	if _, err := peer.SendChat("hello from Go"); err != nil {
+		t.Fatal(err)
 	}
 	waitReceipt(t, ctx, d)
 	evalJS[bool](t, provider, pageHelpersJS)

@@ -97,19 +97,13 @@ func goCallSessions(t *testing.T, ctx context.Context, prov, pat *dataSide) (pro
 	if provPeer, err = provider.WaitPeer(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Chat is open once a message goes through; until then SendChat says ErrChatNotOpen.
+	// Chat opens on both sides; a first message each way shows it.
 	for _, p := range []*client.Peer{provPeer, patPeer} {
-		for {
-			if _, err := p.SendChat("ping"); err == nil {
-				break
-			} else if !errors.Is(err, client.ErrChatNotOpen) {
-				t.Fatal(err)
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatal("the chat channel never opened")
-			case <-time.After(20 * time.Millisecond):
-			}
+		if err := p.WaitChat(ctx); err != nil {
+			t.Fatalf("the chat channel never opened: %v", err)
+		}
+		if _, err := p.SendChat("ping"); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for _, d := range []*dataSide{prov, pat} {
@@ -258,6 +252,9 @@ func TestChatAndFilesGoClients(t *testing.T) {
 	// The sender leaves midway: the receiver says interrupted, naming who left; never complete.
 	_, in = fileUnderWay(t, ctx, patPeer, prov, "mri.dcm")
 	patient.Close()
+	if err := patPeer.WaitChat(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("WaitChat after the session closed: %v, want ErrClosed", err)
+	}
 	if err := wantEnd(t, ctx, "receiver after the sender left", in, client.CodeInterrupted, false); !strings.Contains(err.Message, "Ada Lovelace left") {
 		t.Fatalf("receiver after the sender left: %v, want it to name who left", err)
 	}
