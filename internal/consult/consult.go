@@ -14,10 +14,16 @@ type Role string
 const (
 	RoleProvider Role = "provider"
 	RolePatient  Role = "patient"
+	// RoleDevice is a patient's monitoring device agent: it joins consultations of its patient to
+	// stream readings, without media and without waiting to be admitted.
+	RoleDevice Role = "device"
 )
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleProvider || r == RolePatient }
+func (r Role) Valid() bool { return r == RoleProvider || r == RolePatient || r == RoleDevice }
+
+// Person reports whether r is a person (provider or patient) rather than a device.
+func (r Role) Person() bool { return r == RoleProvider || r == RolePatient }
 
 // Provider is a clinician with an account.
 type Provider struct {
@@ -28,10 +34,20 @@ type Provider struct {
 	CreatedAt    time.Time
 }
 
+// Patient is a person a provider cares for: the subject of consultations and of monitoring.
+type Patient struct {
+	ID         string
+	ProviderID string
+	Name       string
+	BirthDate  string // YYYY-MM-DD, optional
+	CreatedAt  time.Time
+}
+
 // Consultation is one scheduled meeting between a provider and a patient.
 type Consultation struct {
 	ID         string
 	ProviderID string
+	PatientID  string // optional: a consultation of a known patient lets the patient's devices join
 	Title      string
 	CreatedAt  time.Time
 	ExpiresAt  time.Time  // when its links stop working
@@ -65,7 +81,8 @@ type AuditEvent struct {
 	At             time.Time
 	Actor          string // provider id, participant id, or "api:<token id>"
 	Action         string // one of the Audit* constants
-	ConsultationID string
+	ConsultationID string // the consultation it concerns, or ""
+	PatientID      string // the patient it concerns (monitoring, exports), or ""
 	Detail         string // free text without health data or secrets
 }
 
@@ -80,6 +97,15 @@ const (
 	// AuditTranscriptSaved is a save of the consultation's chat transcript; its detail is the number
 	// of messages, never their text.
 	AuditTranscriptSaved = "transcript.saved"
+
+	AuditPatientCreated    = "patient.created"
+	AuditDeviceEnrollment  = "device.enrollment_created"
+	AuditDeviceEnrolled    = "device.enrolled"
+	AuditDeviceRevoked     = "device.revoked"
+	AuditThresholdsChanged = "thresholds.changed"
+	// AuditExported is a read of a patient's records through the FHIR API; its detail is what was
+	// asked (resource and search parameters), never the data.
+	AuditExported = "fhir.exported"
 )
 
 // Transcript is a consultation's chat as its provider saved it. A consultation has at most one:

@@ -95,6 +95,8 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /login", a.page("login.html"))
 	mux.HandleFunc("GET /setup", a.page("setup.html"))
 	mux.HandleFunc("GET /c/{id}", a.page("call.html"))
+	mux.HandleFunc("GET /patients/{id}", a.page("patient.html"))
+	mux.HandleFunc("GET /enroll", a.page("enroll.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(o.Static)))
 	return securityHeaders(a.csrf(mux))
 }

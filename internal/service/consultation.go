@@ -284,7 +284,7 @@ func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, e
 		return userErr("bad_field", "messages[%d].%s %s", i, field, fmt.Sprintf(format, args...))
 	}
 	from := consult.Role(m.From)
-	if !from.Valid() {
+	if !from.Person() {
 		return consult.TranscriptMessage{}, bad("from", "must be \"provider\" or \"patient\", not %s", clip(m.From))
 	}
 	name := consult.TrimChatText(m.Name)
