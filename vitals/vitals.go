@@ -207,7 +207,8 @@ func refuse(code, format string, args ...any) error {
 }
 
 // Validate checks a reading against the catalog at now (the receiver's clock), and returns it in its
-// canonical form: PulseOximetry becomes OxygenSaturation, the time UTC, components in catalog order.
+// canonical form: PulseOximetry becomes OxygenSaturation, the time UTC to the millisecond (what is
+// stored), components in catalog order.
 // Its errors are *Error and name the reading by its code and signal, not by its position; callers
 // that have a position add it.
 func Validate(r Reading, now time.Time) (Reading, error) {
@@ -226,10 +227,10 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 		return r, refuse("bad_reading", "%s: time is missing or before 2000; send when it was measured, in RFC 3339", what)
 	}
 	if r.Time.After(now.Add(MaxFutureSkew)) {
-		return r, refuse("bad_reading", "%s: time %s is in the future by the server's clock (is the device's clock right?)",
+		return r, refuse("out_of_range", "%s: time %s is in the future by the server's clock (is the device's clock right?)",
 			what, r.Time.UTC().Format(time.RFC3339))
 	}
-	r.Time = r.Time.UTC()
+	r.Time = r.Time.UTC().Truncate(time.Millisecond)
 	switch s.Kind {
 	case KindValue:
 		if len(r.Components) > 0 || len(r.Samples) > 0 {

@@ -32,3 +32,14 @@ func NewID(prefix string) string {
 	}
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
+
+// NewPlainID returns a random identifier of the prefix, lowercase letters, digits and '-' only, as FHIR
+// resource ids must be ([A-Za-z0-9\-\.]{1,64}): for records that are exported, such as patients and
+// observations.
+func NewPlainID(prefix string) string {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return prefix + hex.EncodeToString(b)
+}

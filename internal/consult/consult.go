@@ -136,4 +136,5 @@ var (
 	ErrUnknownPeer       = errors.New("no such participant in this consultation")
 	ErrRoomFull          = errors.New("a patient is already admitted")
 	ErrWaitingRoomFull   = errors.New("the waiting room is full")
+	ErrTooManyDevices    = errors.New("too many devices are in this consultation")
 )

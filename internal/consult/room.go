@@ -33,16 +33,23 @@ func NewRoom() *Room { return &Room{members: make(map[string]*Member)} }
 // holds the patient link from filling the server, and the provider's screen, with arrivals.
 const MaxWaiting = 20
 
-// Add puts a new member in the room. Providers go straight into the call; patients wait to be admitted,
-// unless MaxWaiting already wait (ErrWaitingRoomFull).
+// MaxDevices is how many of the patient's devices may be in a call at once.
+const MaxDevices = 8
+
+// Add puts a new member in the room. Providers and the patient's devices (which hold a link only the
+// server gives them) go straight into the call; patients wait to be admitted, unless MaxWaiting already
+// wait (ErrWaitingRoomFull).
 func (r *Room) Add(m Member) (Member, error) {
-	if m.Role != RoleProvider && len(r.Waiting()) >= MaxWaiting {
+	if m.Role == RolePatient && len(r.Waiting()) >= MaxWaiting {
 		return Member{}, ErrWaitingRoomFull
+	}
+	if m.Role == RoleDevice && len(r.list(func(x *Member) bool { return x.Role == RoleDevice }, nil)) >= MaxDevices {
+		return Member{}, ErrTooManyDevices
 	}
 	m.admitted = false
 	n := &m
 	r.members[m.ID] = n
-	if m.Role == RoleProvider {
+	if m.Role == RoleProvider || m.Role == RoleDevice {
 		r.admitLocked(n)
 	}
 	return *n, nil
@@ -155,6 +162,16 @@ func (r *Room) Providers() []string {
 	return ids
 }
 
+// Present reports whether a person (provider or patient, not a device) is in the call.
+func (r *Room) Present() bool {
+	for _, m := range r.members {
+		if m.admitted && m.Role.Person() {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of members, waiting or admitted.
 func (r *Room) Len() int { return len(r.members) }
 
@@ -165,7 +182,9 @@ func (r *Room) list(keep func(*Member) bool, cmp func(a, b *Member) int) []Membe
 			ms = append(ms, m)
 		}
 	}
-	slices.SortFunc(ms, cmp)
+	if cmp != nil {
+		slices.SortFunc(ms, cmp)
+	}
 	out := make([]Member, len(ms))
 	for i, m := range ms {
 		out[i] = *m

@@ -93,6 +93,7 @@ func (a *api) createConsultation(w http.ResponseWriter, r *http.Request, c calle
 	var req struct {
 		Title     string `json:"title"`
 		ExpiresIn string `json:"expires_in"`
+		PatientID string `json:"patient_id"`
 	}
 	if err := decode(r, &req); err != nil {
 		a.fail(w, r, err)
@@ -107,7 +108,7 @@ func (a *api) createConsultation(w http.ResponseWriter, r *http.Request, c calle
 		}
 		ttl = d
 	}
-	v, err := a.Service.CreateConsultation(r.Context(), c.provider, c.actor, service.NewConsultation{Title: req.Title, TTL: ttl})
+	v, err := a.Service.CreateConsultation(r.Context(), c.provider, c.actor, service.NewConsultation{Title: req.Title, TTL: ttl, PatientID: req.PatientID})
 	if err != nil {
 		a.fail(w, r, err)
 		return

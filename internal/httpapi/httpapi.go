@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -51,6 +52,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics serves Prometheus metrics at GET /metrics to a provider's API token or session.
 	Metrics http.Handler
+	// Present reports whether a person is in a consultation's call, for a device asking whether to
+	// join. Default: nobody ever is.
+	Present func(consultationID string) bool
 	Logger  *slog.Logger
 }
 
@@ -65,6 +69,9 @@ func New(o Options) http.Handler {
 	}
 	if o.EndConsultation == nil {
 		o.EndConsultation = func(string) {}
+	}
+	if o.Present == nil {
+		o.Present = func(string) bool { return false }
 	}
 	a := &api{o}
 	mux := http.NewServeMux()
@@ -87,6 +94,8 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /api/v1/consultations/{id}/end", a.provider(a.endConsultation))
 	mux.HandleFunc("POST /api/v1/consultations/{id}/transcript", a.providerOrLink(a.saveTranscript))
 	mux.HandleFunc("GET /api/v1/consultations/{id}/transcript", a.providerOrLink(a.getTranscript))
+	a.monitoringRoutes(mux)
+	a.fhirRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
@@ -232,7 +241,12 @@ func decodeLimit(r *http.Request, v any, limit int64) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &service.Error{Code: "bad_json", Message: "request body is not the expected JSON: " + err.Error()}
+		msg := err.Error()
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			msg = fmt.Sprintf("%s (at byte %d)", msg, se.Offset)
+		}
+		return &service.Error{Code: "bad_json", Message: "request body is not the expected JSON: " + msg}
 	}
 	return nil
 }

@@ -63,6 +63,8 @@ const (
 	TypePeerJoined = "peer_joined"
 	TypePeerLeft   = "peer_left"
 	TypeError      = "error"
+	// TypeAlert tells providers in a consultation that a reading of its patient crossed a threshold.
+	TypeAlert = "alert"
 )
 
 // Candidate is a trickled ICE candidate, RTCIceCandidateInit in snake_case.

@@ -1,6 +1,9 @@
 package protocol
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // ICEServer is one entry of RTCConfiguration.iceServers.
 type ICEServer struct {
@@ -105,4 +108,11 @@ type ErrorMessage struct {
 type Envelope struct {
 	Type string `json:"type"`
 	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// Alert is sent to the providers in a consultation when a reading of its patient crosses one of the
+// patient's thresholds. Alert is the alert as the HTTP API shows it (docs/monitoring.md).
+type Alert struct {
+	Type  string          `json:"type"`
+	Alert json.RawMessage `json:"alert"`
 }

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,39 @@ type Server struct {
 	metrics    *prometheus.Registry
 	turn       *turn.Server
 	turnSecret []byte
+
+	cancelBase context.CancelFunc
+	alertsDone chan struct{}
+}
+
+// forwardAlerts shows each new alert to the providers in a consultation of its patient, until ctx ends.
+func (s *Server) forwardAlerts(ctx context.Context) {
+	defer close(s.alertsDone)
+	events, cancel := s.svc.Subscribe("")
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-events:
+			if e.Type != service.EventAlert {
+				continue
+			}
+			body, err := json.Marshal(e.Alert)
+			if err != nil {
+				s.log.Error("encode alert", "err", err)
+				continue
+			}
+			cs, err := s.store.OpenConsultationsOfPatient(ctx, e.PatientID, time.Now())
+			if err != nil {
+				s.log.Warn("alert not shown in consultations", "patient", e.PatientID, "err", err)
+				continue
+			}
+			for _, c := range cs {
+				s.signal.SendAlert(c.ID, body)
+			}
+		}
+	}
 }
 
 // Start opens the data folder, listens, and serves until Close.
@@ -157,9 +191,17 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
 		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Present: sig.Present,
 	})
+	// Requests run under base, which Close cancels first: event streams end instead of holding up
+	// the shutdown.
+	base, cancelBase := context.WithCancel(context.Background())
+	s.cancelBase = cancelBase
+	s.alertsDone = make(chan struct{})
+	go s.forwardAlerts(base)
 	// Deadlines for plain requests; net/http clears them on the WebSocket upgrade.
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base },
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	go func() {
@@ -211,6 +253,8 @@ func (s *Server) Done() <-chan error { return s.served }
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	s.cancelBase()
+	<-s.alertsDone
 	err := s.http.Shutdown(ctx)
 	s.signal.Close()
 	return errors.Join(err, s.closeTURN(), s.store.Close())

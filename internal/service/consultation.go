@@ -18,6 +18,7 @@ import (
 type ConsultationView struct {
 	ID        string         `json:"id"`
 	Title     string         `json:"title"`
+	PatientID string         `json:"patient_id,omitempty"`
 	Status    consult.Status `json:"status"`
 	CreatedAt time.Time      `json:"created_at"`
 	ExpiresAt time.Time      `json:"expires_at"`
@@ -30,6 +31,9 @@ type NewConsultation struct {
 	Title string
 	// TTL is how long the links work; DefaultLinkTTL if zero.
 	TTL time.Duration
+	// PatientID, if set, makes it a consultation of one of the provider's patients, which the
+	// patient's devices join.
+	PatientID string
 }
 
 // CreateConsultation creates a consultation for the provider and returns it with its links.
@@ -45,8 +49,13 @@ func (s *Service) CreateConsultation(ctx context.Context, p consult.Provider, ac
 	if ttl < MinLinkTTL || ttl > MaxLinkTTL {
 		return ConsultationView{}, userErr("bad_field", "expires_in must be between %s and %s", MinLinkTTL, "720h")
 	}
+	if n.PatientID != "" {
+		if _, err := s.ownPatient(ctx, p, n.PatientID); err != nil {
+			return ConsultationView{}, userErr("bad_field", "patient_id: no patient %s", clip(n.PatientID))
+		}
+	}
 	now := s.now().UTC().Truncate(time.Second)
-	c := consult.Consultation{ID: auth.NewID("c_"), ProviderID: p.ID, Title: title, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	c := consult.Consultation{ID: auth.NewID("c_"), ProviderID: p.ID, PatientID: n.PatientID, Title: title, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.store.CreateConsultation(ctx, c); err != nil {
 		return ConsultationView{}, fmt.Errorf("create consultation: %w", err)
 	}
@@ -57,7 +66,7 @@ func (s *Service) CreateConsultation(ctx context.Context, p consult.Provider, ac
 
 func (s *Service) view(c consult.Consultation) ConsultationView {
 	return ConsultationView{
-		ID: c.ID, Title: c.Title, Status: c.Status(s.now()), CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
+		ID: c.ID, Title: c.Title, PatientID: c.PatientID, Status: c.Status(s.now()), CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
 		StartURL: s.link(c, consult.RoleProvider), JoinURL: s.link(c, consult.RolePatient),
 	}
 }

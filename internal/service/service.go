@@ -74,6 +74,7 @@ type Service struct {
 	now     func() time.Time
 	params  auth.PasswordParams
 	log     *slog.Logger
+	events  broker
 }
 
 // New returns a Service, creating the link-signing secret in the store on first use.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -130,6 +131,9 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 			delete(h.rooms, r.id)
 		}
 		h.mu.Unlock()
+		if errors.Is(err, consult.ErrTooManyDevices) {
+			return nil, &protocol.Error{Code: protocol.CodeRoomFull, Message: fmt.Sprintf("%d devices are already in this consultation.", consult.MaxDevices)}
+		}
 		return nil, &protocol.Error{Code: protocol.CodeWaitingRoomFull, Message: "The waiting room is full. Please try again in a few minutes."}
 	}
 	p.room, p.conn = r, c
@@ -371,6 +375,25 @@ func (h *hub) disconnected(p *participant, c *conn) {
 	p.grace = time.AfterFunc(h.opts.ResumeGrace, func() {
 		h.leaveIf(context.Background(), p, protocol.ReasonDisconnected, func() bool { return p.conn == nil })
 	})
+}
+
+// present reports whether a person is in the call of a consultation.
+func (h *hub) present(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[id]
+	return r != nil && r.state.Present()
+}
+
+// sendProviders sends msg to the providers in the call of a consultation.
+func (h *hub) sendProviders(id string, msg []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rooms[id]; r != nil {
+		for _, pid := range r.state.Providers() {
+			h.router.Send(pid, msg)
+		}
+	}
 }
 
 // end disconnects everyone in a consultation that has been ended.

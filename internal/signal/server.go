@@ -149,6 +149,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // EndConsultation disconnects everyone in a consultation that has just been ended.
 func (s *Server) EndConsultation(id string) { s.hub.end(id) }
 
+// Present reports whether a provider or patient is in the call of a consultation on this node: a
+// device joins only a consultation someone is in.
+func (s *Server) Present(consultationID string) bool { return s.hub.present(consultationID) }
+
+// SendAlert tells the providers in the call of a consultation about an alert (its JSON as the HTTP API
+// shows it).
+func (s *Server) SendAlert(consultationID string, alert json.RawMessage) {
+	s.hub.sendProviders(consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
+}
+
 // Close disconnects every client and waits for their loops to finish.
 func (s *Server) Close() error {
 	s.hub.shutdown()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/monitor"
 )
 
 // Errors every implementation returns, so callers can tell outcomes apart.
@@ -49,9 +50,13 @@ type Store interface {
 	// saved; ErrNotFound when none has been saved.
 	Transcript(ctx context.Context, consultationID string) (consult.Transcript, error)
 
+	Monitoring
+
 	AppendAudit(ctx context.Context, e consult.AuditEvent) error
 	// Audit returns a consultation's audit trail, oldest first.
 	Audit(ctx context.Context, consultationID string) ([]consult.AuditEvent, error)
+	// PatientAudit returns the audit lines about a patient, oldest first.
+	PatientAudit(ctx context.Context, patientID string) ([]consult.AuditEvent, error)
 
 	// EnsureSetting returns the value stored under key, storing value first if there is none. Nodes
 	// sharing a database agree on the value that won.
@@ -63,4 +68,55 @@ type Store interface {
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Monitoring keeps patients, their devices, observations, thresholds and alerts.
+type Monitoring interface {
+	CreatePatient(ctx context.Context, p consult.Patient) error
+	Patient(ctx context.Context, id string) (consult.Patient, error)
+	// ListPatients returns a provider's patients by name.
+	ListPatients(ctx context.Context, providerID string, limit int) ([]consult.Patient, error)
+	// OpenConsultationsOfPatient returns the patient's consultations that have not ended or expired
+	// at now, newest first.
+	OpenConsultationsOfPatient(ctx context.Context, patientID string, now time.Time) ([]consult.Consultation, error)
+
+	CreateEnrollment(ctx context.Context, e monitor.Enrollment) error
+	// RedeemEnrollment uses the unexpired, unused enrollment with this code hash to create d (whose
+	// PatientID it sets), in one step. ErrNotFound if there is no such enrollment.
+	RedeemEnrollment(ctx context.Context, codeHash string, now time.Time, d *monitor.Device) error
+	// DeviceByToken returns the device with this token hash, revoked or not.
+	DeviceByToken(ctx context.Context, tokenHash string) (monitor.Device, error)
+	Device(ctx context.Context, id string) (monitor.Device, error)
+	ListDevices(ctx context.Context, patientID string) ([]monitor.Device, error)
+	// RevokeDevice marks a device revoked; revoking twice keeps the first time.
+	RevokeDevice(ctx context.Context, id string, at time.Time) error
+
+	// Batch returns a device's earlier upload with this batch id.
+	Batch(ctx context.Context, deviceID, batchID string) (monitor.Batch, error)
+	// PutBatch stores a batch, its observations and their alerts in one transaction, and marks the
+	// device seen at b.ReceivedAt. ErrConflict if the device already has a batch with this id.
+	PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Observation, alerts []monitor.Alert) error
+	// Observations returns a patient's observations matching q, oldest first.
+	Observations(ctx context.Context, q ObservationQuery) ([]monitor.Observation, error)
+	// CountObservations counts what Observations would return without Limit and Offset.
+	CountObservations(ctx context.Context, q ObservationQuery) (int, error)
+	Observation(ctx context.Context, id string) (monitor.Observation, error)
+
+	// Thresholds returns the thresholds set for a patient (not the defaults of the others).
+	Thresholds(ctx context.Context, patientID string) (monitor.Thresholds, error)
+	// PutThresholds sets the given codes' thresholds of a patient, keeping the others.
+	PutThresholds(ctx context.Context, patientID string, t monitor.Thresholds) error
+	// Alerts returns a patient's alerts, newest first.
+	Alerts(ctx context.Context, patientID string, limit int) ([]monitor.Alert, error)
+}
+
+// ObservationQuery selects a patient's observations.
+type ObservationQuery struct {
+	PatientID string
+	// Codes, when set, keeps only these codes.
+	Codes []string
+	// From and To bound the time measured, inclusive; zero is unbounded.
+	From, To time.Time
+	Limit    int // 0 is no limit
+	Offset   int
 }

@@ -114,6 +114,8 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
+func nullString(v string) sql.NullString { return sql.NullString{String: v, Valid: v != ""} }
+
 func isUnique(err error) bool {
 	// SQLite reports primary key and UNIQUE violations alike.
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
@@ -209,15 +211,17 @@ func (s *Store) APITokenProvider(ctx context.Context, tokenHash string) (consult
 		tokenHash))
 }
 
-const consultationCols = `id, provider_id, title, created_at, expires_at, ended_at`
+const consultationCols = `id, provider_id, title, created_at, expires_at, ended_at, patient_id`
 
 func scanConsultation(row interface{ Scan(...any) error }) (consult.Consultation, error) {
 	var c consult.Consultation
 	var created, expires int64
 	var ended sql.NullInt64
-	if err := row.Scan(&c.ID, &c.ProviderID, &c.Title, &created, &expires, &ended); err != nil {
+	var patient sql.NullString
+	if err := row.Scan(&c.ID, &c.ProviderID, &c.Title, &created, &expires, &ended, &patient); err != nil {
 		return consult.Consultation{}, notFound(err)
 	}
+	c.PatientID = patient.String
 	c.CreatedAt, c.ExpiresAt = fromMS(created), fromMS(expires)
 	if ended.Valid {
 		t := fromMS(ended.Int64)
@@ -228,8 +232,8 @@ func scanConsultation(row interface{ Scan(...any) error }) (consult.Consultation
 
 // CreateConsultation stores a new consultation.
 func (s *Store) CreateConsultation(ctx context.Context, c consult.Consultation) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO consultations (`+consultationCols+`) VALUES (?, ?, ?, ?, ?, NULL)`,
-		c.ID, c.ProviderID, c.Title, ms(c.CreatedAt), ms(c.ExpiresAt))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO consultations (`+consultationCols+`) VALUES (?, ?, ?, ?, ?, NULL, ?)`,
+		c.ID, c.ProviderID, c.Title, ms(c.CreatedAt), ms(c.ExpiresAt), nullString(c.PatientID))
 	if isUnique(err) {
 		return fmt.Errorf("consultation %s: %w", c.ID, store.ErrConflict)
 	}
@@ -328,15 +332,27 @@ func (s *Store) Transcript(ctx context.Context, consultationID string) (consult.
 
 // AppendAudit adds a line to the audit trail.
 func (s *Store) AppendAudit(ctx context.Context, e consult.AuditEvent) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, action, consultation_id, detail) VALUES (?, ?, ?, ?, ?)`,
-		ms(e.At), e.Actor, e.Action, e.ConsultationID, e.Detail)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, action, consultation_id, patient_id, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		ms(e.At), e.Actor, e.Action, e.ConsultationID, e.PatientID, e.Detail)
 	return err
 }
 
 // Audit returns a consultation's audit trail, oldest first.
 func (s *Store) Audit(ctx context.Context, consultationID string) ([]consult.AuditEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT at, actor, action, consultation_id, detail FROM audit
-		WHERE consultation_id = ? ORDER BY seq`, consultationID)
+	return s.audit(ctx, `consultation_id = ?`, consultationID)
+}
+
+// PatientAudit returns the audit lines about a patient, oldest first.
+func (s *Store) PatientAudit(ctx context.Context, patientID string) ([]consult.AuditEvent, error) {
+	if patientID == "" {
+		return nil, nil
+	}
+	return s.audit(ctx, `patient_id = ?`, patientID)
+}
+
+func (s *Store) audit(ctx context.Context, where string, arg string) ([]consult.AuditEvent, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT at, actor, action, consultation_id, patient_id, detail FROM audit
+		WHERE `+where+` ORDER BY seq`, arg)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +361,7 @@ func (s *Store) Audit(ctx context.Context, consultationID string) ([]consult.Aud
 	for rows.Next() {
 		var e consult.AuditEvent
 		var at int64
-		if err := rows.Scan(&at, &e.Actor, &e.Action, &e.ConsultationID, &e.Detail); err != nil {
+		if err := rows.Scan(&at, &e.Actor, &e.Action, &e.ConsultationID, &e.PatientID, &e.Detail); err != nil {
 			return nil, err
 		}
 		e.At = fromMS(at)
