@@ -2,6 +2,7 @@ package consult
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -104,5 +105,36 @@ func TestWaitingRoomIsBounded(t *testing.T) {
 	}
 	if _, err := r.Add(Member{ID: "doc", Role: RoleProvider}); err != nil {
 		t.Fatalf("the provider must always get in: %v", err)
+	}
+}
+
+func TestRoomDevices(t *testing.T) {
+	r := NewRoom()
+	if r.Present() {
+		t.Fatal("empty room: someone present")
+	}
+	d, err := r.Add(Member{ID: "d1", Role: RoleDevice, Name: "Oximeter"})
+	if err != nil || !d.Admitted() {
+		t.Fatalf("device: %+v, %v; want admitted at once", d, err)
+	}
+	if r.Present() {
+		t.Fatal("a device alone counts as someone present")
+	}
+	if _, err := r.Add(Member{ID: "pr", Role: RoleProvider}); err != nil || !r.Present() {
+		t.Fatalf("provider: %v, present %v", err, r.Present())
+	}
+	if _, err := r.Admit("d1", "x"); err != ErrForbidden {
+		t.Fatalf("a device admitting: %v, want ErrForbidden", err)
+	}
+	for i := 1; i < MaxDevices; i++ {
+		if _, err := r.Add(Member{ID: fmt.Sprint("d", i+1), Role: RoleDevice}); err != nil {
+			t.Fatalf("device %d: %v", i+1, err)
+		}
+	}
+	if _, err := r.Add(Member{ID: "dx", Role: RoleDevice}); err != ErrTooManyDevices {
+		t.Fatalf("device %d: %v, want ErrTooManyDevices", MaxDevices+1, err)
+	}
+	if err := r.CanSignal("d1", "pr"); err != nil {
+		t.Fatalf("device to provider: %v", err)
 	}
 }

@@ -21,6 +21,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		return consult.Provider{ID: id, Email: email, Name: "Dr " + id, PasswordHash: "$argon2id$x", CreatedAt: t0}
 	}
 
+	runMonitoring(t, open, t0)
+
 	t.Run("providers", func(t *testing.T) {
 		s := open(t)
 		if n, err := s.CountProviders(ctx); err != nil || n != 0 {
