@@ -29,6 +29,7 @@ type env struct {
 	srv      *server.Server
 	svc      *service.Service
 	provider consult.Provider
+	dir      string // the data folder
 }
 
 func startServer(tb testing.TB) *env {
@@ -55,7 +56,7 @@ func startServer(tb testing.TB) *env {
 	if err != nil {
 		tb.Fatalf("add provider: %v", err)
 	}
-	return &env{srv: srv, svc: srv.Service(), provider: p}
+	return &env{srv: srv, svc: srv.Service(), provider: p, dir: dir}
 }
 
 func (e *env) newConsultation(tb testing.TB) service.ConsultationView {
