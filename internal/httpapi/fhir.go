@@ -1,5 +1,154 @@
 package httpapi
 
-import "net/http"
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
 
-func (a *api) fhirRoutes(mux *http.ServeMux) {}
+	"github.com/telemed/telemed/internal/fhir"
+	"github.com/telemed/telemed/internal/monitor"
+	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/store"
+)
+
+// fhirRoutes mounts the FHIR R4 API (docs/monitoring.md#fhir-r4). Its answers, errors included, are
+// FHIR resources: an EHR's FHIR client understands an OperationOutcome, not telemed's error JSON.
+func (a *api) fhirRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+fhir.BasePath+"/metadata", a.fhirMetadata)
+	mux.HandleFunc("GET "+fhir.BasePath+"/Patient/{id}", a.fhirProvider(a.fhirPatient))
+	mux.HandleFunc("GET "+fhir.BasePath+"/Observation/{id}", a.fhirProvider(a.fhirObservation))
+	mux.HandleFunc("GET "+fhir.BasePath+"/Observation", a.fhirProvider(a.fhirSearch))
+	mux.HandleFunc(fhir.BasePath+"/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeFHIR(w, http.StatusMethodNotAllowed, fhir.NewOperationOutcome(fhir.IssueNotSupported,
+				"this FHIR API is read-only: GET Patient/{id}, Observation/{id}, Observation?patient=... and metadata"))
+			return
+		}
+		writeFHIR(w, http.StatusNotFound, fhir.NewOperationOutcome(fhir.IssueNotFound,
+			"no such FHIR endpoint: this server has Patient/{id}, Observation/{id}, Observation?patient=... and metadata"))
+	})
+}
+
+func writeFHIR(w http.ResponseWriter, status int, r fhir.Resource) {
+	body, err := fhir.Marshal(r)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+	}
+	w.Header().Set("Content-Type", fhir.MediaType+"; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// fhirProvider is provider for the FHIR API: same credentials, errors as OperationOutcome, and only
+// JSON (_format) served.
+func (a *api) fhirProvider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if f := r.URL.Query().Get("_format"); f != "" && f != "json" && !strings.HasPrefix(f, fhir.MediaType) && f != "application/json" {
+			writeFHIR(w, http.StatusNotAcceptable, fhir.NewOperationOutcome(fhir.IssueNotSupported,
+				fmt.Sprintf("_format=%s: this server answers in FHIR JSON only (_format=json)", f)))
+			return
+		}
+		c, aerr := a.authenticate(r)
+		if aerr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="telemed"`)
+			writeFHIR(w, http.StatusUnauthorized, fhir.NewOperationOutcome(fhir.IssueSecurity,
+				aerr.message+": send a provider API token as \"Authorization: Bearer tm_...\""))
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+// fhirFail answers err as an OperationOutcome.
+func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
+	var pe *fhir.ParamError
+	if errors.As(err, &pe) {
+		writeFHIR(w, http.StatusBadRequest, pe.OperationOutcome())
+		return
+	}
+	var se *service.Error
+	if errors.As(err, &se) {
+		status, issue := http.StatusBadRequest, fhir.IssueInvalid
+		switch se.Code {
+		case "not_found":
+			status, issue = http.StatusNotFound, fhir.IssueNotFound
+		case "unauthenticated":
+			status, issue = http.StatusUnauthorized, fhir.IssueSecurity
+		}
+		writeFHIR(w, status, fhir.NewOperationOutcome(issue, se.Message))
+		return
+	}
+	a.Logger.Error("FHIR request failed", "path", r.URL.Path, "err", err)
+	writeFHIR(w, http.StatusInternalServerError, fhir.NewOperationOutcome(fhir.IssueException,
+		"something went wrong on the server; it has been logged"))
+}
+
+func (a *api) fhirMetadata(w http.ResponseWriter, r *http.Request) {
+	writeFHIR(w, http.StatusOK, fhir.NewCapabilityStatement(a.baseURL(), "", a.Service.Now()))
+}
+
+// baseURL is the server's external URL, which FHIR references and links start with.
+func (a *api) baseURL() string { return a.Service.BaseURL() }
+
+func (a *api) fhirPatient(w http.ResponseWriter, r *http.Request, c caller) {
+	id := r.PathValue("id")
+	p, err := a.Service.ExportPatient(r.Context(), c.provider, c.actor, id, "Patient/"+id)
+	if err != nil {
+		a.fhirFail(w, r, err)
+		return
+	}
+	writeFHIR(w, http.StatusOK, fhir.NewPatient(p))
+}
+
+func (a *api) fhirObservation(w http.ResponseWriter, r *http.Request, c caller) {
+	o, err := a.Service.ExportObservation(r.Context(), c.provider, c.actor, r.PathValue("id"))
+	if err != nil {
+		a.fhirFail(w, r, err)
+		return
+	}
+	writeFHIR(w, http.StatusOK, fhir.NewObservation(o, a.deviceName(r, o, map[string]string{})))
+}
+
+// deviceName is what an exported observation says measured it: the reading's own device name, or
+// else the name the device was enrolled under.
+func (a *api) deviceName(r *http.Request, o monitor.Observation, cache map[string]string) string {
+	if o.Reading.Device != "" {
+		return o.Reading.Device
+	}
+	name, ok := cache[o.DeviceID]
+	if !ok {
+		name = a.Service.DeviceName(r.Context(), o.DeviceID)
+		cache[o.DeviceID] = name
+	}
+	return name
+}
+
+func (a *api) fhirSearch(w http.ResponseWriter, r *http.Request, c caller) {
+	q, err := fhir.ParseObservationSearch(r.URL.Query())
+	if err != nil {
+		a.fhirFail(w, r, err)
+		return
+	}
+	sq := store.ObservationQuery{PatientID: q.Patient, Codes: q.Codes, From: q.From, Limit: q.Count, Offset: q.Offset}
+	if !q.To.IsZero() {
+		sq.To = q.To.Add(-time.Millisecond) // the search's bound is exclusive, the store's inclusive, to the millisecond
+	}
+	if q.Count == 0 {
+		sq.Limit = -1 // only the total
+	}
+	obs, total, err := a.Service.ExportObservations(r.Context(), c.provider, c.actor, sq, "Observation?"+q.Query())
+	if err != nil {
+		a.fhirFail(w, r, err)
+		return
+	}
+	page := make([]fhir.Observation, 0, len(obs))
+	names := map[string]string{}
+	for _, o := range obs {
+		page = append(page, fhir.NewObservation(o, a.deviceName(r, o, names)))
+	}
+	writeFHIR(w, http.StatusOK, fhir.NewSearchSet(a.baseURL(), q, total, page, a.Service.Now()))
+}

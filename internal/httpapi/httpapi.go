@@ -257,34 +257,43 @@ type caller struct {
 	actor    string // for the audit trail
 }
 
+// authError is why a request could not be authenticated as a provider.
+type authError struct{ message string }
+
+// authenticate returns the provider behind a request: an API token in "Authorization: Bearer", or a
+// session cookie.
+func (a *api) authenticate(r *http.Request) (caller, *authError) {
+	if authz := r.Header.Get("Authorization"); authz != "" {
+		token, ok := strings.CutPrefix(authz, "Bearer ")
+		if !ok {
+			return caller{}, &authError{"Authorization must be \"Bearer <token>\""}
+		}
+		p, err := a.Service.APITokenProvider(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			return caller{}, &authError{"the API token is unknown or revoked"}
+		}
+		return caller{provider: p, actor: p.ID + " (api)"}, nil
+	}
+	cookie, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return caller{}, &authError{"sign in first"}
+	}
+	p, err := a.Service.SessionProvider(r.Context(), cookie.Value)
+	if err != nil {
+		return caller{}, &authError{"your session has expired; sign in again"}
+	}
+	return caller{provider: p, actor: p.ID}, nil
+}
+
 // provider wraps a handler that needs a signed-in provider (session cookie or API token).
 func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if authz := r.Header.Get("Authorization"); authz != "" {
-			token, ok := strings.CutPrefix(authz, "Bearer ")
-			if !ok {
-				writeError(w, http.StatusUnauthorized, "unauthenticated", "Authorization must be \"Bearer <token>\"")
-				return
-			}
-			p, err := a.Service.APITokenProvider(r.Context(), strings.TrimSpace(token))
-			if err != nil {
-				writeError(w, http.StatusUnauthorized, "unauthenticated", "the API token is unknown or revoked")
-				return
-			}
-			h(w, r, caller{provider: p, actor: p.ID + " (api)"})
+		c, aerr := a.authenticate(r)
+		if aerr != nil {
+			writeError(w, http.StatusUnauthorized, "unauthenticated", aerr.message)
 			return
 		}
-		cookie, err := r.Cookie(SessionCookie)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "sign in first")
-			return
-		}
-		p, err := a.Service.SessionProvider(r.Context(), cookie.Value)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "your session has expired; sign in again")
-			return
-		}
-		h(w, r, caller{provider: p, actor: p.ID})
+		h(w, r, c)
 	}
 }
 

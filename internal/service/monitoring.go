@@ -626,7 +626,7 @@ func (s *Service) ExportPatient(ctx context.Context, p consult.Provider, actor, 
 }
 
 // ExportObservations returns a page of the provider's patient's observations matching q and how many
-// match in all, writing the export to the audit trail.
+// match in all (only that when q.Limit is negative), writing the export to the audit trail.
 func (s *Service) ExportObservations(ctx context.Context, p consult.Provider, actor string, q store.ObservationQuery, detail string) ([]monitor.Observation, int, error) {
 	if _, err := s.ownPatient(ctx, p, q.PatientID); err != nil {
 		return nil, 0, err
@@ -635,9 +635,11 @@ func (s *Service) ExportObservations(ctx context.Context, p consult.Provider, ac
 	if err != nil {
 		return nil, 0, fmt.Errorf("count observations of %s: %w", q.PatientID, err)
 	}
-	obs, err := s.store.Observations(ctx, q)
-	if err != nil {
-		return nil, 0, fmt.Errorf("observations of %s: %w", q.PatientID, err)
+	var obs []monitor.Observation
+	if q.Limit >= 0 { // a negative limit asks for the total only
+		if obs, err = s.store.Observations(ctx, q); err != nil {
+			return nil, 0, fmt.Errorf("observations of %s: %w", q.PatientID, err)
+		}
 	}
 	s.Audit(ctx, consult.AuditEvent{Actor: actor, Action: consult.AuditExported, PatientID: q.PatientID,
 		Detail: fmt.Sprintf("%s (%d of %d)", detail, len(obs), total)})

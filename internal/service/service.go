@@ -134,6 +134,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// BaseURL is the public URL that links start with, without a trailing slash.
+func (s *Service) BaseURL() string { return s.baseURL }
+
 // Now returns the service's current time.
 func (s *Service) Now() time.Time { return s.now() }
 
