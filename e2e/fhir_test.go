@@ -196,7 +196,9 @@ func TestFHIRExport(t *testing.T) {
 	}
 
 	// Every export is in the patient's audit trail.
-	var audit struct{ Audit []struct{ Action, Detail string } }
+	var audit struct {
+		Audit []struct{ Action, Detail string }
+	}
 	m.api.do("GET", "/api/v1/patients/"+m.patient.ID+"/audit", "", m.provider, &audit)
 	exports := 0
 	for _, l := range audit.Audit {
