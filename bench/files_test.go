@@ -336,6 +336,12 @@ func (r *rawReceiver) onMessage(m webrtc.DataChannelMessage) {
 // reliable, ordered data channel from the offerer, whose messages go to onMessage on the answerer.
 // It returns once the channel is open on both sides; closeAll releases the peers.
 func connectRawPair(ctx context.Context, newAPI func() *webrtc.API, onMessage func(webrtc.DataChannelMessage)) (send *webrtc.DataChannel, closeAll func(), err error) {
+	return connectRawChannel(ctx, newAPI, "bench-file", nil, onMessage) // reliable and ordered
+}
+
+// connectRawChannel is connectRawPair with a channel of the given label and init.
+func connectRawChannel(ctx context.Context, newAPI func() *webrtc.API, label string, init *webrtc.DataChannelInit,
+	onMessage func(webrtc.DataChannelMessage)) (send *webrtc.DataChannel, closeAll func(), err error) {
 	var peers []*webrtc.PeerConnection
 	closeAll = func() {
 		for _, pc := range peers {
@@ -363,7 +369,7 @@ func connectRawPair(ctx context.Context, newAPI func() *webrtc.API, onMessage fu
 		dc.OnMessage(onMessage)
 		dc.OnOpen(func() { close(recvOpen) })
 	})
-	send, err = offerPC.CreateDataChannel("bench-file", nil) // reliable and ordered
+	send, err = offerPC.CreateDataChannel(label, init)
 	if err != nil {
 		return nil, closeAll, err
 	}
