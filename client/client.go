@@ -27,6 +27,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/vitals"
 )
 
 // Config configures a Session. Only Link is required.
@@ -47,7 +48,7 @@ type Config struct {
 	// OnTrack is called for each remote track.
 	OnTrack func(p *Peer, t *webrtc.TrackRemote, r *webrtc.RTPReceiver)
 	// OnDataChannel is called for every data channel towards a peer, whichever side opened it, except
-	// telemed's own chat and file channels (ChatLabel, FileLabel).
+	// telemed's own chat, file and vitals channels (ChatLabel, FileLabel, VitalsLabel, WaveformLabel).
 	OnDataChannel func(p *Peer, dc *webrtc.DataChannel)
 	// OnChat is called for each chat message a peer sends. A delivery receipt goes back after it returns.
 	OnChat func(p *Peer, m ChatMessage)
@@ -57,9 +58,16 @@ type Config struct {
 	// refuse the file. The data is not checked until the end: keep it aside (a temporary file) until
 	// t.Wait returns nil. Without OnFile every file is refused.
 	OnFile func(p *Peer, t *Transfer) io.Writer
-	// OnDataError is called when a peer sends a chat or file frame that cannot be read, or reports that
-	// it could not read ours. The call goes on.
+	// OnDataError is called when a peer sends a chat, file or vitals frame that cannot be read (or a
+	// vitals reading that is not valid), or reports that it could not read ours. The call goes on.
 	OnDataError func(p *Peer, err error)
+	// SendVitals makes the session open the live vitals channels (VitalsLabel, WaveformLabel) towards
+	// each peer once connected, for SendReading. Default: off; the device agent turns it on.
+	SendVitals bool
+	// OnReading is called for each valid reading a peer streams on its vitals channels, in the
+	// canonical form vitals.Validate returns. Malformed, invalid and late frames are dropped and
+	// counted (Peer.VitalsStats).
+	OnReading func(p *Peer, r vitals.Reading)
 	// Header is sent with the WebSocket handshake (for example an Origin). Default: none.
 	Header http.Header
 	// HTTPClient dials the WebSocket. Default: http.DefaultClient.

@@ -83,6 +83,10 @@ func (p *Peer) route(dc *webrtc.DataChannel, remote bool) {
 		if remote {
 			p.receiveFile(dc)
 		}
+	case VitalsLabel, WaveformLabel:
+		if remote {
+			p.receiveVitals(dc)
+		}
 	default:
 		if f := p.s.cfg.OnDataChannel; f != nil {
 			f(p, dc)

@@ -39,7 +39,8 @@ type Peer struct {
 	negotiated  bool // the first offer/answer exchange is done
 	pending     []webrtc.ICECandidateInit
 
-	dcs channels // telemed's own data channels: chat and file transfers
+	dcs channels    // telemed's own data channels: chat and file transfers
+	vit vitalsState // live vitals channels (vitals.go)
 }
 
 // Polite reports whether this side is the polite one towards the peer.
@@ -61,6 +62,7 @@ func (p *Peer) setUpLocked() error {
 		p.s.notify()
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
+			p.openVitals()
 			p.s.emit(Event{Type: EventPeerConnected, Peer: p})
 		case webrtc.PeerConnectionStateFailed:
 			if !p.polite {
