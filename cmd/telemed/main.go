@@ -5,6 +5,9 @@
 //	telemed provider add          create a provider account
 //	telemed consult new           create a consultation and print its links
 //	telemed token create          create an API token for an EHR or scheduler
+//	telemed patient add           create a patient of a provider
+//	telemed device enroll         create a code that enrolls a monitoring device to a patient
+//	telemed device                run the device agent: readings to the server, live into consultations
 //
 // Every flag can also be set with an environment variable TELEMED_<FLAG>, e.g. TELEMED_BASE_URL.
 package main
@@ -27,6 +30,11 @@ Usage:
   telemed provider add --email E --name N --password-stdin [--data DIR]
   telemed consult new --provider E [--title T] [--expires-in 24h] [--base-url URL] [--json] [--data DIR]
   telemed token create --provider E [--name N] [--data DIR]
+  telemed patient add --provider E --name N [--birth-date YYYY-MM-DD] [--data DIR]
+  telemed device enroll --patient ID [--base-url URL] [--json] [--data DIR]
+  telemed device [--enroll LINK|CODE] [--server URL] [--dir DIR] [--name N]
+                 [--sim pulse-oximeter|bp-cuff|thermometer|ecg|resp]... [--stdin]
+                 [--bp-interval 5m] [--temp-interval 10m] [--no-live]
 
 Run "telemed COMMAND -h" for a command's flags. Every flag can also be set with an
 environment variable TELEMED_<FLAG> (for example TELEMED_DATA or TELEMED_BASE_URL).
@@ -64,6 +72,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return consultNew(ctx, rest[1:], stdout, stderr)
 	case cmd == "token" && sub == "create":
 		return tokenCreate(ctx, rest[1:], stdout, stderr)
+	case cmd == "patient" && sub == "add":
+		return patientAdd(ctx, rest[1:], stdout, stderr)
+	case cmd == "device" && sub == "enroll":
+		return deviceEnroll(ctx, rest[1:], stdout, stderr)
+	case cmd == "device":
+		return device(ctx, rest, stdin, stdout, stderr)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

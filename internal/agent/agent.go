@@ -1,0 +1,454 @@
+// Package agent is telemed's device agent (telemed device): it takes readings from its sources
+// (simulated devices, a bridge on standard input), queues them on disk, uploads them to the server
+// in batches, and streams them live into any consultation of its patient that is under way. It is
+// built on the client package and speaks the contract of docs/monitoring.md.
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/vitals"
+)
+
+// Source is something that measures: a simulated device (Sim) or a bridge's output (LineSource).
+type Source interface {
+	// Name names the source in logs.
+	Name() string
+	// Run measures until ctx ends (or the source has nothing more), handing each reading to emit.
+	Run(ctx context.Context, emit func(vitals.Reading)) error
+}
+
+// Options configure an Agent. Only Dir is needed, once the device is enrolled there.
+type Options struct {
+	// Dir is the agent's folder: its credentials (device.json) and its queue (queue/).
+	// Default: DefaultDir.
+	Dir string
+	// ServerURL is the server to talk to. Default: the one the device enrolled with.
+	ServerURL string
+	// Name is shown to the others in a consultation. Default: the device's name from enrollment.
+	Name string
+	// Sources measure. With none, or once every source has ended (standard input closed), the agent
+	// uploads what its queue holds and Run returns.
+	Sources []Source
+	// HTTPClient makes the requests and dials the live signaling. Each request has its own time
+	// limit, so it needs none. Default: http.DefaultClient.
+	HTTPClient *http.Client
+	// Logger receives what the agent does. Default: none.
+	Logger *slog.Logger
+	// FlushInterval is how often the readings taken are sealed into a batch to upload. Default 1 s.
+	FlushInterval time.Duration
+	// PollInterval is how often the agent asks the server whether a consultation of its patient is
+	// under way. Default 3 s.
+	PollInterval time.Duration
+	// RetryMax caps the wait between attempts to upload when the server cannot be reached or is
+	// busy. Default 5 s.
+	RetryMax time.Duration
+	// NoLive keeps the agent out of consultations: it only uploads. Default false.
+	NoLive bool
+	// Now is the clock that names batches and checks stdin readings. Default: time.Now.
+	Now func() time.Time
+	// OnUploaded is told of each batch the server has answered for good (stored, or refused whole).
+	// It runs on the uploader's goroutine. Default: none.
+	OnUploaded func(UploadResult)
+}
+
+// Defaults of Options.
+const (
+	DefaultDir           = "telemed-device"
+	DefaultFlushInterval = time.Second
+	DefaultPollInterval  = 3 * time.Second
+	DefaultRetryMax      = 5 * time.Second
+)
+
+// requestTimeout bounds each request to the server.
+const requestTimeout = 30 * time.Second
+
+// ErrRevoked is returned by Run when the server no longer accepts the device's token.
+var ErrRevoked = errors.New("the server refuses this device's token (401 unauthenticated): the device was revoked, or this server does not know it; ask the provider for a new enrollment code and run again with --enroll")
+
+// Status is what the agent has done so far.
+type Status struct {
+	// Taken is the readings the sources gave, a waveform counted in the pieces of about a second it
+	// is uploaded in (as Accepted counts it); Lost those that could not be queued (a disk error, or
+	// a full buffer as the agent stopped).
+	Taken, Lost int64
+	// Queued is the batches on disk waiting to be uploaded.
+	Queued int
+	// Uploaded is the batches the server stored; Accepted and Rejected count their readings.
+	Uploaded, Accepted, Rejected int64
+	// Dropped is the batches the server refused whole (400, 409, 413), which were removed.
+	Dropped int64
+	// Online reports whether the last upload reached the server.
+	Online bool
+	// Live is the consultation the agent streams into, or "".
+	Live string
+	// Streamed is the readings sent live.
+	Streamed int64
+}
+
+// Agent is a running device agent.
+type Agent struct {
+	o      Options
+	creds  Credentials
+	server string
+	log    *slog.Logger
+	q      *queue
+	unlock func()
+
+	taken, lost, uploaded, accepted, rejected, dropped, streamed atomic.Int64
+	online                                                       atomic.Bool
+
+	mu      sync.Mutex
+	session *client.Session
+	liveID  string
+	running bool
+	closed  bool
+}
+
+// New loads the device's credentials from o.Dir and opens its queue, sealing what a previous run
+// left pending.
+func New(o Options) (*Agent, error) {
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	creds, err := LoadCredentials(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	server := creds.Server
+	if o.ServerURL != "" {
+		if server, err = NormalizeServerURL(o.ServerURL); err != nil {
+			return nil, err
+		}
+	}
+	if o.Name == "" {
+		o.Name = creds.Name
+	}
+	unlock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	q, err := openQueue(filepath.Join(o.Dir, "queue"), o.Logger, o.Now)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return &Agent{o: o, creds: creds, server: server, log: o.Logger, q: q, unlock: unlock}, nil
+}
+
+// Credentials returns who the agent is.
+func (a *Agent) Credentials() Credentials { return a.creds }
+
+// Status returns what the agent has done so far.
+func (a *Agent) Status() Status {
+	names, _ := a.q.batches()
+	a.mu.Lock()
+	live := a.liveID
+	a.mu.Unlock()
+	return Status{Taken: a.taken.Load(), Lost: a.lost.Load(), Queued: len(names), Uploaded: a.uploaded.Load(),
+		Accepted: a.accepted.Load(), Rejected: a.rejected.Load(), Dropped: a.dropped.Load(),
+		Online: a.online.Load(), Live: live, Streamed: a.streamed.Load()}
+}
+
+// Close releases the agent's folder. Call it after Run has returned.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	err := a.q.Close()
+	a.unlock()
+	return err
+}
+
+// Run takes, queues, uploads and streams readings until ctx ends, which is a graceful stop (the
+// readings taken are sealed into the queue for the next run) and returns nil. It returns early with
+// ErrRevoked when the server refuses the device's token, and nil once every source has ended and the
+// queue is uploaded.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.running || a.closed {
+		a.mu.Unlock()
+		return errors.New("agent: Run called twice, or after Close")
+	}
+	a.running = true
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	readings := make(chan vitals.Reading, 4096)
+	var sources sync.WaitGroup
+	for _, src := range a.o.Sources {
+		sources.Go(func() {
+			// A reading taken is queued even as the agent stops: the dispatcher drains the channel
+			// until the sources have ended. Only a full channel and a stop at once lose one.
+			emit := func(r vitals.Reading) {
+				select {
+				case readings <- r:
+					return
+				default:
+				}
+				select {
+				case readings <- r:
+				case <-ctx.Done():
+					a.lost.Add(1)
+				}
+			}
+			if err := src.Run(ctx, emit); err != nil && ctx.Err() == nil {
+				a.log.Error("source stopped", "source", src.Name(), "err", err)
+			}
+		})
+	}
+	// A source blocked reading its input (stdin) is not waited for: it ends with the process.
+	go func() { sources.Wait(); close(readings) }()
+
+	inputDone := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { a.dispatch(ctx, readings, inputDone) })
+	wg.Go(func() {
+		err := a.uploadLoop(ctx, inputDone)
+		if err == nil {
+			err = context.Canceled // drained: everything else stops too
+		}
+		cancel(err)
+	})
+	if !a.o.NoLive {
+		wg.Go(func() {
+			if err := a.liveLoop(ctx); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// dispatch is the one goroutine that queues readings and streams them live, and seals the queue
+// every FlushInterval. It seals what it has when ctx ends, and closes inputDone once no more
+// readings can come.
+func (a *Agent) dispatch(ctx context.Context, readings <-chan vitals.Reading, inputDone chan<- struct{}) {
+	defer close(inputDone)
+	j := &joiner{cur: map[string]*joined{}, out: a.enqueue}
+	tick := time.NewTicker(a.o.FlushInterval)
+	defer tick.Stop()
+	seal := func() {
+		if err := a.q.Seal(); err != nil {
+			a.log.Error("cannot seal the queue's readings into a batch; they stay pending", "err", err)
+		}
+	}
+	for {
+		select {
+		case r, ok := <-readings:
+			if !ok {
+				j.flushAll()
+				seal()
+				return
+			}
+			a.take(j, r)
+		case <-tick.C:
+			j.flushStale()
+			seal()
+		case <-ctx.Done():
+			// Take what the sources hand over until they have ended, then keep it for the next run.
+			// A source blocked reading its input (stdin) is not waited for long.
+			grace := time.NewTimer(stopGrace)
+			defer grace.Stop()
+		drain:
+			for {
+				select {
+				case r, ok := <-readings:
+					if !ok {
+						break drain
+					}
+					a.take(j, r)
+				case <-grace.C:
+					break drain
+				}
+			}
+			j.flushAll()
+			seal()
+			return
+		}
+	}
+}
+
+// stopGrace is how long a stopping agent waits for its sources to end, queueing what they still hand
+// over.
+const stopGrace = 2 * time.Second
+
+// take queues a reading and streams it live. A waveform is queued in pieces of about a second and
+// streamed in pieces of 20 ms.
+func (a *Agent) take(j *joiner, r vitals.Reading) {
+	a.sendLive(r)
+	if len(r.Samples) > 0 {
+		j.add(r)
+		return
+	}
+	a.enqueue(r)
+}
+
+func (a *Agent) enqueue(r vitals.Reading) {
+	a.taken.Add(1)
+	if err := a.q.Append(r); err != nil {
+		if a.lost.Add(1) == 1 || a.lost.Load()%1000 == 0 {
+			a.log.Error("cannot queue readings: they are lost (is the disk full?)", "lost", a.lost.Load(), "err", err)
+		}
+	}
+}
+
+// livePiece is the length of a waveform piece streamed live.
+const livePiece = 20 * time.Millisecond
+
+// sendLive streams a reading to the consultation the agent is in, if any.
+func (a *Agent) sendLive(r vitals.Reading) {
+	a.mu.Lock()
+	s := a.session
+	a.mu.Unlock()
+	if s == nil {
+		return
+	}
+	pieces := []vitals.Reading{r}
+	if len(r.Samples) > 0 {
+		pieces = splitWaveform(r, livePiece)
+	}
+	for _, p := range pieces {
+		if err := s.SendReading(p); err != nil {
+			a.log.Debug("live: reading not sent", "code", r.Code, "err", err)
+			return
+		}
+	}
+	a.streamed.Add(1)
+}
+
+// splitWaveform cuts a waveform into pieces of at most d (at least one sample each).
+func splitWaveform(r vitals.Reading, d time.Duration) []vitals.Reading {
+	n := max(1, int(d.Seconds()*1000/r.PeriodMS))
+	if len(r.Samples) <= n {
+		return []vitals.Reading{r}
+	}
+	var out []vitals.Reading
+	for i := 0; i < len(r.Samples); i += n {
+		p := r
+		p.Samples = r.Samples[i:min(i+n, len(r.Samples))]
+		p.Time = r.Time.Add(time.Duration(float64(i) * r.PeriodMS * float64(time.Millisecond)))
+		out = append(out, p)
+	}
+	return out
+}
+
+// joiner joins the pieces of a waveform into readings of about a second for the queue: 250 samples
+// of ECG in one reading, not 50 of 5.
+type joiner struct {
+	cur map[string]*joined // by signal, device and sampling
+	out func(vitals.Reading)
+}
+
+type joined struct {
+	r    vitals.Reading
+	grew bool // since the last flushStale
+}
+
+func (j *joiner) add(r vitals.Reading) {
+	key := r.Code + "\x00" + r.Device + "\x00" + r.Unit + "\x00" + strconv.FormatFloat(r.PeriodMS, 'g', -1, 64)
+	second := int(math.Round(1000 / r.PeriodMS))
+	c := j.cur[key]
+	if c != nil {
+		next := c.r.Time.Add(time.Duration(float64(len(c.r.Samples)) * r.PeriodMS * float64(time.Millisecond)))
+		gap := r.Time.Sub(next).Abs()
+		if gap > time.Duration(r.PeriodMS/2*float64(time.Millisecond)) || len(c.r.Samples)+len(r.Samples) > vitals.MaxSamples {
+			j.out(c.r)
+			delete(j.cur, key)
+			c = nil
+		}
+	}
+	if c == nil {
+		if len(r.Samples) >= second {
+			j.out(r)
+			return
+		}
+		r.Samples = append(make([]float64, 0, second), r.Samples...)
+		j.cur[key] = &joined{r: r, grew: true}
+		return
+	}
+	c.r.Samples = append(c.r.Samples, r.Samples...)
+	c.grew = true
+	if len(c.r.Samples) >= second {
+		j.out(c.r)
+		delete(j.cur, key)
+	}
+}
+
+// flushStale queues the waveforms that did not grow since the last call: their source paused.
+func (j *joiner) flushStale() {
+	for k, c := range j.cur {
+		if !c.grew {
+			j.out(c.r)
+			delete(j.cur, k)
+			continue
+		}
+		c.grew = false
+	}
+}
+
+func (j *joiner) flushAll() {
+	for k, c := range j.cur {
+		j.out(c.r)
+		delete(j.cur, k)
+	}
+}
+
+// backoff is the wait before the attempt after one that failed: from 250 ms, doubling, up to max.
+type backoff struct {
+	next, max time.Duration
+}
+
+func (b *backoff) wait(ctx context.Context, atLeast time.Duration) error {
+	if b.next == 0 {
+		b.next = min(250*time.Millisecond, b.max)
+	}
+	d := max(b.next, atLeast)
+	b.next = min(b.next*2, b.max)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (b *backoff) reset() { b.next = 0 }

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Credentials are what enrollment gives a device: who it is, whose readings it sends, and the token
+// it proves it with. They are kept in DIR/device.json, readable by its owner only.
+type Credentials struct {
+	Server     string    `json:"server"`
+	DeviceID   string    `json:"device_id"`
+	PatientID  string    `json:"patient_id"`
+	Name       string    `json:"name"`
+	Token      string    `json:"token"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+}
+
+// CredentialsFile is the name of the credentials in the agent's folder.
+const CredentialsFile = "device.json"
+
+// ErrNotEnrolled is returned by LoadCredentials when the folder has no credentials.
+var ErrNotEnrolled = errors.New("this device is not enrolled")
+
+// ParseEnrollment reads what a provider gave: an enrollment link (http://host/enroll#code=K7QF-M2XD),
+// which names the server too, or a bare code, which needs serverURL. A serverURL given with a link
+// must be the link's server.
+func ParseEnrollment(linkOrCode, serverURL string) (server, code string, err error) {
+	s := strings.TrimSpace(linkOrCode)
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", "", fmt.Errorf("enrollment link %q: want http(s)://HOST/enroll#code=XXXX-XXXX, as the provider's page shows it", s)
+		}
+		frag, _ := url.ParseQuery(u.Fragment)
+		code = frag.Get("code")
+		base, ok := strings.CutSuffix(strings.TrimRight(u.Path, "/"), "/enroll")
+		if !ok || code == "" {
+			return "", "", fmt.Errorf("enrollment link %q has no code: want http(s)://HOST/enroll#code=XXXX-XXXX", s)
+		}
+		server = u.Scheme + "://" + u.Host + base
+		if serverURL != "" {
+			given, err := NormalizeServerURL(serverURL)
+			if err != nil {
+				return "", "", err
+			}
+			if given != server {
+				return "", "", fmt.Errorf("the enrollment link is for %s, but --server says %s: leave out --server", server, given)
+			}
+		}
+		s = code
+	} else {
+		if serverURL == "" {
+			return "", "", errors.New("a bare enrollment code needs the server's address: add --server http(s)://HOST, or give the whole link")
+		}
+		server, err = NormalizeServerURL(serverURL)
+		if err != nil {
+			return "", "", err
+		}
+	}
+	if s == "" || len(s) > 64 || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return "", "", fmt.Errorf("enrollment code %q: want the code the provider gave, like K7QF-M2XD", s)
+	}
+	return server, s, nil
+}
+
+// NormalizeServerURL checks a server's address and returns it without a trailing slash.
+func NormalizeServerURL(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("server address %q: want http(s)://HOST[:PORT], the address telemed serve prints", s)
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), nil
+}
+
+// Enroll redeems an enrollment code for a device token: the device becomes one of the code's
+// patient's, named name (how the provider sees it). httpClient may be nil (http.DefaultClient).
+func Enroll(ctx context.Context, serverURL, code, name string, httpClient *http.Client) (Credentials, error) {
+	server, err := NormalizeServerURL(serverURL)
+	if err != nil {
+		return Credentials{}, err
+	}
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	body, _ := json.Marshal(map[string]string{"code": code, "name": name})
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/v1/devices/enroll", bytes.NewReader(body))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("enroll: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("enroll at %s: cannot reach the server (is the address right, is it running?): %w", server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return Credentials{}, fmt.Errorf("enroll at %s: read the answer: %w", server, err)
+	}
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		e := apiErrorOf(resp.StatusCode, data)
+		if e.Status == http.StatusForbidden {
+			return Credentials{}, fmt.Errorf("enroll: the server refused the code %s: it is unknown, used or expired; ask the provider for a new one", code)
+		}
+		return Credentials{}, fmt.Errorf("enroll at %s: %w", server, e)
+	}
+	var out struct {
+		Device struct {
+			ID        string `json:"id"`
+			PatientID string `json:"patient_id"`
+			Name      string `json:"name"`
+		} `json:"device"`
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil || out.Token == "" || out.Device.ID == "" {
+		return Credentials{}, fmt.Errorf("enroll at %s: the answer is not an enrollment (is this a telemed server?)", server)
+	}
+	return Credentials{Server: server, DeviceID: out.Device.ID, PatientID: out.Device.PatientID, Name: out.Device.Name,
+		Token: out.Token, EnrolledAt: time.Now().UTC().Truncate(time.Second)}, nil
+}
+
+// SaveCredentials writes the credentials to dir/device.json (mode 0600; dir is made 0700), whole or
+// not at all.
+func SaveCredentials(dir string, c Credentials) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save credentials: %w", err)
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save credentials: %w", err)
+	}
+	if err := writeFileSynced(dir, CredentialsFile, append(data, '\n')); err != nil {
+		return fmt.Errorf("save credentials in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// LoadCredentials reads dir/device.json. Without it, the error is ErrNotEnrolled.
+func LoadCredentials(dir string) (Credentials, error) {
+	path := filepath.Join(dir, CredentialsFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Credentials{}, fmt.Errorf("%w (no %s): enroll it with --enroll and the link the provider gives", ErrNotEnrolled, path)
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("load credentials: %w", err)
+	}
+	var c Credentials
+	if err := json.Unmarshal(data, &c); err != nil || c.Token == "" || c.Server == "" {
+		return Credentials{}, fmt.Errorf("load credentials: %s is damaged; enroll again with --enroll (a new code from the provider)", path)
+	}
+	return c, nil
+}
+
+// APIError is an error answer of the server ({"error": {"code", "message"}}).
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Error says what the server answered, with its code and message when it gave them.
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("the server answered %d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("the server answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// apiErrorOf reads an error answer; a body that is not one still gives the status.
+func apiErrorOf(status int, body []byte) *APIError {
+	var v struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	json.Unmarshal(body, &v)
+	msg := v.Error.Message
+	if len(msg) > 500 {
+		msg = msg[:500] + "…"
+	}
+	return &APIError{Status: status, Code: v.Error.Code, Message: msg}
+}
