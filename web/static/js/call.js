@@ -5,6 +5,7 @@ import { LocalMedia, MicLevel, explainMediaError } from './devices.js';
 import { PeerSession } from './peer.js';
 import { Chat } from './chat.js';
 import { Transfers } from './transfer.js';
+import { VitalsPanel, AlertList } from './vitals.js';
 import { $, h, tokenFromHash } from './dom.js';
 
 const ERROR_CLEAR_MS = 10000;
@@ -115,8 +116,13 @@ function roleOfToken(t) {
 
 const media = new LocalMedia();
 const meter = new MicLevel(el.micLevel);
-/** @type {Map<string, PeerSession>} */
+/** @type {Map<string, PeerSession>} the people in the call */
 const sessions = new Map();
+/** @type {Map<string, PeerSession>} the patient's monitoring devices: data only, no media, no chat */
+const deviceSessions = new Map();
+// Roles of the peers we have been told about, for an offer that arrives before its peer_joined.
+const peerRoles = new Map();
+const MAX_PEER_ROLES = 64;
 const signaling = new SignalingClient({ consultation: consultationId, token });
 
 let screen = 'loading';
@@ -171,8 +177,24 @@ const transfers = new Transfers({
   },
 });
 
+const vitals = new VitalsPanel({
+  root: $('#vitals'),
+  grid: $('#vitals-grid'),
+  status: $('#vitals-status'),
+  toggle: $('#vitals-toggle'),
+});
+const callAlerts = {
+  panel: $('#call-alerts'),
+  list: new AlertList($('#alerts'), { max: 20 }),
+  announce: $('#alerts-announce'),
+};
+
 window.telemed = {
   peerConnections: () => [...sessions.values()].map((s) => s.pc),
+  /** The connections to the patient's devices (role device), which carry vitals only. */
+  deviceConnections: () => [...deviceSessions.values()].map((s) => s.pc),
+  /** What the live vitals panel received and drew: readings by code, ECG samples, bad frames. */
+  vitals: () => vitals.stats(),
   signaling,
   media,
   sessions,
@@ -259,6 +281,7 @@ function showFatal(code, serverMessage) {
 // Stop everything that uses the network, the camera or the microphone.
 function teardown() {
   for (const id of [...sessions.keys()]) removeSession(id);
+  for (const id of [...deviceSessions.keys()]) removeSession(id);
   media.stop();
   meter.stop();
   releaseWakeLock();
@@ -408,17 +431,18 @@ function onWelcome(msg) {
     el.waitProvider.hidden = false;
   }
 
+  rememberRoles(msg.peers);
   if (!msg.resumed) {
     // A fresh session: ids changed, so nothing negotiated before still applies.
-    for (const id of [...sessions.keys()]) removeSession(id);
+    for (const id of [...sessions.keys(), ...deviceSessions.keys()]) removeSession(id);
   }
 
   if (msg.state === 'waiting') {
-    for (const id of [...sessions.keys()]) removeSession(id);
+    for (const id of [...sessions.keys(), ...deviceSessions.keys()]) removeSession(id);
     enterWaiting();
   } else {
     const present = new Set((msg.peers || []).map((p) => p.id));
-    for (const id of [...sessions.keys()]) if (!present.has(id)) removeSession(id);
+    for (const id of [...sessions.keys(), ...deviceSessions.keys()]) if (!present.has(id)) removeSession(id);
     enterCall(msg.peers || []);
   }
 
@@ -449,8 +473,37 @@ function enterCall(peers) {
   renderStatus();
 }
 
+function rememberRoles(peers) {
+  for (const p of Array.isArray(peers) ? peers : [peers]) {
+    if (!p || typeof p.id !== 'string' || typeof p.role !== 'string') continue;
+    peerRoles.delete(p.id);
+    peerRoles.set(p.id, p.role);
+    if (peerRoles.size > MAX_PEER_ROLES) peerRoles.delete(peerRoles.keys().next().value);
+  }
+}
+
+function isDevicePeer(peer) {
+  return (peer.role || peerRoles.get(peer.id)) === 'device';
+}
+
+// A device gets a connection of its own kind: no camera or microphone, no chat or files, no video
+// tile, and no say in the call's status; what it streams goes to the vitals panel.
+function ensureDeviceSession(peer, replace) {
+  const existing = deviceSessions.get(peer.id);
+  if (existing && !replace) {
+    if (peer.name) existing.name = peer.name;
+    return existing;
+  }
+  if (existing) removeSession(peer.id);
+  const session = new PeerSession({ peer: { ...peer, role: 'device' }, iceServers, icePolicy, signaling, media });
+  vitals.attach(session);
+  deviceSessions.set(peer.id, session);
+  return session;
+}
+
 function ensureSession(peer, replace) {
   if (!peer || !peer.id) return null;
+  if (isDevicePeer(peer)) return ensureDeviceSession(peer, replace);
   const existing = sessions.get(peer.id);
   if (existing && !replace) {
     if (peer.name) existing.name = peer.name;
@@ -476,6 +529,12 @@ function ensureSession(peer, replace) {
 }
 
 function removeSession(id) {
+  const device = deviceSessions.get(id);
+  if (device) {
+    deviceSessions.delete(id);
+    device.close();
+    return;
+  }
   const session = sessions.get(id);
   if (!session) return;
   sessions.delete(id);
@@ -487,6 +546,10 @@ function removeSession(id) {
 }
 
 function onPeerLeft(msg) {
+  if (deviceSessions.has(msg.peer)) {
+    removeSession(msg.peer);
+    return;
+  }
   const session = sessions.get(msg.peer);
   if (!session) return;
   const who = session.name || 'The other side';
@@ -504,15 +567,17 @@ function onPeerLeft(msg) {
 
 function onDescription(msg) {
   if (screen !== 'in-call' || ended) return;
-  let session = sessions.get(msg.from);
+  let session = sessions.get(msg.from) || deviceSessions.get(msg.from);
   // An offer from someone we have not been told about yet: they offered, so they are the
   // impolite newcomer and we are polite.
-  if (!session && msg.type === 'offer') session = ensureSession({ id: msg.from, polite: true }, false);
+  if (!session && msg.type === 'offer') {
+    session = ensureSession({ id: msg.from, polite: true, role: peerRoles.get(msg.from) }, false);
+  }
   if (session) session.handleDescription(msg.type, msg.sdp);
 }
 
 function onCandidate(msg) {
-  const session = sessions.get(msg.from);
+  const session = sessions.get(msg.from) || deviceSessions.get(msg.from);
   if (session) session.handleCandidate(msg.candidate);
 }
 
@@ -542,9 +607,13 @@ signaling.addEventListener('lobby', (e) => {
   waiting = Array.isArray(e.detail.waiting) ? e.detail.waiting : [];
   renderLobby();
 });
-signaling.addEventListener('admitted', (e) => enterCall(e.detail.peers || []));
+signaling.addEventListener('admitted', (e) => {
+  rememberRoles(e.detail.peers);
+  enterCall(e.detail.peers || []);
+});
 signaling.addEventListener('declined', onDeclined);
 signaling.addEventListener('peer_joined', (e) => {
+  rememberRoles(e.detail.peer);
   if (screen === 'in-call') ensureSession(e.detail.peer, true);
 });
 signaling.addEventListener('peer_left', (e) => onPeerLeft(e.detail));
@@ -552,6 +621,18 @@ signaling.addEventListener('offer', (e) => onDescription(e.detail));
 signaling.addEventListener('answer', (e) => onDescription(e.detail));
 signaling.addEventListener('candidate', (e) => onCandidate(e.detail));
 signaling.addEventListener('error', (e) => onServerError(e.detail));
+signaling.addEventListener('alert', (e) => onAlert(e.detail));
+
+// ---------- alerts of the patient's readings (providers only) ----------
+
+function onAlert(msg) {
+  if (!isProvider || ended) return;
+  const li = callAlerts.list.add(msg.alert);
+  if (!li) return;
+  callAlerts.panel.hidden = false;
+  // Said once, in words, by screen readers; the list itself stays quiet.
+  callAlerts.announce.textContent = `Alert: ${li.querySelector('.alert-what').textContent}, ${li.querySelector('.alert-why').textContent}`;
+}
 
 // ---------- the call view ----------
 
@@ -829,6 +910,9 @@ function init() {
   el.cameraBtn.addEventListener('click', () => toggle('video'));
   el.settingsBtn.addEventListener('click', toggleSettings);
   el.hangupBtn.addEventListener('click', hangUp);
+  $('#call-alerts-hide').addEventListener('click', () => {
+    callAlerts.panel.hidden = true;
+  });
   setUpFiles();
   el.waitLeaveBtn.addEventListener('click', hangUp);
   el.rejoinBtn.addEventListener('click', () => location.reload());

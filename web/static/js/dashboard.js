@@ -1,4 +1,4 @@
-// Provider dashboard: list, create and end consultations; copy patient links.
+// Provider dashboard: list, create and end consultations; copy patient links; patients.
 
 import { api } from './api.js';
 import { $, h, copyText, formatDate } from './dom.js';
@@ -21,7 +21,22 @@ const el = {
   list: $('#consultations'),
   empty: $('#list-empty'),
   refresh: $('#refresh-btn'),
+  formRow: $('#new-form .form-row'),
+  patientField: $('#new-patient-field'),
+  patientSelect: $('#new-patient'),
+  patientsSection: $('#patients-section'),
+  patients: $('#patients'),
+  patientsEmpty: $('#patients-empty'),
+  patientForm: $('#patient-form'),
+  patientName: $('#add-patient-name'),
+  patientBirth: $('#add-patient-birth'),
+  patientAdd: $('#add-patient-btn'),
+  patientError: $('#add-patient-error'),
+  patientStatus: $('#add-patient-status'),
 };
+
+/** @type {Map<string, object>} the provider's patients by id */
+let patientsById = new Map();
 
 function showError(err) {
   el.error.textContent = err ? err.message || String(err) : '';
@@ -96,13 +111,16 @@ function renderItem(c) {
 
   const meta = [`Created ${formatDate(c.created_at)}`];
   if (c.expires_at) meta.push(`${open ? 'Link works until' : 'Link expired'} ${formatDate(c.expires_at)}`);
+  const patient = c.patient_id ? patientsById.get(c.patient_id) : null;
 
   return h('li', { class: `consultation${open ? '' : ' is-closed'}`, dataset: { id: c.id } },
     h('div', { class: 'consultation-main' },
       h('h3', { class: 'consultation-title' },
         h('span', { class: 'consultation-title-text', text: title }),
         h('span', { class: `badge badge-${c.status}`, text: STATUS_LABEL[c.status] || c.status })),
-      h('p', { class: 'consultation-meta', text: meta.join(' · ') })),
+      h('p', { class: 'consultation-meta', text: meta.join(' · ') }),
+      c.patient_id ? h('p', { class: 'consultation-patient' }, 'Patient: ',
+        h('a', { href: `/patients/${encodeURIComponent(c.patient_id)}`, text: patient ? patient.name || 'Unnamed patient' : 'patient record' })) : null),
     actions,
     fallback,
     copyStatus);
@@ -141,6 +159,7 @@ el.form.addEventListener('submit', async (event) => {
   const body = { expires_in: el.expires.value };
   const title = el.title.value.trim();
   if (title) body.title = title;
+  if (el.patientSelect.value) body.patient_id = el.patientSelect.value;
   el.create.disabled = true;
   try {
     const c = await api('POST', '/api/v1/consultations', body);
@@ -171,6 +190,103 @@ el.createdCopy.addEventListener('click', async () => {
 
 el.refresh.addEventListener('click', () => loadList());
 
+// ---------- patients ----------
+
+async function loadPatients() {
+  el.patients.setAttribute('aria-busy', 'true');
+  try {
+    const data = await api('GET', '/api/v1/patients');
+    renderPatients((data && data.patients) || []);
+  } catch (err) {
+    if (handleAuth(err)) return;
+    // A server without remote monitoring has no patients: leave them out rather than fail.
+    if (err.status === 404) {
+      el.patientsSection.hidden = true;
+      return;
+    }
+    showError(err);
+  } finally {
+    el.patients.setAttribute('aria-busy', 'false');
+  }
+}
+
+const birthFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeZone: 'UTC' });
+
+function formatBirthDate(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value || '');
+  if (!m) return '';
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return Number.isNaN(d.getTime()) ? '' : birthFormat.format(d);
+}
+
+function renderPatients(patients) {
+  patientsById = new Map(patients.map((p) => [p.id, p]));
+  const sorted = [...patients].sort((a, b) => String(a.name || '').localeCompare(String(b.name || '')));
+  el.patientsEmpty.hidden = patients.length > 0;
+  el.patients.replaceChildren(...sorted.map((p) => {
+    const born = formatBirthDate(p.birth_date);
+    return h('li', { class: 'patient', dataset: { id: p.id } },
+      h('a', { class: 'patient-link', href: `/patients/${encodeURIComponent(p.id)}`, text: p.name || 'Unnamed patient' }),
+      h('span', { class: 'patient-meta', text: born ? `Born ${born}` : '' }));
+  }));
+
+  // The New consultation form's choice of patient, keeping what was chosen.
+  const chosen = el.patientSelect.value;
+  el.patientSelect.replaceChildren(
+    h('option', { value: '', text: 'No patient' }),
+    ...sorted.map((p) => h('option', { value: p.id, text: p.name || 'Unnamed patient' })),
+  );
+  if (chosen && patientsById.has(chosen)) el.patientSelect.value = chosen;
+  el.patientField.hidden = patients.length === 0;
+  el.formRow.classList.toggle('has-patients', patients.length > 0);
+}
+
+function patientProblem(name, birth) {
+  if (!name) return [el.patientName, 'Enter the patient’s name.'];
+  if ([...name].length > 200) return [el.patientName, 'Use 200 characters or fewer for the name.'];
+  if (birth) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(birth) || !formatBirthDate(birth)) return [el.patientBirth, 'Enter the birth date as a date, or leave it empty.'];
+    const today = new Date().toISOString().slice(0, 10);
+    if (birth > today) return [el.patientBirth, 'The birth date can’t be in the future.'];
+  }
+  return null;
+}
+
+el.patientForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError(null);
+  el.patientStatus.textContent = '';
+  const name = el.patientName.value.trim();
+  const birth = el.patientBirth.value;
+  const problem = patientProblem(name, birth);
+  for (const input of [el.patientName, el.patientBirth]) {
+    input.setAttribute('aria-invalid', String(Boolean(problem) && problem[0] === input));
+  }
+  el.patientError.textContent = problem ? problem[1] : '';
+  el.patientError.hidden = !problem;
+  if (problem) {
+    problem[0].focus();
+    return;
+  }
+  const body = { name };
+  if (birth) body.birth_date = birth;
+  el.patientAdd.disabled = true;
+  try {
+    const p = await api('POST', '/api/v1/patients', body);
+    el.patientName.value = '';
+    el.patientBirth.value = '';
+    el.patientStatus.replaceChildren(`Added ${p.name || name}. `,
+      h('a', { href: `/patients/${encodeURIComponent(p.id)}`, text: 'Open their page to enroll a device' }));
+    await loadPatients();
+  } catch (err) {
+    if (handleAuth(err)) return;
+    el.patientError.textContent = err.message;
+    el.patientError.hidden = false;
+  } finally {
+    el.patientAdd.disabled = false;
+  }
+});
+
 el.signout.addEventListener('click', async () => {
   el.signout.disabled = true;
   try {
@@ -185,5 +301,8 @@ document.addEventListener('visibilitychange', () => {
 });
 
 (async () => {
-  if (await loadMe()) await loadList();
+  if (!(await loadMe())) return;
+  // Patients first: the consultation list names them.
+  await loadPatients();
+  await loadList();
 })();

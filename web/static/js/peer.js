@@ -6,6 +6,8 @@ const DISCONNECTED_RESTART_MS = 3000;
 // Data channel labels of docs/datachannels.md.
 export const CHAT_LABEL = 'telemed-chat';
 export const FILE_LABEL = 'telemed-file';
+// Channels a monitoring device opens (docs/monitoring.md).
+export const DEVICE_LABELS = ['telemed-vitals', 'telemed-waveform'];
 
 /**
  * Events: `track` (remoteStream changed), `statechange` (ICE or connection
@@ -13,6 +15,10 @@ export const FILE_LABEL = 'telemed-file';
  * ours or the peer's) and `filechannel` (detail: a `telemed-file` channel the peer
  * opened, that is, an incoming file). `chatChannels` lists every chat channel so far,
  * for listeners that attach after the constructor made ours.
+ *
+ * A peer with the role `device` (a monitoring agent) gets no camera or microphone; the
+ * `telemed-vitals` and `telemed-waveform` channels it opens are `vitalschannel` events
+ * (detail: the channel), and `vitalsChannels` lists the open ones.
  */
 export class PeerSession extends EventTarget {
   #signaling;
@@ -39,10 +45,13 @@ export class PeerSession extends EventTarget {
     this.name = peer.name || '';
     this.role = peer.role || '';
     this.polite = Boolean(peer.polite);
+    this.isDevice = this.role === 'device';
     this.closed = false;
     this.remoteStream = new MediaStream();
     /** @type {RTCDataChannel[]} every telemed-chat channel, oldest first */
     this.chatChannels = [];
+    /** @type {RTCDataChannel[]} a device's open vitals and waveform channels */
+    this.vitalsChannels = [];
     this.#signaling = signaling;
     this.#mayOffer = !this.polite;
 
@@ -59,15 +68,19 @@ export class PeerSession extends EventTarget {
     this.pc.addEventListener('connectionstatechange', () => this.#changed());
     this.pc.addEventListener('datachannel', (e) => this.#onDataChannel(e.channel));
 
-    const stream = media.stream;
-    for (const track of media.tracks) this.pc.addTrack(track, stream);
+    // A device sends and receives no media: it never gets our camera or microphone.
+    if (!this.isDevice) {
+      const stream = media.stream;
+      for (const track of media.tracks) this.pc.addTrack(track, stream);
+    }
     if (!this.polite) {
       // The offer decides which media both sides can send: offer to receive
       // a kind even when we have no device for it ourselves.
-      for (const kind of ['audio', 'video']) {
+      for (const kind of this.isDevice ? [] : ['audio', 'video']) {
         if (!media.track(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
       }
-      // The newcomer opens the chat channel now, so that it is part of the first offer.
+      // The newcomer opens the chat channel now, so that it is part of the first offer
+      // (towards a device too: the offer needs something to connect).
       this.#addChatChannel(this.pc.createDataChannel(CHAT_LABEL, { ordered: true }));
     }
   }
@@ -103,7 +116,7 @@ export class PeerSession extends EventTarget {
 
   /** Put a (new) local track on the wire, or stop sending a kind with null. */
   async setTrack(kind, track, stream) {
-    if (this.closed) return;
+    if (this.closed || this.isDevice) return;
     const transceivers = this.pc.getTransceivers().filter(
       (t) => !t.stopped && t.currentDirection !== 'stopped' && t.receiver.track.kind === kind,
     );
@@ -266,6 +279,12 @@ export class PeerSession extends EventTarget {
       channel.binaryType = 'arraybuffer';
       // Listeners attach synchronously, before the channel's first message can arrive.
       this.dispatchEvent(new CustomEvent('filechannel', { detail: channel }));
+    } else if (this.isDevice && DEVICE_LABELS.includes(channel.label)) {
+      this.vitalsChannels.push(channel);
+      channel.addEventListener('close', () => {
+        this.vitalsChannels = this.vitalsChannels.filter((c) => c !== channel);
+      });
+      this.dispatchEvent(new CustomEvent('vitalschannel', { detail: channel }));
     }
     // Other labels are the application's own: ignored.
   }

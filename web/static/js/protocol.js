@@ -19,6 +19,8 @@ export const FATAL_CODES = new Set([
 export const SERVER_TYPES = [
   'welcome', 'lobby', 'admitted', 'declined', 'peer_joined', 'peer_left',
   'offer', 'answer', 'candidate', 'error', 'pong',
+  // To providers in a consultation of a patient: a reading crossed a threshold (docs/monitoring.md).
+  'alert',
 ];
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
@@ -75,7 +77,7 @@ export class SignalingEvent extends Event {
  *
  * Events (all SignalingEvent, payload in `detail`):
  *   welcome       the server message, plus `resumed: true|false`
- *   lobby, admitted, declined, peer_joined, peer_left, offer, answer, pong
+ *   lobby, admitted, declined, peer_joined, peer_left, offer, answer, pong, alert
  *   candidate     the server message with `candidate` converted to RTCIceCandidateInit
  *   error         the server message, plus `fatal: true|false`
  *   message       every server message, as received
