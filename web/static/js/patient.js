@@ -623,7 +623,7 @@ function limitsFor(s) {
     const t = thresholds[code];
     const v = t && typeof t[side] === 'number' ? t[side] : null;
     if (v === null) return null;
-    return { value: v, kind: side, align, label: `${prefix}${side} ${formatValue(signalOf(code), v)}` };
+    return { value: v, kind: side, align, label: `${prefix}${side} ${limitText(code, v)}` };
   };
   if (s.kind === 'panel') {
     return [
@@ -763,3 +763,9 @@ el.signout.addEventListener('click', async () => {
   });
   window.addEventListener('pagehide', () => { if (events) events.close(); });
 })();
+
+/** A threshold as the provider set it: 99.9 stays 99.9, where a reading would be shown as 100. */
+function limitText(code, v) {
+  const shown = formatValue(signalOf(code), v);
+  return Number(shown) === v ? shown : String(Math.round(v * 1000) / 1000);
+}

@@ -152,7 +152,12 @@ export function describeAlert(a) {
   const s = signalOf(a.code);
   const name = (typeof a.name === 'string' && a.name) || (s ? (THRESHOLD_SIGNALS.find((x) => x.code === s.code) || s).name : String(a.code));
   const unit = s ? s.unitDisplay : (typeof a.unit === 'string' ? a.unit : '');
-  const num = (v) => (typeof v === 'number' ? (s ? formatValue(s, v) : String(v)) : '?');
+  // A limit the provider set to 99.9 must not read "100": show the precision the number has.
+  const num = (v) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) return '?';
+    const shown = s ? formatValue(s, v) : String(v);
+    return Number(shown) === v ? shown : String(Math.round(v * 1000) / 1000);
+  };
   const what = `${name} ${num(a.value)} ${unit}`.trim();
   const why = a.bound === 'low'
     ? `below the low limit of ${num(a.limit)} ${unit}`
