@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -373,7 +374,7 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 	var obs []monitor.Observation
 	for i, raw := range readings {
 		var r vitals.Reading
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&r); err != nil {
 			result.Rejected = append(result.Rejected, monitor.Rejection{Index: i, Code: "bad_reading",
