@@ -232,9 +232,11 @@ func (a *api) patientEvents(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	// The stream outlives the server's write deadline by design.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
-		a.Logger.Debug("could not lift the write deadline for an event stream", "err", err)
+	// The stream outlives the server's deadlines by design. The read deadline matters too: net/http
+	// keeps reading the connection to notice a client that went away, and a read that times out
+	// would end the stream after ReadTimeout.
+	if err := errors.Join(rc.SetWriteDeadline(time.Time{}), rc.SetReadDeadline(time.Time{})); err != nil {
+		a.Logger.Debug("could not lift the deadlines for an event stream", "err", err)
 	}
 	events, cancel := a.Service.Subscribe(id)
 	defer cancel()
