@@ -395,3 +395,55 @@ func mustValid(t *testing.T, r vitals.Reading) vitals.Reading {
 	}
 	return v
 }
+
+// TestRevokedDeviceLeavesCall: revoking a device disconnects it from the call it is in, and its link
+// no longer joins; a device's link joins only consultations of its own patient.
+func TestRevokedDeviceLeavesCall(t *testing.T) {
+	m := startMonitoring(t)
+	ctx := ctxTimeout(t, 60*time.Second)
+	c, err := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{PatientID: m.patient.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := mustJoin(t, ctx, client.Config{Link: c.StartURL, API: loopbackAPI()})
+	defer prov.Close()
+
+	var link struct {
+		Consultation *service.DeviceConsultation
+	}
+	m.api.do("GET", "/api/v1/device", "", m.dev, &link)
+	if link.Consultation == nil || link.Consultation.ID != c.ID {
+		t.Fatalf("the device is not offered the consultation its provider is in: %+v", link.Consultation)
+	}
+	dev := mustJoin(t, ctx, client.Config{Link: link.Consultation.Link, Name: "Oximeter", API: loopbackAPI(), SendVitals: true})
+	defer dev.Close()
+	peer, err := prov.WaitPeer(ctx)
+	if err != nil || peer.Role != "device" {
+		t.Fatalf("provider's peer: %+v %v", peer, err)
+	}
+
+	// Another patient's consultation: the device's link is for its own patient's only, and its token
+	// cannot be moved into another consultation's link.
+	other, _ := m.svc.AddPatient(ctx, m.env.provider, "test", "Someone Else", "")
+	oc, _ := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{PatientID: other.ID})
+	token := link.Consultation.Link[strings.Index(link.Consultation.Link, "#t=")+3:]
+	forged := strings.Replace(oc.StartURL[:strings.Index(oc.StartURL, "#t=")+3]+token, c.ID, oc.ID, 1)
+	if _, err := client.Join(ctx, client.Config{Link: forged, Name: "x", API: loopbackAPI(), NoReconnect: true}); err == nil {
+		t.Fatal("a device link moved to another consultation joined it")
+	}
+
+	if resp := m.api.do("DELETE", "/api/v1/devices/"+m.device.Device.ID, "", m.provider, nil); resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	for left := false; !left; {
+		select {
+		case e := <-prov.Events():
+			left = e.Type == client.EventPeerLeft && e.Peer != nil && e.Peer.Role == "device"
+		case <-ctx.Done():
+			t.Fatal("the provider was never told the revoked device left")
+		}
+	}
+	if _, err := client.Join(ctx, client.Config{Link: link.Consultation.Link, Name: "Oximeter", API: loopbackAPI(), NoReconnect: true}); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("a revoked device's link joined again: %v", err)
+	}
+}

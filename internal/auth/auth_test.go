@@ -55,6 +55,10 @@ func TestLinks(t *testing.T) {
 	if err != nil || c.Role != consult.RolePatient || !c.ExpiresAt.Equal(exp) {
 		t.Fatalf("Verify = %+v, %v", c, err)
 	}
+	deviceToken := s.Sign(LinkClaims{ConsultationID: "c_abc", Role: consult.RoleDevice, ExpiresAt: exp, Subject: "d_1"})
+	if c, err := s.Verify("c_abc", deviceToken, now); err != nil || c.Subject != "d_1" || c.Role != consult.RoleDevice {
+		t.Fatalf("Verify device link = %+v, %v", c, err)
+	}
 	parts := strings.Split(token, ".")
 	other, _ := NewLinkSigner([]byte(strings.Repeat("z", 32)))
 	cases := []struct {
@@ -72,6 +76,10 @@ func TestLinks(t *testing.T) {
 		{"too few parts", "c_abc", "c_abc.patient", now, consult.ErrBadToken},
 		{"empty", "c_abc", "", now, consult.ErrBadToken},
 		{"huge", "c_abc", strings.Repeat("a.", 600), now, consult.ErrBadToken},
+		{"subject added", "c_abc", parts[0] + "." + parts[1] + "." + parts[2] + ".d_1." + parts[3], now, consult.ErrBadToken},
+		{"subject changed", "c_abc", strings.Replace(deviceToken, ".d_1.", ".d_2.", 1), now, consult.ErrBadToken},
+		{"subject removed", "c_abc", strings.Replace(deviceToken, ".d_1.", ".", 1), now, consult.ErrBadToken},
+		{"empty subject", "c_abc", strings.Replace(deviceToken, ".d_1.", "..", 1), now, consult.ErrBadToken},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

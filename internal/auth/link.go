@@ -14,7 +14,8 @@ import (
 
 // LinkSigner signs and verifies the tokens in consultation links. A token is
 // "<consultation>.<role>.<expiry-unix>.<signature>", the signature an HMAC-SHA256 over the rest, so it
-// cannot be moved to another consultation, given another role, or extended.
+// cannot be moved to another consultation, given another role, or extended. A link issued to one
+// holder (a device) names it: "<consultation>.<role>.<expiry-unix>.<subject>.<signature>".
 type LinkSigner struct {
 	secret []byte
 }
@@ -32,11 +33,17 @@ type LinkClaims struct {
 	ConsultationID string
 	Role           consult.Role
 	ExpiresAt      time.Time
+	// Subject names the one holder the link was issued to (a device's id), or is "". It cannot
+	// contain a dot.
+	Subject string
 }
 
 // Sign returns the token for claims.
 func (s *LinkSigner) Sign(c LinkClaims) string {
 	payload := c.ConsultationID + "." + string(c.Role) + "." + strconv.FormatInt(c.ExpiresAt.Unix(), 10)
+	if c.Subject != "" {
+		payload += "." + c.Subject
+	}
 	return payload + "." + s.mac(payload)
 }
 
@@ -55,7 +62,16 @@ func (s *LinkSigner) Verify(consultationID, token string, now time.Time) (LinkCl
 		return LinkClaims{}, consult.ErrBadToken
 	}
 	parts := strings.Split(token, ".")
-	if len(parts) != 4 {
+	var subject string
+	switch len(parts) {
+	case 4:
+	case 5:
+		subject = parts[3]
+		if subject == "" {
+			return LinkClaims{}, consult.ErrBadToken
+		}
+		parts = []string{parts[0], parts[1], parts[2], parts[4]}
+	default:
 		return LinkClaims{}, consult.ErrBadToken
 	}
 	role := consult.Role(parts[1])
@@ -67,10 +83,13 @@ func (s *LinkSigner) Verify(consultationID, token string, now time.Time) (LinkCl
 		return LinkClaims{}, consult.ErrWrongConsultation
 	}
 	payload := parts[0] + "." + parts[1] + "." + parts[2]
+	if subject != "" {
+		payload += "." + subject
+	}
 	if !hmac.Equal([]byte(s.mac(payload)), []byte(parts[3])) {
 		return LinkClaims{}, consult.ErrBadToken
 	}
-	claims := LinkClaims{ConsultationID: parts[0], Role: role, ExpiresAt: time.Unix(exp, 0).UTC()}
+	claims := LinkClaims{ConsultationID: parts[0], Role: role, ExpiresAt: time.Unix(exp, 0).UTC(), Subject: subject}
 	if !now.Before(claims.ExpiresAt) {
 		return claims, consult.ErrLinkExpired
 	}

@@ -137,4 +137,5 @@ var (
 	ErrRoomFull          = errors.New("a patient is already admitted")
 	ErrWaitingRoomFull   = errors.New("the waiting room is full")
 	ErrTooManyDevices    = errors.New("too many devices are in this consultation")
+	ErrDeviceRevoked     = errors.New("the device has been revoked, or is not the consultation's patient's")
 )

@@ -55,6 +55,9 @@ type Options struct {
 	// Present reports whether a person is in a consultation's call, for a device asking whether to
 	// join. Default: nobody ever is.
 	Present func(consultationID string) bool
+	// DeviceRevoked is told when a device is revoked, to disconnect it from the calls it is in.
+	// Default: nothing.
+	DeviceRevoked func(deviceID string)
 	Logger  *slog.Logger
 }
 
@@ -69,6 +72,9 @@ func New(o Options) http.Handler {
 	}
 	if o.EndConsultation == nil {
 		o.EndConsultation = func(string) {}
+	}
+	if o.DeviceRevoked == nil {
+		o.DeviceRevoked = func(string) {}
 	}
 	if o.Present == nil {
 		o.Present = func(string) bool { return false }

@@ -120,6 +120,7 @@ func (a *api) revokeDevice(w http.ResponseWriter, r *http.Request, c caller) {
 		a.fail(w, r, err)
 		return
 	}
+	a.DeviceRevoked(v.ID)
 	writeJSON(w, http.StatusOK, v)
 }
 

@@ -174,7 +174,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 			return signal.Ticket{}, err
 		}
 		return signal.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
-			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired}, nil
+			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject}, nil
 	}
 	so.Audit = func(ctx context.Context, e consult.AuditEvent) { svc.Audit(context.WithoutCancel(ctx), e) }
 	sig, err := signal.NewServer(so)
@@ -191,7 +191,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
 		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Present: sig.Present,
+		Present: sig.Present, DeviceRevoked: sig.Kick,
 	})
 	// Requests run under base, which Close cancels first: event streams end instead of holding up
 	// the shutdown.

@@ -127,6 +127,8 @@ type Ticket struct {
 	ProviderName string
 	// Expired is set when the link has expired. A holder may still resume a place it already had.
 	Expired bool
+	// Subject is the device a device's link was issued to.
+	Subject string
 }
 
 // Admit checks a link token for a consultation. It returns the consult.Err* errors for a bad, expired
@@ -147,11 +149,22 @@ func (s *Service) Admit(ctx context.Context, consultationID, token string) (Tick
 	if c.EndedAt != nil {
 		return Ticket{}, consult.ErrEnded
 	}
+	if claims.Role == consult.RoleDevice {
+		// A device's link names it: a device revoked since, or moved to another patient, is refused,
+		// on a resume too.
+		d, err := s.store.Device(ctx, claims.Subject)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (d.RevokedAt != nil || c.PatientID == "" || d.PatientID != c.PatientID)) {
+			return Ticket{}, consult.ErrDeviceRevoked
+		}
+		if err != nil {
+			return Ticket{}, fmt.Errorf("admit device to %s: %w", consultationID, err)
+		}
+	}
 	p, err := s.store.ProviderByID(ctx, c.ProviderID)
 	if err != nil {
 		return Ticket{}, fmt.Errorf("admit to %s: %w", consultationID, err)
 	}
-	return Ticket{Consultation: c, Role: claims.Role, ProviderName: p.Name, Expired: expired}, nil
+	return Ticket{Consultation: c, Role: claims.Role, Subject: claims.Subject, ProviderName: p.Name, Expired: expired}, nil
 }
 
 // AuditTrail returns a consultation's audit trail, oldest first.

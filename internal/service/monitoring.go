@@ -296,7 +296,7 @@ func (s *Service) DeviceSession(ctx context.Context, d monitor.Device, present f
 		if c.ExpiresAt.Before(exp) {
 			exp = c.ExpiresAt
 		}
-		token := s.links.Sign(auth.LinkClaims{ConsultationID: c.ID, Role: consult.RoleDevice, ExpiresAt: exp})
+		token := s.links.Sign(auth.LinkClaims{ConsultationID: c.ID, Role: consult.RoleDevice, ExpiresAt: exp, Subject: d.ID})
 		out.Consultation = &DeviceConsultation{ID: c.ID, Title: c.Title, Link: s.baseURL + "/c/" + c.ID + "#t=" + token}
 		break
 	}

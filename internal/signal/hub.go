@@ -22,6 +22,8 @@ type Ticket struct {
 	Role           consult.Role
 	// Expired is set for an expired link: its holder may only resume a place it already has.
 	Expired bool
+	// Subject is the one holder a link was issued to (a device's id), or "".
+	Subject string
 }
 
 // Gatekeeper checks a link token for a consultation. It returns consult.ErrBadToken,
@@ -30,8 +32,9 @@ type Gatekeeper func(ctx context.Context, consultationID, token string) (Ticket,
 
 // participant is one person (or program) in a consultation, across reconnections.
 type participant struct {
-	id     string
-	role   consult.Role
+	id      string
+	role    consult.Role
+	subject string // the device id of a device; ""
 	name   string
 	resume string
 	room   *room
@@ -82,6 +85,8 @@ func joinError(err error) *protocol.Error {
 		return &protocol.Error{Code: protocol.CodeWrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
 	case errors.Is(err, consult.ErrEnded):
 		return &protocol.Error{Code: protocol.CodeEnded, Message: "This consultation has ended."}
+	case errors.Is(err, consult.ErrDeviceRevoked):
+		return &protocol.Error{Code: protocol.CodeBadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
 	default:
 		return &protocol.Error{Code: protocol.CodeInternal, Message: "The server could not check this link. Please try again in a moment."}
 	}
@@ -112,7 +117,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		return nil, &protocol.Error{Code: protocol.CodeBadField, Message: "Please enter your name before joining."}
 	}
 
-	p := &participant{id: auth.NewID("p_"), role: t.Role, name: name, resume: auth.NewID("r_") + auth.NewID("")}
+	p := &participant{id: auth.NewID("p_"), role: t.Role, subject: t.Subject, name: name, resume: auth.NewID("r_") + auth.NewID("")}
 	now := h.opts.Now()
 
 	h.mu.Lock()
@@ -165,7 +170,7 @@ func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*partici
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.byResume[secret]
-	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role {
+	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role || p.subject != t.Subject {
 		return nil, &protocol.Error{Code: protocol.CodeBadResume, Message: "Your earlier place in this consultation has expired. Join again."}
 	}
 	if p.grace != nil {
@@ -393,6 +398,36 @@ func (h *hub) sendProviders(id string, msg []byte) {
 		for _, pid := range r.state.Providers() {
 			h.router.Send(pid, msg)
 		}
+	}
+}
+
+// kick disconnects, from every consultation, the participants whose link was issued to subject (a
+// device that has been revoked). They are told why and cannot resume.
+func (h *hub) kick(subject string) {
+	if subject == "" {
+		return
+	}
+	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: protocol.CodeBadToken, Message: "This device has been revoked."})
+	h.mu.Lock()
+	var ps []*participant
+	var conns []*conn
+	for _, r := range h.rooms {
+		for _, p := range r.members {
+			if p.subject == subject {
+				ps = append(ps, p)
+				h.router.Send(p.id, msg)
+				if p.conn != nil {
+					conns = append(conns, p.conn)
+				}
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, p := range ps {
+		h.leaveIf(context.Background(), p, protocol.ReasonLeft, nil)
+	}
+	for _, c := range conns {
+		c.close(closePolicy, protocol.CodeBadToken)
 	}
 }
 

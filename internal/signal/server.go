@@ -159,6 +159,10 @@ func (s *Server) SendAlert(consultationID string, alert json.RawMessage) {
 	s.hub.sendProviders(consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
 }
 
+// Kick disconnects, from every consultation on this node, whoever joined with a link issued to
+// subject (a device that has just been revoked).
+func (s *Server) Kick(subject string) { s.hub.kick(subject) }
+
 // Close disconnects every client and waits for their loops to finish.
 func (s *Server) Close() error {
 	s.hub.shutdown()
