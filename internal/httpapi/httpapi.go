@@ -58,7 +58,7 @@ type Options struct {
 	// DeviceRevoked is told when a device is revoked, to disconnect it from the calls it is in.
 	// Default: nothing.
 	DeviceRevoked func(deviceID string)
-	Logger  *slog.Logger
+	Logger        *slog.Logger
 }
 
 type api struct {

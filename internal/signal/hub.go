@@ -35,12 +35,12 @@ type participant struct {
 	id      string
 	role    consult.Role
 	subject string // the device id of a device; ""
-	name   string
-	resume string
-	room   *room
-	conn   *conn       // nil while disconnected
-	grace  *time.Timer // runs while disconnected
-	log    *slog.Logger
+	name    string
+	resume  string
+	room    *room
+	conn    *conn       // nil while disconnected
+	grace   *time.Timer // runs while disconnected
+	log     *slog.Logger
 }
 
 type room struct {
