@@ -265,3 +265,15 @@ func TestMonitoringEvents(t *testing.T) {
 		t.Fatalf("events: %v", got)
 	}
 }
+
+// TestEnrollmentGuessing: enrollment codes are short, so failed attempts are throttled server-wide.
+func TestEnrollmentGuessing(t *testing.T) {
+	m := startMonitoring(t)
+	for i := range service.EnrollFailureBurst {
+		var e apiError
+		if resp := m.api.do("POST", "/api/v1/devices/enroll", fmt.Sprintf(`{"code":"AAAA-%04d"}`, 2222+i%7000), nil, &e); resp.StatusCode == 429 {
+			t.Fatalf("attempt %d already throttled", i)
+		}
+	}
+	m.api.expectError("POST", "/api/v1/devices/enroll", `{"code":"BBBB-CCCC"}`, nil, 429, "busy")
+}

@@ -198,12 +198,19 @@ func (s *Service) EnrollDevice(ctx context.Context, code, name string) (Enrolled
 	}
 	norm := normalizeCode(code)
 	if norm == "" {
+		s.enrollFailures.Allow()
 		return EnrolledDevice{}, userErr("bad_field", "code must be the 8-character enrollment code the provider created, such as K7QF-M2XD")
+	}
+	// Codes are short enough to type, so guessing is throttled: every failed attempt takes a token
+	// of a server-wide allowance, and with none left every attempt waits.
+	if s.enrollFailures.Tokens() < 1 {
+		return EnrolledDevice{}, userErr("busy", "too many failed enrollment attempts on this server; try again in a minute")
 	}
 	token, hash := auth.NewToken("td_")
 	d := monitor.Device{ID: auth.NewID("d_"), Name: name, TokenHash: hash, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	err := s.store.RedeemEnrollment(ctx, auth.HashToken(norm), s.now(), &d)
 	if errors.Is(err, store.ErrNotFound) {
+		s.enrollFailures.Allow()
 		return EnrolledDevice{}, userErr("bad_token", "this enrollment code is unknown, has been used, or has expired: ask the provider for a new one")
 	}
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
+
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
@@ -75,7 +77,15 @@ type Service struct {
 	params  auth.PasswordParams
 	log     *slog.Logger
 	events  broker
+	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
+	// EnrollFailureBurst.
+	enrollFailures *rate.Limiter
 }
+
+// EnrollFailureBurst is how many failed device enrollments in a row the server allows before it
+// makes every attempt wait (one more a second). With codes of 31^8, that leaves a guesser a chance
+// of about one in a million a day for each code outstanding.
+const EnrollFailureBurst = 30
 
 // New returns a Service, creating the link-signing secret in the store on first use.
 func New(ctx context.Context, o Options) (*Service, error) {
@@ -105,7 +115,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	return &Service{store: o.Store, links: links, baseURL: strings.TrimRight(o.BaseURL, "/"),
 		now: o.Now, params: o.PasswordParams, log: o.Logger,
-		hashing: make(chan struct{}, max(2, runtime.NumCPU()))}, nil
+		hashing:        make(chan struct{}, max(2, runtime.NumCPU())),
+		enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
 }
 
 var errBusy = &Error{Code: "busy", Message: "too many sign-in attempts at once; try again in a moment"}

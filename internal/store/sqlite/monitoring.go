@@ -91,6 +91,15 @@ func (s *Store) CreateEnrollment(ctx context.Context, e monitor.Enrollment) erro
 
 // RedeemEnrollment uses an enrollment to create a device.
 func (s *Store) RedeemEnrollment(ctx context.Context, codeHash string, now time.Time, d *monitor.Device) error {
+	// A wrong code (most attempts, when someone guesses) is answered without taking the write lock.
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM enrollments WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?`,
+		codeHash, ms(now)).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
