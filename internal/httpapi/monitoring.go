@@ -239,7 +239,7 @@ func (a *api) patientEvents(w http.ResponseWriter, r *http.Request, c caller) {
 	if err := errors.Join(rc.SetWriteDeadline(time.Time{}), rc.SetReadDeadline(time.Time{})); err != nil {
 		a.Logger.Debug("could not lift the deadlines for an event stream", "err", err)
 	}
-	events, cancel := a.Service.Subscribe(id)
+	events, cancel := a.Service.Subscribe(service.SubscribeOptions{PatientID: id})
 	defer cancel()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -255,8 +255,17 @@ func (a *api) patientEvents(w http.ResponseWriter, r *http.Request, c caller) {
 		case <-r.Context().Done():
 			return
 		case <-keepAlive.C:
+			// A session that ended or a token revoked since the stream began ends it too.
+			if _, aerr := a.authenticate(r); aerr != nil {
+				fmt.Fprint(w, "event: unauthenticated\ndata: {}\n\n")
+				rc.Flush()
+				return
+			}
 			fmt.Fprint(w, ": keep-alive\n\n")
-		case e := <-events:
+		case e, ok := <-events:
+			if !ok {
+				return // fallen behind: the page reconnects and reloads what it missed
+			}
 			var v any = e.Alert
 			if e.Type == service.EventObservation {
 				v = e.Observation

@@ -68,14 +68,16 @@ type Server struct {
 // forwardAlerts shows each new alert to the providers in a consultation of its patient, until ctx ends.
 func (s *Server) forwardAlerts(ctx context.Context) {
 	defer close(s.alertsDone)
-	events, cancel := s.svc.Subscribe("")
-	defer cancel()
+	events, cancel := s.svc.Subscribe(service.SubscribeOptions{AlertsOnly: true})
+	defer func() { cancel() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e := <-events:
-			if e.Type != service.EventAlert {
+		case e, ok := <-events:
+			if !ok {
+				s.log.Warn("alerts came faster than they could be shown in consultations; some were not shown there (they are in the patients' records)")
+				events, cancel = s.svc.Subscribe(service.SubscribeOptions{AlertsOnly: true})
 				continue
 			}
 			body, err := json.Marshal(e.Alert)

@@ -21,9 +21,9 @@ type MonitorEvent struct {
 	Observation *ObservationView
 }
 
-// subscriberBuffer is how many events a subscriber may fall behind before it misses some: a page
-// that cannot keep up must not hold up the uploads.
-const subscriberBuffer = 256
+// subscriberBuffer is how many events a subscriber may fall behind before it is cut off: a page that
+// cannot keep up must not hold up the uploads.
+const subscriberBuffer = 1024
 
 // broker fans a node's monitoring events out to its subscribers. It is in-process: a clinic network
 // with several nodes would carry these over Redis (not built yet).
@@ -33,28 +33,43 @@ type broker struct {
 }
 
 type subscriber struct {
-	patientID string // "" for every patient
-	ch        chan MonitorEvent
+	patientID  string // "" for every patient
+	alertsOnly bool
+	ch         chan MonitorEvent
 }
 
+// publish hands e to its subscribers. One that has fallen a whole buffer behind is cut off (its
+// channel closed) rather than left to miss events silently: an event stream ends and the page
+// reconnects and reloads; an alert must never go missing unnoticed.
 func (b *broker) publish(e MonitorEvent) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {
-		if s.patientID != "" && s.patientID != e.PatientID {
+		if (s.patientID != "" && s.patientID != e.PatientID) || (s.alertsOnly && e.Type != EventAlert) {
 			continue
 		}
 		select {
 		case s.ch <- e:
-		default: // the subscriber is behind: it misses this one rather than slow everyone
+		default:
+			delete(b.subs, s)
+			close(s.ch)
 		}
 	}
 }
 
-// Subscribe returns the monitoring events of a patient ("" for all patients) as they happen, until
-// cancel is called. It does not check who may see them: callers do.
-func (s *Service) Subscribe(patientID string) (events <-chan MonitorEvent, cancel func()) {
-	sub := &subscriber{patientID: patientID, ch: make(chan MonitorEvent, subscriberBuffer)}
+// SubscribeOptions choose the events a subscriber receives.
+type SubscribeOptions struct {
+	// PatientID keeps only one patient's events; "" receives every patient's.
+	PatientID string
+	// AlertsOnly leaves out observations.
+	AlertsOnly bool
+}
+
+// Subscribe returns the monitoring events chosen by o as they happen, until cancel is called. The
+// channel is closed if the subscriber falls too far behind: subscribe again, and reload what may
+// have been missed. It does not check who may see them: callers do.
+func (s *Service) Subscribe(o SubscribeOptions) (events <-chan MonitorEvent, cancel func()) {
+	sub := &subscriber{patientID: o.PatientID, alertsOnly: o.AlertsOnly, ch: make(chan MonitorEvent, subscriberBuffer)}
 	b := &s.events
 	b.mu.Lock()
 	if b.subs == nil {

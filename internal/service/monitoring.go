@@ -423,13 +423,14 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 		return UploadResult{}, fmt.Errorf("store batch %s of %s: %w", batchID, d.ID, err)
 	}
 	res := uploadResult(batchID, result, false)
+	// Alerts first: they matter most to whoever is watching.
+	for i := range res.Alerts {
+		s.events.publish(MonitorEvent{Type: EventAlert, PatientID: d.PatientID, Alert: &res.Alerts[i]})
+	}
 	for i := range obs {
 		if len(obs[i].Reading.Samples) == 0 {
 			s.events.publish(MonitorEvent{Type: EventObservation, PatientID: d.PatientID, Observation: observationViewPtr(obs[i])})
 		}
-	}
-	for i := range res.Alerts {
-		s.events.publish(MonitorEvent{Type: EventAlert, PatientID: d.PatientID, Alert: &res.Alerts[i]})
 	}
 	return res, nil
 }
