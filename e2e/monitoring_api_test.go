@@ -176,6 +176,17 @@ func TestMonitoringAPI(t *testing.T) {
 		t.Fatalf("72/min above the new 70: alerts %+v", res.Alerts)
 	}
 
+	// A reading that stays out of range raises no new alert; one that comes back and goes out again does.
+	for i, c := range []struct {
+		v      float64
+		alerts int
+	}{{73, 0}, {65, 0}, {75, 1}} {
+		a.do("POST", "/api/v1/observations", batch(fmt.Sprint("b-c", i), reading("8867-4", c.v, "/min", now.Add(time.Duration(i+1)*time.Millisecond))), m.dev, &res)
+		if len(res.Alerts) != c.alerts {
+			t.Fatalf("heart rate %g after the last: %d alerts, want %d", c.v, len(res.Alerts), c.alerts)
+		}
+	}
+
 	// Another provider sees nothing of this patient.
 	other, err := m.svc.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
 	if err != nil {

@@ -95,23 +95,35 @@ func DefaultThresholds() Thresholds {
 	return t
 }
 
-// Check returns the alerts a canonical reading raises against the thresholds (one per crossing value;
-// a blood pressure may raise two). The alerts have no ids yet.
-func (t Thresholds) Check(o Observation) []Alert {
+// States is where each of a patient's signals (and panel components) stood at its latest reading:
+// "" within its thresholds, "low" or "high". A missing code is "".
+type States map[string]string
+
+// Check returns the alerts a canonical reading raises against the thresholds, given where its
+// signals stood before (states, which it updates). An alert is raised when a value crosses out of
+// its range: the first reading below the low bound (or above the high one) after one within, or
+// after one beyond the other bound. Readings that stay out raise no more, so a desaturating patient
+// measured every second gives one alert, not one a second. A blood pressure may raise two (one per
+// component). The alerts have no ids yet.
+func (t Thresholds) Check(o Observation, states States) []Alert {
 	var out []Alert
 	check := func(code string, v *float64, unit string) {
-		th, ok := t[code]
-		if !ok || v == nil {
+		if v == nil {
 			return
 		}
-		if bound, crossed := th.Crossed(*v); crossed {
-			limit := th.High
-			if bound == "low" {
-				limit = th.Low
-			}
-			out = append(out, Alert{PatientID: o.PatientID, ObservationID: o.ID, Code: code, Value: *v, Unit: unit,
-				Bound: bound, Limit: *limit, At: o.Reading.Time})
+		th := t[code]
+		bound, crossed := th.Crossed(*v)
+		was := states[code]
+		states[code] = bound
+		if !crossed || was == bound {
+			return
 		}
+		limit := th.High
+		if bound == "low" {
+			limit = th.Low
+		}
+		out = append(out, Alert{PatientID: o.PatientID, ObservationID: o.ID, Code: code, Value: *v, Unit: unit,
+			Bound: bound, Limit: *limit, At: o.Reading.Time})
 	}
 	r := o.Reading
 	check(r.Code, r.Value, r.Unit)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -406,14 +407,21 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 	if err != nil {
 		return UploadResult{}, err
 	}
-	for _, o := range obs {
-		for _, a := range thresholds.Check(o) {
+	states, err := s.store.AlertStates(ctx, d.PatientID)
+	if err != nil {
+		return UploadResult{}, fmt.Errorf("alert states of %s: %w", d.PatientID, err)
+	}
+	// Crossings are judged in the order the readings were measured.
+	byTime := slices.Clone(obs)
+	slices.SortStableFunc(byTime, func(a, b monitor.Observation) int { return a.Reading.Time.Compare(b.Reading.Time) })
+	for _, o := range byTime {
+		for _, a := range thresholds.Check(o, states) {
 			a.ID, a.CreatedAt = auth.NewID("a_"), now
 			result.Alerts = append(result.Alerts, a)
 		}
 	}
 	b := monitor.Batch{DeviceID: d.ID, ID: batchID, BodyHash: bodyHash, ReceivedAt: now, Result: result}
-	if err := s.store.PutBatch(ctx, b, obs, result.Alerts); err != nil {
+	if err := s.store.PutBatch(ctx, b, obs, result.Alerts, states); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// The same batch arrived twice at once; the other upload stored it.
 			if res, done, err := s.earlierBatch(ctx, d, batchID, bodyHash); done || err != nil {

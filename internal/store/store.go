@@ -93,9 +93,12 @@ type Monitoring interface {
 
 	// Batch returns a device's earlier upload with this batch id.
 	Batch(ctx context.Context, deviceID, batchID string) (monitor.Batch, error)
-	// PutBatch stores a batch, its observations and their alerts in one transaction, and marks the
-	// device seen at b.ReceivedAt. ErrConflict if the device already has a batch with this id.
-	PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Observation, alerts []monitor.Alert) error
+	// PutBatch stores a batch, its observations and their alerts, and the patient's alert states
+	// after them, in one transaction, and marks the device seen at b.ReceivedAt. ErrConflict if the
+	// device already has a batch with this id.
+	PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Observation, alerts []monitor.Alert, states monitor.States) error
+	// AlertStates returns where a patient's signals stood at their latest readings.
+	AlertStates(ctx context.Context, patientID string) (monitor.States, error)
 	// Observations returns a patient's observations matching q, oldest first.
 	Observations(ctx context.Context, q ObservationQuery) ([]monitor.Observation, error)
 	// CountObservations counts what Observations would return without Limit and Offset.

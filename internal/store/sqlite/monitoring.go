@@ -199,7 +199,7 @@ func (s *Store) Batch(ctx context.Context, deviceID, batchID string) (monitor.Ba
 }
 
 // PutBatch stores a batch with its observations and alerts.
-func (s *Store) PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Observation, alerts []monitor.Alert) error {
+func (s *Store) PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Observation, alerts []monitor.Alert, states monitor.States) error {
 	result, err := json.Marshal(b.Result)
 	if err != nil {
 		return fmt.Errorf("batch %s: %w", b.ID, err)
@@ -254,7 +254,37 @@ func (s *Store) PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Obs
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, ms(b.ReceivedAt), b.DeviceID); err != nil {
 		return err
 	}
+	var patientID string
+	if len(states) > 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT patient_id FROM devices WHERE id = ?`, b.DeviceID).Scan(&patientID); err != nil {
+			return fmt.Errorf("batch %s: device %s: %w", b.ID, b.DeviceID, notFound(err))
+		}
+	}
+	for code, bound := range states {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO alert_states (patient_id, code, bound) VALUES (?, ?, ?)
+			ON CONFLICT(patient_id, code) DO UPDATE SET bound = excluded.bound`, patientID, code, bound); err != nil {
+			return fmt.Errorf("alert state %s: %w", code, err)
+		}
+	}
 	return tx.Commit()
+}
+
+// AlertStates returns where a patient's signals stood at their latest readings.
+func (s *Store) AlertStates(ctx context.Context, patientID string) (monitor.States, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT code, bound FROM alert_states WHERE patient_id = ?`, patientID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := monitor.States{}
+	for rows.Next() {
+		var code, bound string
+		if err := rows.Scan(&code, &bound); err != nil {
+			return nil, err
+		}
+		out[code] = bound
+	}
+	return out, rows.Err()
 }
 
 func jsonText(v any) sql.NullString {

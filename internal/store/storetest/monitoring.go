@@ -75,8 +75,11 @@ func runMonitoring(t *testing.T, open func(t *testing.T) store.Store, t0 time.Ti
 		alert := monitor.Alert{ID: "a_1", PatientID: "p-1", ObservationID: "o-1", Code: vitals.HeartRate, Value: 72, Unit: "/min", Bound: "high", Limit: 70, At: hr.Reading.Time, CreatedAt: t0}
 		b := monitor.Batch{DeviceID: d.ID, ID: "b-1", BodyHash: "bh", ReceivedAt: t0,
 			Result: monitor.BatchResult{Accepted: 3, Rejected: []monitor.Rejection{{Index: 3, Code: "bad_unit", Message: "m"}}, Alerts: []monitor.Alert{alert}}}
-		must(t, s.PutBatch(ctx, b, []monitor.Observation{hr, bp, ecg}, []monitor.Alert{alert}))
-		if err := s.PutBatch(ctx, b, []monitor.Observation{{ID: "o-9", PatientID: "p-1", DeviceID: d.ID, Reading: hr.Reading}}, nil); !errors.Is(err, store.ErrConflict) {
+		must(t, s.PutBatch(ctx, b, []monitor.Observation{hr, bp, ecg}, []monitor.Alert{alert}, monitor.States{vitals.HeartRate: "high", vitals.Systolic: ""}))
+		if st, err := s.AlertStates(ctx, "p-1"); err != nil || len(st) != 2 || st[vitals.HeartRate] != "high" {
+			t.Fatalf("AlertStates = %v, %v", st, err)
+		}
+		if err := s.PutBatch(ctx, b, []monitor.Observation{{ID: "o-9", PatientID: "p-1", DeviceID: d.ID, Reading: hr.Reading}}, nil, nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("batch id again: %v, want ErrConflict", err)
 		}
 		got, err := s.Batch(ctx, d.ID, "b-1")

@@ -89,3 +89,12 @@ CREATE TABLE alerts (
     created_at     INTEGER NOT NULL
 );
 CREATE INDEX alerts_patient ON alerts(patient_id, created_at);
+
+-- Where each of a patient's signals stood at its latest reading: '' within the thresholds, 'low' or
+-- 'high'. An alert is raised when a reading crosses out, not for every reading that stays out.
+CREATE TABLE alert_states (
+    patient_id TEXT NOT NULL REFERENCES patients(id),
+    code       TEXT NOT NULL,
+    bound      TEXT NOT NULL CHECK (bound IN ('', 'low', 'high')),
+    PRIMARY KEY (patient_id, code)
+) WITHOUT ROWID;
