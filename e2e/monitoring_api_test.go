@@ -83,6 +83,8 @@ func TestMonitoringAPI(t *testing.T) {
 		{`{"code":"8867-4","value":70,"unit":"/min","time":"yesterday"}`, "bad_reading", "RFC 3339"},
 		{`{"code":"85354-9","time":"2026-01-01T00:00:00Z","components":[{"code":"8480-6","value":80,"unit":"mm[Hg]"},{"code":"8462-4","value":90,"unit":"mm[Hg]"}]}`, "out_of_range", "above diastolic"},
 		{`{"code":"8867-4","value":70,"unit":"/min","time":"2026-01-01T00:00:00Z","colour":"red"}`, "bad_reading", "colour"},
+		{`[72, "/min"]`, "bad_reading", "must be a JSON object, not an array"},
+		{`{"code":"8867-4","value":1e400,"unit":"/min","time":"2026-01-01T00:00:00Z"}`, "bad_reading", "too large"},
 	}
 	readings := []string{good, low, bp}
 	for _, b := range bad {

@@ -9,6 +9,8 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Code systems of the signals.
@@ -51,7 +53,8 @@ type Reading struct {
 	// Samples, PeriodMS and Unit are set for a waveform.
 	Samples  []float64 `json:"samples,omitempty"`
 	PeriodMS float64   `json:"period_ms,omitempty"`
-	// Device names what measured it ("Nonin 3230"); optional, for the record.
+	// Device names what measured it ("Nonin 3230"); optional, for the record: at most MaxDeviceName
+	// characters, no control characters.
 	Device string `json:"device,omitempty"`
 }
 
@@ -120,6 +123,9 @@ const (
 	MaxPeriodMS = 100.0 // 10 Hz
 	MaxSamples  = 5000
 )
+
+// MaxDeviceName is the longest Reading.Device, in characters.
+const MaxDeviceName = 80
 
 // MaxFutureSkew is how far ahead of the server's clock a reading may be: further means a wrong clock.
 const MaxFutureSkew = 5 * time.Minute
@@ -231,6 +237,11 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 			what, r.Time.UTC().Format(time.RFC3339))
 	}
 	r.Time = r.Time.UTC().Truncate(time.Millisecond)
+	r.Device = strings.TrimSpace(r.Device)
+	if n := utf8.RuneCountInString(r.Device); n > MaxDeviceName || !utf8.ValidString(r.Device) ||
+		strings.IndexFunc(r.Device, unicode.IsControl) >= 0 {
+		return r, refuse("bad_reading", "%s: device must be a name of at most %d characters without control characters", what, MaxDeviceName)
+	}
 	switch s.Kind {
 	case KindValue:
 		if len(r.Components) > 0 || len(r.Samples) > 0 {

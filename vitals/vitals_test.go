@@ -37,6 +37,8 @@ func TestValidate(t *testing.T) {
 		{"panel with a value", Reading{Code: BloodPressure, Time: at, Value: Float(120), Components: bp(120, 80)}, "bad_reading", "panel"},
 		{"waveform sample out of range", Reading{Code: ECG, Unit: "mV", Time: at, PeriodMS: 4, Samples: []float64{0, 11}}, "out_of_range", "sample 1"},
 		{"waveform without period", Reading{Code: ECG, Unit: "mV", Time: at, Samples: []float64{0}}, "bad_reading", "period_ms"},
+		{"device name too long", Reading{Code: HeartRate, Value: Float(72), Unit: "/min", Time: at, Device: strings.Repeat("x", 81)}, "bad_reading", "device"},
+		{"device name with a control character", Reading{Code: HeartRate, Value: Float(72), Unit: "/min", Time: at, Device: "Nonin\x1b[31m"}, "bad_reading", "device"},
 		{"waveform too long", Reading{Code: ECG, Unit: "mV", Time: at, PeriodMS: 4, Samples: make([]float64, MaxSamples+1)}, "bad_reading", "samples"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

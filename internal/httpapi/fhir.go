@@ -113,12 +113,9 @@ func (a *api) fhirObservation(w http.ResponseWriter, r *http.Request, c caller) 
 	writeFHIR(w, http.StatusOK, fhir.NewObservation(o, a.deviceName(r, o, map[string]string{})))
 }
 
-// deviceName is what an exported observation says measured it: the reading's own device name, or
-// else the name the device was enrolled under.
+// deviceName is the name the observation's device was enrolled under (fhir.NewObservation adds the
+// reading's own device name), looked up once per device in cache.
 func (a *api) deviceName(r *http.Request, o monitor.Observation, cache map[string]string) string {
-	if o.Reading.Device != "" {
-		return o.Reading.Device
-	}
 	name, ok := cache[o.DeviceID]
 	if !ok {
 		name = a.Service.DeviceName(r.Context(), o.DeviceID)

@@ -12,6 +12,7 @@ import (
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/store"
+	"github.com/telemed/telemed/vitals"
 )
 
 // maxUploadBody bounds a batch upload (docs/monitoring.md): 1000 readings, waveforms included.
@@ -127,13 +128,15 @@ func (a *api) revokeDevice(w http.ResponseWriter, r *http.Request, c caller) {
 func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c caller) {
 	q := r.URL.Query()
 	now := a.Service.Now()
-	sq := store.ObservationQuery{From: now.Add(-24 * time.Hour), To: now}
+	// Up to the future a reading may have (a device's clock a little ahead): what was accepted shows.
+	sq := store.ObservationQuery{From: now.Add(-24 * time.Hour), To: now.Add(vitals.MaxFutureSkew)}
 	for _, param := range []struct {
 		name string
 		dst  *time.Time
 	}{{"from", &sq.From}, {"to", &sq.To}} {
 		if v := q.Get(param.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
+			// An unencoded "+01:00" arrives as " 01:00".
+			t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
 			if err != nil {
 				a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf(
 					"%s must be an RFC 3339 time such as 2026-11-24T10:00:00Z, not %q", param.name, v)})
@@ -143,7 +146,8 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 		}
 	}
 	if !sq.From.Before(sq.To) {
-		a.fail(w, r, &service.Error{Code: "bad_field", Message: "from must be before to"})
+		a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("from (%s) must be before to (%s; without to, now)",
+			sq.From.UTC().Format(time.RFC3339), sq.To.UTC().Format(time.RFC3339))})
 		return
 	}
 	for _, code := range q["code"] {
@@ -155,7 +159,7 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > service.MaxObservations {
 			a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("limit must be a positive number, at most %d", service.MaxObservations)})
 			return
 		}
@@ -195,7 +199,15 @@ func (a *api) putThresholds(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (a *api) patientAlerts(w http.ResponseWriter, r *http.Request, c caller) {
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	var limit int
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > service.MaxAlerts {
+			a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("limit must be a number from 1 to %d", service.MaxAlerts)})
+			return
+		}
+		limit = n
+	}
 	list, err := a.Service.Alerts(r.Context(), c.provider, r.PathValue("id"), limit)
 	if err != nil {
 		a.fail(w, r, err)

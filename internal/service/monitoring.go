@@ -30,6 +30,7 @@ const (
 	MaxBatchReadings  = 1000
 	MaxObservations   = 10000 // one page of GET /api/v1/patients/{id}/observations
 	DefaultAlertLimit = 200
+	MaxAlerts         = 1000 // one page of GET /api/v1/patients/{id}/alerts
 	// DeviceLinkTTL is how long a device's consultation link works: it asks for a new one each time
 	// it joins, so that a revoked device cannot join for long.
 	DeviceLinkTTL = time.Hour
@@ -474,13 +475,27 @@ func uploadResult(batchID string, r monitor.BatchResult, duplicate bool) UploadR
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("%s must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+		switch {
+		case te.Field == "":
+			return fmt.Sprintf("a reading must be a JSON object, not %s", article(te.Value))
+		case strings.HasPrefix(te.Value, "number") && te.Type.Kind().String() == "float64":
+			return fmt.Sprintf("%s is %s: too large for any reading", te.Field, te.Value)
+		}
+		return fmt.Sprintf("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), article(te.Value))
 	}
 	var pe *time.ParseError
 	if errors.As(err, &pe) {
 		return fmt.Sprintf("time must be RFC 3339 such as \"2026-11-24T10:00:00.250Z\", not %s", clip(pe.Value))
 	}
 	return err.Error()
+}
+
+// article puts "a" or "an" before a JSON kind as encoding/json names it ("array", "number 1e400").
+func article(v string) string {
+	if v != "" && strings.ContainsRune("aeiou", rune(v[0])) {
+		return "an " + v
+	}
+	return "a " + v
 }
 
 func jsonKind(k string) string {
@@ -507,8 +522,9 @@ func observationViewPtr(o monitor.Observation) *ObservationView {
 	return &ObservationView{ID: o.ID, Reading: o.Reading}
 }
 
-// PatientObservations returns the provider's patient's observations matching q, oldest first, at
-// most MaxObservations (truncated says there were more). Without codes it leaves waveforms out.
+// PatientObservations returns the provider's patient's observations matching q, oldest first: at
+// most q.Limit (MaxObservations at most), the latest of them when more match (truncated says so).
+// Without codes it leaves waveforms out.
 func (s *Service) PatientObservations(ctx context.Context, p consult.Provider, patientID string, q store.ObservationQuery) ([]ObservationView, bool, error) {
 	if _, err := s.ownPatient(ctx, p, patientID); err != nil {
 		return nil, false, err
@@ -533,13 +549,14 @@ func (s *Service) PatientObservations(ctx context.Context, p consult.Provider, p
 	}
 	limit := q.Limit
 	q.Limit++
+	q.Newest = true
 	obs, err := s.store.Observations(ctx, q)
 	if err != nil {
 		return nil, false, fmt.Errorf("observations of %s: %w", patientID, err)
 	}
 	truncated := len(obs) > limit
 	if truncated {
-		obs = obs[:limit]
+		obs = obs[1:] // the one past the limit is the oldest
 	}
 	out := make([]ObservationView, 0, len(obs))
 	for _, o := range obs {
@@ -610,7 +627,7 @@ func (s *Service) Alerts(ctx context.Context, p consult.Provider, patientID stri
 	if _, err := s.ownPatient(ctx, p, patientID); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || limit > 1000 {
+	if limit <= 0 || limit > MaxAlerts {
 		limit = DefaultAlertLimit
 	}
 	as, err := s.store.Alerts(ctx, patientID, limit)

@@ -122,4 +122,7 @@ type ObservationQuery struct {
 	From, To time.Time
 	Limit    int // 0 is no limit
 	Offset   int
+	// Newest makes Limit keep the latest matches rather than the earliest (still returned oldest
+	// first): what a chart of a recent range wants when there are more than it can draw.
+	Newest bool
 }

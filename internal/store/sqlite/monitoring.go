@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -349,7 +350,11 @@ func observationWhere(q store.ObservationQuery) (string, []any) {
 // Observations returns a patient's observations matching q, oldest first.
 func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]monitor.Observation, error) {
 	where, args := observationWhere(q)
-	query := `SELECT ` + observationCols + ` FROM observations WHERE ` + where + ` ORDER BY effective_at, id`
+	order := ` ORDER BY effective_at, id`
+	if q.Newest {
+		order = ` ORDER BY effective_at DESC, id DESC`
+	}
+	query := `SELECT ` + observationCols + ` FROM observations WHERE ` + where + order
 	if q.Limit > 0 || q.Offset > 0 {
 		limit := q.Limit
 		if limit <= 0 {
@@ -370,6 +375,9 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]m
 			return nil, err
 		}
 		out = append(out, o)
+	}
+	if q.Newest {
+		slices.Reverse(out)
 	}
 	return out, rows.Err()
 }

@@ -105,6 +105,9 @@ func runMonitoring(t *testing.T, open func(t *testing.T) store.Store, t0 time.Ti
 		if n, _ := s.CountObservations(ctx, store.ObservationQuery{PatientID: "p-1", To: t0}); n != 2 {
 			t.Fatalf("CountObservations up to t0 = %d, want 2", n)
 		}
+		if got, _ := s.Observations(ctx, store.ObservationQuery{PatientID: "p-1", Limit: 2, Newest: true}); len(got) != 2 || got[0].ID != "o-2" || got[1].ID != "o-3" {
+			t.Fatalf("the newest 2, oldest first: %+v", got)
+		}
 		if got, _ := s.Observations(ctx, store.ObservationQuery{PatientID: "p-1", Limit: 1, Offset: 1}); len(got) != 1 || got[0].ID != "o-2" {
 			t.Fatalf("page 2 of 1: %+v", got)
 		}

@@ -673,7 +673,7 @@ function drawChart(chart) {
     chart.latest.textContent = '';
   }
   const notes = [];
-  if (chart.truncated) notes.push('This range has more readings than can be shown at once: only the earliest are drawn. Choose a shorter range to see the rest.');
+  if (chart.truncated) notes.push('This range has more readings than can be shown at once: only the latest are drawn. Choose a shorter range to see the earlier ones.');
   chart.note.textContent = notes.join(' ');
   chart.note.hidden = notes.length === 0;
 }
