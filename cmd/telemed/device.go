@@ -142,8 +142,17 @@ func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	stopProgress()
 	wg.Wait()
 	st = a.Status()
+	if errors.Is(err, agent.ErrRevoked) {
+		fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; the server refuses this device, so the %s in its queue cannot be sent.\n",
+			st.Taken, st.Accepted, batches(st.Queued))
+		return fmt.Errorf("device: %w. With a new code: enroll into another --dir, or remove %s and move %s aside (or remove it) first",
+			err, filepath.Join(*dir, agent.CredentialsFile), filepath.Join(*dir, "queue"))
+	}
 	fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; %s in the queue for the next run.\n",
 		st.Taken, st.Accepted, batches(st.Queued))
+	if st.Dropped > 0 {
+		fmt.Fprintf(stdout, "%s refused by the server (or damaged) are kept in %s.\n", batches(int(st.Dropped)), filepath.Join(*dir, agent.RejectedDir))
+	}
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
@@ -179,32 +188,63 @@ func progress(ctx context.Context, a *agent.Agent, stdout io.Writer) {
 	}
 }
 
-// enrollDevice redeems an enrollment and saves the credentials, refusing to leave a queue of another
-// device's readings to be sent as this one's.
+// enrollDevice redeems an enrollment and saves the credentials. A folder enrolled already with the
+// same enrollment (--enroll given again, or TELEMED_ENROLL left in a service's environment) is left
+// as it is: the code was redeemed, and redeeming it again would fail. A folder enrolled as another
+// device is not switched to a new one, and a queue of readings not uploaded yet is not left to be
+// sent as the new device's.
 func enrollDevice(ctx context.Context, linkOrCode, serverURL, dir, name string, stdout io.Writer) error {
 	server, code, err := agent.ParseEnrollment(linkOrCode, serverURL)
 	if err != nil {
 		return err
 	}
-	if old, err := agent.LoadCredentials(dir); err == nil {
-		n, err := agent.Waiting(dir)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return fmt.Errorf("%s holds %s of readings of device %s (patient %s) not uploaded yet; enrolling again would send them as the new device's. Run without --enroll until they are sent, or remove %s to discard them, or use another --dir",
-				dir, batches(n), old.DeviceID, old.PatientID, filepath.Join(dir, "queue"))
-		}
-	}
-	creds, err := agent.Enroll(ctx, server, code, name, nil)
+	creds := filepath.Join(dir, agent.CredentialsFile)
+	queue := filepath.Join(dir, "queue")
+	n, err := agent.Waiting(dir)
 	if err != nil {
 		return err
 	}
-	if err := agent.SaveCredentials(dir, creds); err != nil {
+	old, err := agent.LoadCredentials(dir)
+	if err == nil {
+		same, known := old.EnrolledWith(server, code)
+		switch {
+		case same:
+			fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s, with this code: --enroll is not needed any more (credentials in %s).\n",
+				old.DeviceID, old.Name, old.PatientID, old.Server, creds)
+			return nil
+		case !known:
+			fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s (credentials in %s): --enroll is not needed any more, and is not used. "+
+				"To enroll this folder as another device, remove %s first.\n", old.DeviceID, old.Name, old.PatientID, old.Server, creds, creds)
+			return nil
+		}
+		what := "another enrollment code"
+		if old.Server != server {
+			what = "another server, " + old.Server + ", not " + server
+		}
+		msg := fmt.Sprintf("%s is enrolled already, as device %s (%q) of patient %s, with %s; it is not switched to another device. "+
+			"To enroll another device, give it another --dir. To make this folder another device (this one was revoked, say), remove %s first",
+			dir, old.DeviceID, old.Name, old.PatientID, what, creds)
+		if n > 0 {
+			msg += fmt.Sprintf(", and move %s aside (it holds %s of this device's readings not uploaded yet)", queue, batches(n))
+		}
+		return errors.New(msg + ". To go on as this device, run without --enroll (and without TELEMED_ENROLL).")
+	}
+	if n > 0 {
+		// Readings of a device enrolled here before (its credentials since removed, or damaged): sent
+		// after enrolling, they would be the new device's, and the old one may be revoked.
+		return fmt.Errorf("%s holds %s of readings of a device enrolled there before, not uploaded yet; enrolling would send them as the new device's. "+
+			"Move %s aside to keep them (mv %s %s.old), or remove it to discard them, or enroll into another --dir",
+			dir, batches(n), queue, queue, queue)
+	}
+	c, err := agent.Enroll(ctx, server, code, name, nil)
+	if err != nil {
+		return err
+	}
+	if err := agent.SaveCredentials(dir, c); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Enrolled as %s (%q) for patient %s at %s; credentials saved in %s.\n",
-		creds.DeviceID, creds.Name, creds.PatientID, creds.Server, filepath.Join(dir, agent.CredentialsFile))
+		c.DeviceID, c.Name, c.PatientID, c.Server, creds)
 	return nil
 }
 

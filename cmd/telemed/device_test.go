@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -190,7 +195,8 @@ func TestDeviceCommands(t *testing.T) {
 		return e.Link
 	}
 	if st, _ := agentStatus(dir); st > 0 {
-		if _, _, err := runSplit(t, ctx, "", "device", "--enroll", newCode(), "--dir", dir); err == nil || !strings.Contains(err.Error(), "not uploaded yet") {
+		if _, _, err := runSplit(t, ctx, "", "device", "--enroll", newCode(), "--dir", dir); err == nil ||
+			!strings.Contains(err.Error(), "not switched to another device") || !strings.Contains(err.Error(), "not uploaded yet") {
 			t.Errorf("enrolling over a queue: %v", err)
 		}
 	}
@@ -218,4 +224,145 @@ func TestDeviceCommands(t *testing.T) {
 	}
 	cancel()
 	<-served
+}
+
+// enrollServer is a stand-in for telemed's enrollment: each code works once.
+type enrollServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	codes map[string]bool // code -> used
+	tries int
+	done  int
+}
+
+func newEnrollServer(t *testing.T, codes ...string) *enrollServer {
+	e := &enrollServer{codes: map[string]bool{}}
+	for _, c := range codes {
+		e.codes[c] = false
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/devices/enroll", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Code, Name string }
+		json.NewDecoder(r.Body).Decode(&req)
+		code := strings.ToUpper(strings.ReplaceAll(req.Code, " ", "-"))
+		e.mu.Lock()
+		e.tries++
+		used, ok := e.codes[code]
+		e.codes[code] = true
+		if ok && !used {
+			e.done++
+		}
+		n := e.done
+		e.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok || used {
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"error":{"code":"bad_token","message":"this enrollment code is unknown, has been used, or has expired"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"device":{"id":"d_%d%s","patient_id":"p-1","name":%q},"token":"td_%s"}`, n, code[:4], req.Name, code)
+	})
+	mux.HandleFunc("POST /api/v1/observations", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"batch_id":"x","accepted":1,"duplicate":false,"rejected":[],"alerts":[]}`)
+	})
+	e.Server = httptest.NewServer(mux)
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *enrollServer) attempts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tries
+}
+
+// TestEnrollAgain: --enroll given again (TELEMED_ENROLL left in a service's environment) with the
+// enrollment the folder has is not redeemed again; another one does not switch the folder to another
+// device; and a queue of readings not uploaded is never left to be sent as a new device's.
+func TestEnrollAgain(t *testing.T) {
+	srv := newEnrollServer(t, "K7QF-M2XD", "AAAA-BBBB", "CCCC-DDDD")
+	other := newEnrollServer(t, "K7QF-M2XD")
+	link := func(s *enrollServer, code string) string { return s.URL + "/enroll#code=" + code }
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "device")
+	enroll := func(linkOrCode, server string) (string, error) {
+		var out bytes.Buffer
+		err := enrollDevice(ctx, linkOrCode, server, dir, "Oximeter", &out)
+		return out.String(), err
+	}
+	if out, err := enroll(link(srv, "K7QF-M2XD"), ""); err != nil || !strings.Contains(out, "Enrolled as d_1K7QF") {
+		t.Fatalf("enroll: %q %v", out, err)
+	}
+	first, _ := os.ReadFile(filepath.Join(dir, agent.CredentialsFile))
+
+	// The same enrollment again, as a link or as the code and the server: the device is enrolled.
+	for _, c := range [][2]string{{link(srv, "K7QF-M2XD"), ""}, {"k7qf-m2xd", srv.URL}} {
+		out, err := enroll(c[0], c[1])
+		if err != nil || !strings.Contains(out, "Already enrolled as d_1K7QF") || !strings.Contains(out, "--enroll is not needed") {
+			t.Errorf("enroll %s again: %q %v", c[0], out, err)
+		}
+	}
+	// So is a service that keeps TELEMED_ENROLL in its environment, at every start.
+	t.Setenv("TELEMED_ENROLL", link(srv, "K7QF-M2XD"))
+	for range 2 {
+		out, errOut, err := runSplit(t, ctx, "", "device", "--dir", dir, "--no-live")
+		if err != nil || !strings.Contains(out, "Already enrolled as d_1K7QF") || !strings.Contains(out, "Device d_1K7QF") {
+			t.Errorf("a restart with TELEMED_ENROLL: %v\n%s\n%s", err, out, errOut)
+		}
+	}
+	os.Unsetenv("TELEMED_ENROLL")
+	if n := srv.attempts(); n != 1 {
+		t.Errorf("the code was redeemed %d times", n)
+	}
+
+	// Another code, or another server: refused, and said so; the folder stays the device it was.
+	for _, c := range []struct{ link, want string }{
+		{link(srv, "AAAA-BBBB"), "with another enrollment code"},
+		{link(other, "K7QF-M2XD"), "with another server, " + srv.URL + ", not " + other.URL},
+	} {
+		out, err := enroll(c.link, "")
+		if err == nil || !strings.Contains(err.Error(), "is enrolled already, as device d_1K7QF") || !strings.Contains(err.Error(), c.want) ||
+			!strings.Contains(err.Error(), "give it another --dir") || !strings.Contains(err.Error(), "remove "+filepath.Join(dir, agent.CredentialsFile)) {
+			t.Errorf("enroll %s: %q %v", c.link, out, err)
+		}
+	}
+	if now, _ := os.ReadFile(filepath.Join(dir, agent.CredentialsFile)); string(now) != string(first) || srv.attempts() != 1 || other.attempts() != 0 {
+		t.Errorf("the credentials changed, or a code was redeemed:\n%s", now)
+	}
+
+	// With readings of the device waiting, the refusal says to move them aside.
+	queue := filepath.Join(dir, "queue")
+	os.MkdirAll(queue, 0o700)
+	os.WriteFile(filepath.Join(queue, "000000000001_b_1.json"), []byte(`{"batch_id":"b_1","readings":[]}`), 0o600)
+	if _, err := enroll(link(srv, "AAAA-BBBB"), ""); err == nil || !strings.Contains(err.Error(), "move "+queue+" aside (it holds 1 batch of this device's readings not uploaded yet)") {
+		t.Errorf("enroll over a queue: %v", err)
+	}
+	// Its credentials removed (after a revocation, say), the folder's queue still holds readings of
+	// the device before: they cannot be sent as its any more, and must not be as the new one's.
+	os.Remove(filepath.Join(dir, agent.CredentialsFile))
+	_, err := enroll(link(srv, "AAAA-BBBB"), "")
+	if err == nil || !strings.Contains(err.Error(), "holds 1 batch of readings of a device enrolled there before, not uploaded yet") ||
+		!strings.Contains(err.Error(), "Move "+queue+" aside") || !strings.Contains(err.Error(), "another --dir") || strings.Contains(err.Error(), "until they are sent") {
+		t.Errorf("enroll over an old device's queue: %v", err)
+	}
+	// Moved aside, the folder enrolls as the new device.
+	os.Rename(queue, queue+".old")
+	if out, err := enroll(link(srv, "AAAA-BBBB"), ""); err != nil || !strings.Contains(out, "Enrolled as d_") || strings.Contains(out, "d_1K7QF") {
+		t.Errorf("enroll after moving the queue aside: %q %v", out, err)
+	}
+
+	// Credentials saved before they kept their code's digest, on the same server: the code given is
+	// not redeemed (it may well be the one they came from), and that is said.
+	c, _ := agent.LoadCredentials(dir)
+	c.CodeSHA256 = ""
+	agent.SaveCredentials(dir, c)
+	before := srv.attempts()
+	if out, err := enroll(link(srv, "CCCC-DDDD"), ""); err != nil || !strings.Contains(out, "Already enrolled as "+c.DeviceID) || !strings.Contains(out, "is not used") {
+		t.Errorf("enroll over credentials without a code: %q %v", out, err)
+	}
+	if srv.attempts() != before {
+		t.Error("a code was redeemed over credentials")
+	}
 }

@@ -57,7 +57,8 @@ type Options struct {
 	NoLive bool
 	// Now is the clock that names batches and checks stdin readings. Default: time.Now.
 	Now func() time.Time
-	// OnUploaded is told of each batch the server has answered for good (stored, or refused whole).
+	// OnUploaded is told of each batch the server has answered for good (stored, or refused whole
+	// and moved to DIR/rejected).
 	// It runs on the uploader's goroutine. Default: none.
 	OnUploaded func(UploadResult)
 }
@@ -74,7 +75,7 @@ const (
 const requestTimeout = 30 * time.Second
 
 // ErrRevoked is returned by Run when the server no longer accepts the device's token.
-var ErrRevoked = errors.New("the server refuses this device's token (401 unauthenticated): the device was revoked, or this server does not know it; ask the provider for a new enrollment code and run again with --enroll")
+var ErrRevoked = errors.New("the server refuses this device's token (401 unauthenticated): the device was revoked, or this server does not know it; ask the provider for a new enrollment code and enroll a new device with it (--enroll)")
 
 // Status is what the agent has done so far.
 type Status struct {
@@ -86,7 +87,9 @@ type Status struct {
 	Queued int
 	// Uploaded is the batches the server stored; Accepted and Rejected count their readings.
 	Uploaded, Accepted, Rejected int64
-	// Dropped is the batches the server refused whole (400, 409, 413), which were removed.
+	// Dropped is the batches the server refused whole (telemed's 400 bad_json or bad_field, 409
+	// conflict, 413 too_large), which were moved out of the queue into DIR/rejected, and the batch
+	// files that could not be read, moved there too.
 	Dropped int64
 	// Online reports whether the last upload reached the server.
 	Online bool
@@ -169,11 +172,11 @@ func (a *Agent) Credentials() Credentials { return a.creds }
 
 // Status returns what the agent has done so far.
 func (a *Agent) Status() Status {
-	names, _ := a.q.batches()
+	queued := a.q.count()
 	a.mu.Lock()
 	live := a.liveID
 	a.mu.Unlock()
-	return Status{Taken: a.taken.Load(), Lost: a.lost.Load(), Queued: len(names), Uploaded: a.uploaded.Load(),
+	return Status{Taken: a.taken.Load(), Lost: a.lost.Load(), Queued: queued, Uploaded: a.uploaded.Load(),
 		Accepted: a.accepted.Load(), Rejected: a.rejected.Load(), Dropped: a.dropped.Load(),
 		Online: a.online.Load(), Live: live, Streamed: a.streamed.Load()}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,9 @@ type fakeServer struct {
 	stored  map[string]int // batch id -> readings, as the server would dedup
 	observe func(n int, body string) (status int, answer string)
 	auth    []string
+	// header sets headers of the n-th upload's answer. By default an answer that starts with "{" is
+	// application/json, as telemed's are, and one that starts with "<" text/html.
+	header func(n int, h http.Header)
 }
 
 func newFakeServer(t *testing.T, observe func(n int, body string) (int, string)) *fakeServer {
@@ -37,6 +41,7 @@ func newFakeServer(t *testing.T, observe func(n int, body string) (int, string))
 		var req struct{ Code, Name string }
 		json.NewDecoder(r.Body).Decode(&req)
 		if req.Code != "K7QF-M2XD" {
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
 			io.WriteString(w, `{"error":{"code":"bad_token","message":"the enrollment code is unknown, used or expired"}}`)
 			return
@@ -75,6 +80,15 @@ func newFakeServer(t *testing.T, observe func(n int, body string) (int, string))
 		}
 		if status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "1")
+		}
+		switch {
+		case strings.HasPrefix(answer, "{"):
+			w.Header().Set("Content-Type", "application/json")
+		case strings.HasPrefix(answer, "<"):
+			w.Header().Set("Content-Type", "text/html")
+		}
+		if f.header != nil {
+			f.header(n, w.Header())
 		}
 		w.WriteHeader(status)
 		io.WriteString(w, answer)
@@ -129,14 +143,39 @@ func enrolledDir(t *testing.T, server string) string {
 
 // testLogger writes the agent's log into the test's.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+// capturingLogger writes the agent's log into the test's, and keeps it for the test to read.
+func capturingLogger(t *testing.T) (*slog.Logger, func() string) {
+	w := testWriter{t: t, keep: &logBuffer{}}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w.keep.String
+}
+
+type testWriter struct {
+	t    *testing.T
+	keep *logBuffer
+}
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
+	if w.keep != nil {
+		w.keep.mu.Lock()
+		w.keep.b.Write(b)
+		w.keep.mu.Unlock()
+	}
 	return len(b), nil
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newTestAgent(t *testing.T, dir string, o Options) *Agent {
@@ -268,34 +307,37 @@ func TestUploadRetries(t *testing.T) {
 	}
 }
 
-// TestUploadRefused: a batch refused whole is removed, loudly, and does not hold up the others; a
-// reading refused is counted.
+// TestUploadRefused: a batch telemed refuses whole is moved aside into DIR/rejected, loudly, and does
+// not hold up the others; a reading refused is counted.
 func TestUploadRefused(t *testing.T) {
+	refusals := map[int]string{
+		1: `{"error":{"code":"conflict","message":"batch id used before with other readings"}}`,
+		2: `{"error":{"code":"bad_json","message":"readings[0]: unknown field \"extra\""}}`,
+		3: `{"error":{"code":"too_large","message":"over 8 MiB"}}`,
+	}
+	statusOf := map[int]int{1: http.StatusConflict, 2: http.StatusBadRequest, 3: http.StatusRequestEntityTooLarge}
 	f := newFakeServer(t, func(n int, body string) (int, string) {
-		switch n {
-		case 1:
-			return http.StatusConflict, `{"error":{"code":"conflict","message":"batch id used before with other readings"}}`
-		case 2:
-			return http.StatusBadRequest, `{"error":{"code":"bad_json","message":"readings[0]: ..."}}`
-		case 3:
-			return http.StatusRequestEntityTooLarge, `{"error":{"code":"too_large","message":"over 8 MiB"}}`
-		case 4:
+		if r, ok := refusals[n]; ok {
+			return statusOf[n], r
+		}
+		if n == 4 {
 			return http.StatusOK, `{"batch_id":"x","accepted":1,"duplicate":false,"rejected":[{"index":1,"code":"bad_unit","message":"unit"}],"alerts":[{}]}`
 		}
 		return http.StatusOK, ""
 	})
 	dir := enrolledDir(t, f.URL)
 	var mu sync.Mutex
-	var statuses []int
+	var results []UploadResult
 	var readings sliceSource
 	for i := range 5 {
 		readings = append(readings, hr(70, i), hr(71, i))
 	}
 	// One batch per pair: the source pauses between them.
 	src := &pacedSource{r: readings, every: 2, pause: 100 * time.Millisecond}
-	a := newTestAgent(t, dir, Options{Sources: []Source{src}, OnUploaded: func(r UploadResult) {
+	log, logged := capturingLogger(t)
+	a := newTestAgent(t, dir, Options{Sources: []Source{src}, Logger: log, OnUploaded: func(r UploadResult) {
 		mu.Lock()
-		statuses = append(statuses, r.Status)
+		results = append(results, r)
 		mu.Unlock()
 		if r.Status != http.StatusOK && r.Err == nil {
 			t.Errorf("refused batch %s without a reason", r.BatchID)
@@ -307,11 +349,205 @@ func TestUploadRefused(t *testing.T) {
 	// How the pairs fall into batches depends on the clock; the first three are refused whatever.
 	mu.Lock()
 	defer mu.Unlock()
+	var statuses []int
+	for _, r := range results {
+		statuses = append(statuses, r.Status)
+	}
 	if len(statuses) < 5 || fmt.Sprint(statuses[:3]) != "[409 400 413]" || strings.Count(fmt.Sprint(statuses[3:]), "200") != len(statuses)-3 {
 		t.Errorf("answers %v", statuses)
 	}
 	if st := a.Status(); st.Dropped != 3 || st.Uploaded != int64(len(statuses)-3) || st.Rejected != 1 || st.Queued != 0 {
 		t.Errorf("status %+v", st)
+	}
+	// The refused batches are kept, as they were sent, in DIR/rejected; the log says why and where.
+	f.mu.Lock()
+	bodies := slices.Clone(f.bodies)
+	f.mu.Unlock()
+	for i, r := range results[:3] {
+		want := filepath.Join(dir, RejectedDir, filepath.Base(r.SetAside))
+		data, err := os.ReadFile(want)
+		if r.SetAside != want || err != nil || string(data) != bodies[i] {
+			t.Errorf("refused batch %s set aside at %q (%v), want %s with what was sent", r.BatchID, r.SetAside, err, want)
+		}
+		var b batchBody
+		if json.Unmarshal(data, &b); b.BatchID != r.BatchID || !strings.Contains(r.SetAside, r.BatchID) {
+			t.Errorf("%s holds batch %q, want %s", r.SetAside, b.BatchID, r.BatchID)
+		}
+		line := logLine(logged(), r.BatchID, "refused")
+		if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, r.SetAside) || !strings.Contains(line, strings.Split(refusals[i+1], `"message":"`)[1][:10]) {
+			t.Errorf("the log of refused batch %s: %q", r.BatchID, line)
+		}
+	}
+	if n, _ := Waiting(dir); n != 0 {
+		t.Errorf("%d batches waiting", n)
+	}
+}
+
+// logLine returns the first line of the log that has every one of words.
+func logLine(log string, words ...string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(l, w) }) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestUploadNotTelemed: an error answer that is not telemed's (a proxy's page, another program's
+// JSON) refuses nothing for good: the batch is sent again until telemed answers, and the log says,
+// once, what to check.
+func TestUploadNotTelemed(t *testing.T) {
+	const nginx413 = "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+	answers := []struct {
+		status int
+		body   string
+	}{
+		{http.StatusRequestEntityTooLarge, nginx413},
+		{http.StatusRequestEntityTooLarge, nginx413},
+		{http.StatusRequestEntityTooLarge, nginx413},
+		{http.StatusBadRequest, "Bad Request"},                               // text/plain
+		{http.StatusConflict, "<html>conflict</html>"},                       // text/html
+		{http.StatusBadRequest, `{"message":"bad request"}`},                 // JSON, not telemed's
+		{http.StatusRequestEntityTooLarge, `{"error":"too large"}`},          // JSON, not telemed's
+		{http.StatusUnauthorized, "<html>401 Authorization Required</html>"}, // a proxy's own sign-in
+		{http.StatusNotFound, `{"error":{"code":"not_found","message":"no such API endpoint"}}`},
+		{http.StatusBadGateway, "<html>502 Bad Gateway</html>"},
+	}
+	f := newFakeServer(t, func(n int, body string) (int, string) {
+		if n <= len(answers) {
+			return answers[n-1].status, answers[n-1].body
+		}
+		return http.StatusOK, ""
+	})
+	f.header = func(n int, h http.Header) {
+		if n <= 3 {
+			h.Set("Server", "nginx/1.25.3")
+		}
+		if n == 6 || n == 7 {
+			h.Set("Content-Type", "application/json; charset=utf-8")
+		}
+	}
+	dir := enrolledDir(t, f.URL)
+	log, logged := capturingLogger(t)
+	a := newTestAgent(t, dir, Options{Sources: []Source{pulses(20)}, Logger: log})
+	if err := run(t, a, 30*time.Second); err != nil {
+		t.Fatalf("Run = %v; a proxy's answers must not stop the agent", err)
+	}
+	if n := f.readings(); n != 20 {
+		t.Errorf("the server stored %d readings of 20", n)
+	}
+	if st := a.Status(); st.Dropped != 0 || st.Accepted != 20 || st.Queued != 0 || !st.Online {
+		t.Errorf("status %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(dir, RejectedDir)); !os.IsNotExist(err) {
+		t.Errorf("something was set aside: %v", err)
+	}
+	f.mu.Lock()
+	size := len(f.bodies[0])
+	f.mu.Unlock()
+	out := logged()
+	// Each trouble is logged once, however many times it comes in a row, saying what to check.
+	for _, want := range []string{
+		fmt.Sprintf("a proxy in front of the server refuses bodies of %d bytes (413, text/html, from nginx/1.25.3): raise its limit (nginx: client_max_body_size", size),
+		"something in front of the server asks for credentials (401",
+		"the server answered 404 not_found (no such API endpoint), which the agent does not expect: check that it is a telemed server with remote monitoring",
+		"a proxy in front of the server cannot reach it (502",
+		"is not telemed (400 Bad Request, text/plain",
+	} {
+		if n := strings.Count(out, want); n != 1 {
+			t.Errorf("logged %d times, want once: %q", n, want)
+		}
+	}
+	if strings.Contains(out, "level=ERROR") {
+		t.Errorf("an error was logged:\n%s", out)
+	}
+	if !strings.Contains(out, "the server answers again") {
+		t.Errorf("the end of the trouble was not logged")
+	}
+}
+
+// TestEnrollErrors: what an enrollment's refusal says depends on who refused, and why.
+func TestEnrollErrors(t *testing.T) {
+	for _, c := range []struct {
+		status      int
+		ct, body    string
+		want, wrong string
+	}{
+		{http.StatusForbidden, "application/json", `{"error":{"code":"bad_token","message":"this enrollment code is unknown, has been used, or has expired"}}`,
+			"the server refused the code K7QF-M2XD: it is unknown, used or expired; ask the provider for a new one", ""},
+		{http.StatusForbidden, "application/json", `{"error":{"code":"bad_origin","message":"this request must come from telemed's own pages, as JSON"}}`,
+			"a proxy in front of the server must be adding one", "unknown, used or expired"},
+		{http.StatusForbidden, "text/html", `<html><body><h1>403 Forbidden</h1></body></html>`,
+			"Something in front of the server (a proxy, a firewall) refused the request before telemed saw it", "unknown, used or expired"},
+		{http.StatusTooManyRequests, "application/json", `{"error":{"code":"busy","message":"too many failed enrollment attempts on this server; try again in a minute"}}`,
+			"too many enrollment attempts on the server; try again in a minute", ""},
+		{http.StatusNotFound, "text/plain", "404 page not found",
+			"is this the address of a telemed server", ""},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", c.ct)
+			w.WriteHeader(c.status)
+			io.WriteString(w, c.body)
+		}))
+		_, err := Enroll(context.Background(), srv.URL, "K7QF-M2XD", "x", nil)
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), c.want) || (c.wrong != "" && strings.Contains(err.Error(), c.wrong)) {
+			t.Errorf("%d %s %s: %v\nwant %q", c.status, c.ct, c.body, err, c.want)
+		}
+	}
+}
+
+// TestEnrolledWith: the credentials know the code they came from, as the server compares codes.
+func TestEnrolledWith(t *testing.T) {
+	f := newFakeServer(t, nil)
+	c, err := LoadCredentials(enrolledDir(t, f.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		server, code string
+		same, known  bool
+	}{
+		{f.URL, "K7QF-M2XD", true, true},
+		{f.URL, "k7qf m2xd", true, true},
+		{f.URL, "K7QF-M2XE", false, true},
+		{"http://elsewhere:8080", "K7QF-M2XD", false, true},
+	} {
+		if same, known := c.EnrolledWith(x.server, x.code); same != x.same || known != x.known {
+			t.Errorf("EnrolledWith(%s, %s) = %v %v", x.server, x.code, same, known)
+		}
+	}
+	c.CodeSHA256 = ""
+	if same, known := c.EnrolledWith(f.URL, "K7QF-M2XD"); same || known {
+		t.Errorf("credentials without a code's digest: %v %v", same, known)
+	}
+	if data, _ := json.Marshal(c); strings.Contains(string(data), "K7QF") {
+		t.Errorf("the code is kept as it is: %s", data)
+	}
+}
+
+// TestAgentListsQueueOnce: a running agent lists its queue's folder when it starts, not as it seals
+// and sends batches (after a day offline, it holds 86,400 of them).
+func TestAgentListsQueueOnce(t *testing.T) {
+	f := newFakeServer(t, func(n int, body string) (int, string) {
+		if n <= 5 {
+			return http.StatusServiceUnavailable, `{"error":{"code":"unavailable","message":"starting"}}`
+		}
+		return http.StatusOK, ""
+	})
+	dir := enrolledDir(t, f.URL)
+	lists := countListings(t)
+	src := &pacedSource{r: pulses(40), every: 2, pause: 30 * time.Millisecond}
+	a := newTestAgent(t, dir, Options{Sources: []Source{src}})
+	if err := run(t, a, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.Status()
+	if st := a.Status(); st.Accepted != 40 || st.Uploaded < 5 {
+		t.Errorf("status %+v", st)
+	}
+	if n := lists(); n != 1 {
+		t.Errorf("the queue's folder was listed %d times, want once", n)
 	}
 }
 
@@ -349,7 +585,11 @@ func TestRevoked(t *testing.T) {
 
 	// The live side notices too.
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":{"code":"unauthenticated","message":"the device token is unknown or has been revoked"}}`)
+	})
 	revoked := httptest.NewServer(mux)
 	defer revoked.Close()
 	therm, _ := NewSim(SimThermometer, SimOptions{})
@@ -358,6 +598,26 @@ func TestRevoked(t *testing.T) {
 	a2.o.PollInterval = 10 * time.Millisecond
 	if err := run(t, a2, 10*time.Second); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("Run with live polling = %v, want ErrRevoked", err)
+	}
+
+	// A 401 that is not telemed's (a proxy's sign-in page) says nothing of the device: uploads, and
+	// asking for a consultation, go on.
+	proxy := http.NewServeMux()
+	proxy.HandleFunc("GET /api/v1/device", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("WWW-Authenticate", `Basic realm="clinic"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, "<html>401 Authorization Required</html>")
+	})
+	ok := newFakeServer(t, nil)
+	proxy.Handle("/", ok.Config.Handler)
+	ps := httptest.NewServer(proxy)
+	defer ps.Close()
+	a3 := newTestAgent(t, enrolledDir(t, ok.URL), Options{ServerURL: ps.URL, Sources: []Source{&pacedSource{r: pulses(10), every: 2, pause: 30 * time.Millisecond}}})
+	a3.o.NoLive = false
+	a3.o.PollInterval = 10 * time.Millisecond
+	if err := run(t, a3, 10*time.Second); err != nil {
+		t.Fatalf("Run behind a proxy that asks for credentials = %v, want nil", err)
 	}
 }
 
@@ -444,5 +704,29 @@ func TestJoiner(t *testing.T) {
 	ps := splitWaveform(long, livePiece)
 	if len(ps) != 80 || len(ps[1].Samples) != 5 || !ps[1].Time.Equal(long.Time.Add(20*time.Millisecond)) {
 		t.Errorf("split into %d pieces", len(ps))
+	}
+}
+
+// TestDamagedBatch: a batch file that cannot be read is moved to DIR/rejected, and the queue goes on.
+func TestDamagedBatch(t *testing.T) {
+	f := newFakeServer(t, nil)
+	dir := enrolledDir(t, f.URL)
+	queue := filepath.Join(dir, "queue")
+	os.MkdirAll(queue, 0o700)
+	const name = "000000000001_b_damaged.json"
+	os.WriteFile(filepath.Join(queue, name), []byte(`{"batch_id":"b_damaged","readings":[{"code":`), 0o600)
+	var results []UploadResult
+	a := newTestAgent(t, dir, Options{Sources: []Source{pulses(5)}, OnUploaded: func(r UploadResult) { results = append(results, r) }})
+	if err := run(t, a, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status(); st.Dropped != 1 || st.Accepted != 5 || st.Queued != 0 {
+		t.Errorf("status %+v", st)
+	}
+	if len(results) < 2 || results[0].SetAside != filepath.Join(dir, RejectedDir, name) || results[0].Err == nil {
+		t.Fatalf("results %+v", results)
+	}
+	if _, err := os.Stat(results[0].SetAside); err != nil {
+		t.Error(err)
 	}
 }

@@ -3,11 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +28,35 @@ type Credentials struct {
 	Name       string    `json:"name"`
 	Token      string    `json:"token"`
 	EnrolledAt time.Time `json:"enrolled_at"`
+	// CodeSHA256 is the SHA-256 of the enrollment code redeemed (as CodeDigest gives it), so that
+	// the same --enroll given again is known for what it is; "" in credentials saved before it was.
+	CodeSHA256 string `json:"code_sha256,omitempty"`
+}
+
+// CodeDigest returns the digest of an enrollment code kept in Credentials.CodeSHA256. Codes are
+// compared as the server does: in capitals, without dashes or spaces.
+func CodeDigest(code string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(code) {
+		if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// EnrolledWith reports whether the credentials came from redeeming code at server. known is false
+// when the credentials do not say which code they came from (saved before they did), and the
+// server is the same.
+func (c Credentials) EnrolledWith(server, code string) (same, known bool) {
+	if c.Server != server {
+		return false, true
+	}
+	if c.CodeSHA256 == "" {
+		return false, false
+	}
+	return c.CodeSHA256 == CodeDigest(code), true
 }
 
 // CredentialsFile is the name of the credentials in the agent's folder.
@@ -112,11 +144,7 @@ func Enroll(ctx context.Context, serverURL, code, name string, httpClient *http.
 		return Credentials{}, fmt.Errorf("enroll at %s: read the answer: %w", server, err)
 	}
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		e := apiErrorOf(resp.StatusCode, data)
-		if e.Status == http.StatusForbidden {
-			return Credentials{}, fmt.Errorf("enroll: the server refused the code %s: it is unknown, used or expired; ask the provider for a new one", code)
-		}
-		return Credentials{}, fmt.Errorf("enroll at %s: %w", server, e)
+		return Credentials{}, enrollError(server, code, answerError(resp, data))
 	}
 	var out struct {
 		Device struct {
@@ -130,7 +158,31 @@ func Enroll(ctx context.Context, serverURL, code, name string, httpClient *http.
 		return Credentials{}, fmt.Errorf("enroll at %s: the answer is not an enrollment (is this a telemed server?)", server)
 	}
 	return Credentials{Server: server, DeviceID: out.Device.ID, PatientID: out.Device.PatientID, Name: out.Device.Name,
-		Token: out.Token, EnrolledAt: time.Now().UTC().Truncate(time.Second)}, nil
+		Token: out.Token, EnrolledAt: time.Now().UTC().Truncate(time.Second), CodeSHA256: CodeDigest(code)}, nil
+}
+
+// enrollError says what an enrollment's error answer means, and what to do.
+func enrollError(server, code string, e *APIError) error {
+	switch {
+	case e.Telemed && e.Code == "bad_token":
+		return fmt.Errorf("enroll: the server refused the code %s: it is unknown, used or expired; ask the provider for a new one", code)
+	case e.Telemed && e.Code == "busy":
+		return fmt.Errorf("enroll at %s: too many enrollment attempts on the server; try again in a minute (%w)", server, e)
+	case e.Telemed && e.Code == "bad_origin":
+		return fmt.Errorf("enroll at %s: the server took the request for one from another site's page (%w). The agent sends no Origin or Sec-Fetch-Site header: a proxy in front of the server must be adding one; make it pass requests to /api/v1/ as they are", server, e)
+	case e.Telemed && e.Code == "bad_field":
+		return fmt.Errorf("enroll at %s: the server refused the code %s (%w); give the code as the provider's page shows it, like K7QF-M2XD", server, code, e)
+	case e.Telemed && e.Status == http.StatusNotFound:
+		return fmt.Errorf("enroll at %s: %w: is it a telemed server with remote monitoring, and the address the one it prints?", server, e)
+	case e.Telemed:
+		return fmt.Errorf("enroll at %s: %w", server, e)
+	case e.Status == http.StatusForbidden || e.Status == http.StatusUnauthorized || e.Status == http.StatusProxyAuthRequired:
+		return fmt.Errorf("enroll at %s: %w. Something in front of the server (a proxy, a firewall) refused the request before telemed saw it: let POST /api/v1/devices/enroll through to telemed", server, e)
+	case e.Status == http.StatusTooManyRequests:
+		return fmt.Errorf("enroll at %s: %w: something in front of the server limits requests; try again in a minute", server, e)
+	default:
+		return fmt.Errorf("enroll at %s: %w: is this the address of a telemed server (or is a proxy in front of it failing)?", server, e)
+	}
 }
 
 // SaveCredentials writes the credentials to dir/device.json (mode 0600; dir is made 0700), whole or
@@ -166,33 +218,66 @@ func LoadCredentials(dir string) (Credentials, error) {
 	return c, nil
 }
 
-// APIError is an error answer of the server ({"error": {"code", "message"}}).
+// APIError is an error answer of the server: telemed's ({"error": {"code", "message"}}), or
+// something else's, in front of it (a proxy's page).
 type APIError struct {
 	Status  int
 	Code    string
 	Message string
+	// Telemed is set when the answer is telemed's own error: JSON (Content-Type application/json)
+	// of the shape above, with a code. Anything else came from something in front of the server, or
+	// from something that is not telemed.
+	Telemed bool
+	// ContentType and Server are the answer's headers, to tell who answered.
+	ContentType, Server string
 }
 
 // Error says what the server answered, with its code and message when it gave them.
 func (e *APIError) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("the server answered %d %s", e.Status, http.StatusText(e.Status))
+	if e.Telemed {
+		return fmt.Sprintf("the server answered %d %s: %s", e.Status, e.Code, e.Message)
 	}
-	return fmt.Sprintf("the server answered %d %s: %s", e.Status, e.Code, e.Message)
+	return fmt.Sprintf("the server answered %d %s, not as telemed answers (%s)", e.Status, http.StatusText(e.Status), e.from())
 }
 
-// apiErrorOf reads an error answer; a body that is not one still gives the status.
-func apiErrorOf(status int, body []byte) *APIError {
+// from describes who answered, as far as the headers tell.
+func (e *APIError) from() string {
+	ct := e.ContentType
+	if ct == "" {
+		ct = "no Content-Type"
+	}
+	if e.Server != "" {
+		return ct + ", from " + e.Server
+	}
+	return ct
+}
+
+// answerError reads an error answer; one that is not telemed's still gives its status and headers.
+func answerError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Server: resp.Header.Get("Server")}
+	if len(e.ContentType) > 100 {
+		e.ContentType = e.ContentType[:100]
+	}
+	if len(e.Server) > 100 {
+		e.Server = e.Server[:100]
+	}
+	mt, _, err := mime.ParseMediaType(e.ContentType)
+	if err != nil || mt != "application/json" {
+		return e
+	}
 	var v struct {
-		Error struct {
+		Error *struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	json.Unmarshal(body, &v)
+	if json.Unmarshal(body, &v) != nil || v.Error == nil || v.Error.Code == "" {
+		return e
+	}
 	msg := v.Error.Message
 	if len(msg) > 500 {
 		msg = msg[:500] + "…"
 	}
-	return &APIError{Status: status, Code: v.Error.Code, Message: msg}
+	e.Code, e.Message, e.Telemed = v.Error.Code, msg, true
+	return e
 }

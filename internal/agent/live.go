@@ -112,11 +112,12 @@ func (a *Agent) poll(ctx context.Context) (deviceInfo, error) {
 	if err != nil {
 		return info, fmt.Errorf("ask for a consultation: %w", err)
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return info, ErrRevoked
-	}
 	if resp.StatusCode != http.StatusOK {
-		return info, fmt.Errorf("ask for a consultation: %w", apiErrorOf(resp.StatusCode, data))
+		e := answerError(resp, data)
+		if e.Status == http.StatusUnauthorized && e.Telemed {
+			return info, ErrRevoked // only telemed's own 401: a proxy's says nothing of the device
+		}
+		return info, fmt.Errorf("ask for a consultation: %w", e)
 	}
 	if err := json.Unmarshal(data, &info); err != nil {
 		return info, fmt.Errorf("ask for a consultation: the answer is not JSON of a device: %w", err)

@@ -22,10 +22,12 @@ import (
 	"github.com/telemed/telemed/vitals"
 )
 
-// Batch limits. The server takes 1000 readings and 8 MiB; a batch is sealed before either.
+// Batch limits. The server takes 1000 readings and 8 MiB, but a reverse proxy in front of it may
+// take less: nginx's default client_max_body_size is 1 MiB. A batch is sealed at 1000 readings or
+// before its body passes 900 KiB, whichever comes first, so that it passes such a proxy.
 const (
 	MaxBatchReadings = 1000
-	maxBatchBytes    = 4 << 20
+	maxBatchBytes    = 900 << 10
 )
 
 // Queue files, in DIR/queue:
@@ -47,6 +49,10 @@ var batchName = regexp.MustCompile(`^([0-9]{12})_([A-Za-z0-9_.:-]{1,100})\.json$
 // segment; Seal turns the segment into a batch file, written whole and synced before it appears
 // under its name. The batch id is fixed when the segment starts (in its header), so a segment sealed
 // again after a crash is the same batch, which the server stores once.
+//
+// The folder is listed once, when the queue opens: from then on this process owns it (the agent's
+// folder is locked), so the queue keeps its batches' names in memory rather than listing a folder
+// that may hold a day's worth of them every second.
 type queue struct {
 	dir string
 	log *slog.Logger
@@ -57,10 +63,16 @@ type queue struct {
 	id      string   // its batch id
 	seq     uint64   // its seq
 	n       int      // readings in it
-	size    int64    // bytes in it
+	size    int64    // bytes in the segment file (header included)
+	body    int      // bytes of the batch it would seal into
 	nextSeq uint64
-	sealed  chan struct{} // signalled (without blocking) when a batch is sealed
+	names   []string            // the sealed batches' file names, oldest first
+	ids     map[string]struct{} // their batch ids
+	sealed  chan struct{}       // signalled (without blocking) when a batch is sealed
 }
+
+// listDir lists a folder; tests count its calls.
+var listDir = os.ReadDir
 
 // pendingHeader is the first line of a pending segment.
 type pendingHeader struct {
@@ -74,8 +86,8 @@ func openQueue(dir string, log *slog.Logger, now func() time.Time) (*queue, erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue folder: %w", err)
 	}
-	q := &queue{dir: dir, log: log, now: now, nextSeq: 1, sealed: make(chan struct{}, 1)}
-	entries, err := os.ReadDir(dir)
+	q := &queue{dir: dir, log: log, now: now, nextSeq: 1, ids: map[string]struct{}{}, sealed: make(chan struct{}, 1)}
+	entries, err := listDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue folder: %w", err)
 	}
@@ -90,8 +102,11 @@ func openQueue(dir string, log *slog.Logger, now func() time.Time) (*queue, erro
 		if m := batchName.FindStringSubmatch(name); m != nil {
 			seq, _ := strconv.ParseUint(m[1], 10, 64)
 			q.nextSeq = max(q.nextSeq, seq+1)
+			q.names = append(q.names, name)
+			q.ids[m[2]] = struct{}{}
 		}
 	}
+	slices.Sort(q.names)
 	if err := q.recover(); err != nil {
 		return nil, err
 	}
@@ -153,7 +168,8 @@ func (q *queue) Append(r vitals.Reading) error {
 	line = append(line, '\n')
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.f != nil && (q.n >= MaxBatchReadings || q.size+int64(len(line)) > maxBatchBytes) {
+	// The batch grows by the reading and a comma.
+	if q.f != nil && q.n > 0 && (q.n >= MaxBatchReadings || q.body+len(line) > maxBatchBytes) {
 		if err := q.sealLocked(); err != nil {
 			return err
 		}
@@ -170,7 +186,13 @@ func (q *queue) Append(r vitals.Reading) error {
 	}
 	q.n++
 	q.size += int64(len(line))
+	q.body += len(line) // the reading, and a comma or the newline that ends the batch
 	return nil
+}
+
+// batchOverhead is the size of a batch's body without its readings and commas.
+func batchOverhead(id string) int {
+	return len(`{"batch_id":"`) + len(id) + len(`","readings":[`) + len("]}\n") - 1 // the last reading's comma becomes "]}\n"'s newline
 }
 
 // startLocked starts a pending segment. Its header is synced before any reading is appended, so
@@ -199,7 +221,7 @@ func (q *queue) startLocked() error {
 		os.Remove(path)
 		return err
 	}
-	q.f, q.id, q.seq, q.n, q.size = f, h.BatchID, h.Seq, 0, int64(len(line))
+	q.f, q.id, q.seq, q.n, q.size, q.body = f, h.BatchID, h.Seq, 0, int64(len(line)), batchOverhead(h.BatchID)
 	q.nextSeq++
 	return nil
 }
@@ -242,10 +264,13 @@ func (q *queue) sealLocked() error {
 	}
 	body.WriteString("]}\n")
 	name := fmt.Sprintf("%012d_%s.json", q.seq, q.id)
-	if n > 0 && !q.hasBatchLocked(q.id) {
+	// A batch file of this id exists when a crash came after it was sealed and before its segment
+	// was removed: it is sealed already.
+	if _, done := q.ids[q.id]; n > 0 && !done {
 		if err := writeFileSynced(q.dir, name, body.Bytes()); err != nil {
 			return fmt.Errorf("queue: seal batch %s: %w", q.id, err)
 		}
+		q.addLocked(name)
 	}
 	q.f.Close()
 	q.f = nil
@@ -261,16 +286,29 @@ func (q *queue) sealLocked() error {
 	return nil
 }
 
-// hasBatchLocked reports whether a batch file of this id exists: a crash came after it was sealed
-// and before its segment was removed.
-func (q *queue) hasBatchLocked(id string) bool {
-	names, _ := q.batches()
-	for _, n := range names {
-		if strings.HasSuffix(n, "_"+id+".json") {
-			return true
-		}
+// addLocked adds a sealed batch to the list, in its place (the last, but for a segment a crash left
+// sealed at the next start). q.mu is held.
+func (q *queue) addLocked(name string) {
+	i, found := slices.BinarySearch(q.names, name)
+	if !found {
+		q.names = slices.Insert(q.names, i, name)
 	}
-	return false
+	q.ids[batchIDOf(name)] = struct{}{}
+}
+
+// dropLocked takes a batch off the list. q.mu is held.
+func (q *queue) dropLocked(name string) {
+	switch i, found := slices.BinarySearch(q.names, name); {
+	case !found:
+	case i == 0:
+		// The oldest, sent: nearly always. Dropped without moving the rest, which a long queue
+		// would make cost as much as listing it.
+		q.names[0] = ""
+		q.names = q.names[1:]
+	default:
+		q.names = slices.Delete(q.names, i, i+1)
+	}
+	delete(q.ids, batchIDOf(name))
 }
 
 // writeFileSynced writes a file so that it appears whole or not at all, even across a power loss:
@@ -314,19 +352,27 @@ func syncDir(dir string) error {
 }
 
 // batches returns the names of the sealed batches, oldest first.
-func (q *queue) batches() ([]string, error) {
-	entries, err := os.ReadDir(q.dir)
-	if err != nil {
-		return nil, fmt.Errorf("queue: list %s: %w", q.dir, err)
+func (q *queue) batches() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.names)
+}
+
+// oldest returns the name of the oldest sealed batch: the next to send.
+func (q *queue) oldest() (string, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.names) == 0 {
+		return "", false
 	}
-	var out []string
-	for _, e := range entries {
-		if batchName.MatchString(e.Name()) {
-			out = append(out, e.Name())
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return q.names[0], true
+}
+
+// count returns how many sealed batches wait.
+func (q *queue) count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.names)
 }
 
 // read returns a batch file's content: the body of its upload.
@@ -338,21 +384,45 @@ func (q *queue) read(name string) ([]byte, error) {
 	return data, nil
 }
 
-// remove deletes a batch the server has answered.
+// remove deletes a batch the server has answered. It leaves the queue even when its file cannot be
+// removed: this run does not send it again (the next one does, and the server takes it as a
+// duplicate).
 func (q *queue) remove(name string) error {
+	q.mu.Lock()
+	q.dropLocked(name)
+	q.mu.Unlock()
 	if err := os.Remove(filepath.Join(q.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: remove batch %s: %w", name, err)
 	}
 	return nil
 }
 
-// setAside renames a batch that can never be sent (its file is damaged) so that it is kept for a
-// person to look at and no longer blocks the queue.
-func (q *queue) setAside(name string) error {
-	if err := os.Rename(filepath.Join(q.dir, name), filepath.Join(q.dir, name+".bad")); err != nil {
-		return fmt.Errorf("queue: set aside batch %s: %w", name, err)
+// moveTo moves a batch the server refused for good (or whose file is damaged) into the folder dir
+// (made if need be), where it is kept, under the same name, for a person to look at; it returns its
+// new path. Moved back into the queue's folder while the agent is stopped, it is sent again at the
+// next start.
+func (q *queue) moveTo(name, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("queue: move batch %s aside: %w", name, err)
 	}
-	return nil
+	to := filepath.Join(dir, name)
+	if err := os.Rename(filepath.Join(q.dir, name), to); err != nil {
+		return "", fmt.Errorf("queue: move batch %s aside: %w", name, err)
+	}
+	if err := syncDir(dir); err != nil {
+		q.log.Warn("queue: cannot sync the folder a batch was moved to", "err", err)
+	}
+	q.mu.Lock()
+	q.dropLocked(name)
+	q.mu.Unlock()
+	return to, nil
+}
+
+// skip takes a batch off this run's queue and leaves its file where it is: the next run sends it.
+func (q *queue) skip(name string) {
+	q.mu.Lock()
+	q.dropLocked(name)
+	q.mu.Unlock()
 }
 
 // pending reports whether a segment has readings not sealed yet.

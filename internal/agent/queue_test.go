@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,11 +51,7 @@ func readBatch(t *testing.T, q *queue, name string) batchBody {
 
 func batchNames(t *testing.T, q *queue) []string {
 	t.Helper()
-	names, err := q.batches()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
+	return q.batches()
 }
 
 func TestQueueSealsInOrder(t *testing.T) {
@@ -122,21 +120,89 @@ func TestQueueBatchLimit(t *testing.T) {
 			t.Errorf("batch %d has %d readings, want %d", i, n, want)
 		}
 	}
-	// Big waveforms: sealed before 4 MiB.
+	// Big waveforms: sealed before 900 KiB, so that a batch passes a proxy that takes 1 MiB (nginx's
+	// default client_max_body_size), and full enough to be worth a request.
 	q2 := openTestQueue(t, t.TempDir())
 	samples := make([]float64, vitals.MaxSamples)
 	for i := range samples {
 		samples[i] = -1.23456789
 	}
-	for i := range 400 {
+	const n = 400
+	for i := range n {
 		q2.Append(vitals.Reading{Code: vitals.ECG, Unit: "mV", PeriodMS: 4, Samples: samples, Time: t0.Add(time.Duration(i) * 20 * time.Second)})
 	}
 	q2.Seal()
-	for _, n := range batchNames(t, q2) {
-		data, _ := q2.read(n)
-		if len(data) > maxBatchBytes {
-			t.Errorf("batch %s is %d bytes", n, len(data))
+	names = batchNames(t, q2)
+	total := 0
+	for i, name := range names {
+		data, _ := q2.read(name)
+		if len(data) > 900<<10 {
+			t.Errorf("batch %s is %d bytes: over 900 KiB", name, len(data))
 		}
+		b := readBatch(t, q2, name)
+		total += len(b.Readings)
+		// Each batch but the last is full: one more reading would have passed the limit.
+		one, _ := json.Marshal(b.Readings[0])
+		if i < len(names)-1 && len(data)+len(one)+1 <= 900<<10 {
+			t.Errorf("batch %s is %d bytes: sealed early", name, len(data))
+		}
+	}
+	if total != n {
+		t.Errorf("%d readings in the batches, want %d", total, n)
+	}
+}
+
+// TestQueueListsOnce: the queue lists its folder when it opens, and not as it seals and sends.
+func TestQueueListsOnce(t *testing.T) {
+	lists := countListings(t)
+	dir := t.TempDir()
+	q := openTestQueue(t, dir)
+	for i := range 50 {
+		q.Append(hr(60, i))
+		if err := q.Seal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		name, ok := q.oldest()
+		if !ok {
+			t.Fatal("the queue is empty")
+		}
+		q.remove(name)
+	}
+	if n := q.count(); n != 30 || len(q.batches()) != 30 {
+		t.Errorf("%d batches left, want 30", n)
+	}
+	if n := lists(); n != 1 {
+		t.Errorf("the queue's folder was listed %d times, want once", n)
+	}
+	// What it keeps in memory is what the folder holds, oldest first.
+	q.Close()
+	q2 := openTestQueue(t, dir)
+	if got, want := q2.batches(), q.batches(); !slices.Equal(got, want) || !slices.IsSorted(got) {
+		t.Errorf("the folder holds %v, the queue had %v", got, want)
+	}
+	first, _ := q2.oldest()
+	if b := readBatch(t, q2, first); *b.Readings[0].Value != 60 || !b.Readings[0].Time.Equal(t0.Add(20*time.Second)) {
+		t.Errorf("the oldest batch left is %s: %+v", first, b)
+	}
+}
+
+// countListings counts the listings of a queue's folder until the test ends.
+func countListings(t *testing.T) func() int {
+	var mu sync.Mutex
+	n := 0
+	listDir = func(dir string) ([]os.DirEntry, error) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		return os.ReadDir(dir)
+	}
+	t.Cleanup(func() { listDir = os.ReadDir })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
 	}
 }
 

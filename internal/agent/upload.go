@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -16,8 +17,8 @@ import (
 type UploadResult struct {
 	// BatchID is the batch's id.
 	BatchID string
-	// Status is the HTTP status of the answer: 200, or 400, 409 or 413 for a batch refused whole
-	// (0 for a batch file that could not be read, set aside).
+	// Status is the HTTP status of the answer: 200, or 400, 409 or 413 for a batch telemed refused
+	// whole (0 for a batch file that could not be read, set aside).
 	Status int
 	// Accepted is how many of its readings the server stored.
 	Accepted int
@@ -29,6 +30,8 @@ type UploadResult struct {
 	Alerts int
 	// Err says why a batch was refused whole.
 	Err error
+	// SetAside is where the file of a batch refused whole (or damaged) was moved: DIR/rejected/...
+	SetAside string
 }
 
 // Rejection is a reading the server refused: it never will accept it as it is.
@@ -39,10 +42,13 @@ type Rejection struct {
 }
 
 // errRetry marks an upload that may succeed later: the server could not be reached, was busy or
-// failed. After is the wait the server asked for, if any.
+// failed, or something in front of it answered. After is the wait the server asked for, if any.
 type errRetry struct {
 	err   error
 	after time.Duration
+	// kind names the trouble, so that it is logged once however many times it comes in a row; why
+	// tells the operator what to check.
+	kind, why string
 }
 
 func (e *errRetry) Error() string { return e.err.Error() }
@@ -51,21 +57,21 @@ func (e *errRetry) Unwrap() error { return e.err }
 // maxRetryAfter bounds a wait the server asks for (Retry-After).
 const maxRetryAfter = time.Minute
 
+// RejectedDir is the folder, in the agent's, where batches the server refused for good are kept.
+const RejectedDir = "rejected"
+
+// refusedForGood are the codes of telemed's answers that refuse a batch whole, for what it is: it
+// can never be stored as it is (docs/monitoring.md).
+var refusedForGood = map[string]bool{"bad_json": true, "bad_field": true, "conflict": true, "too_large": true}
+
 // uploadLoop sends the queue's batches, oldest first, until ctx ends (nil), the server refuses the
 // device (ErrRevoked), or inputDone is closed and the queue is empty (nil).
 func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error {
 	b := backoff{max: a.o.RetryMax}
-	offline := false
+	trouble := "" // the kind of trouble logged in this episode; "" while uploads go through
 	for ctx.Err() == nil {
-		names, err := a.q.batches()
-		if err != nil {
-			a.log.Error("cannot read the queue", "err", err)
-			if b.wait(ctx, 0) != nil {
-				return nil
-			}
-			continue
-		}
-		if len(names) == 0 {
+		name, ok := a.q.oldest()
+		if !ok {
 			select {
 			case <-inputDone:
 				if a.q.pending() {
@@ -82,43 +88,38 @@ func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error
 			}
 			continue
 		}
-		for _, name := range names {
-			for {
-				err := a.uploadBatch(ctx, name)
-				var retry *errRetry
-				if errors.As(err, &retry) {
-					if ctx.Err() != nil {
-						return nil
-					}
-					a.online.Store(false)
-					if !offline {
-						offline = true
-						a.log.Warn("cannot upload; readings wait in the queue and are sent when the server answers", "err", err)
-					}
-					if b.wait(ctx, retry.after) != nil {
-						return nil
-					}
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				a.online.Store(true)
-				if offline {
-					offline = false
-					left, _ := a.q.batches()
-					a.log.Info("the server answers again; sending the queue", "batches", len(left))
-				}
-				b.reset()
-				break
+		err := a.uploadBatch(ctx, name)
+		var retry *errRetry
+		if errors.As(err, &retry) {
+			if ctx.Err() != nil {
+				return nil
 			}
+			a.online.Store(false)
+			if retry.kind != trouble {
+				trouble = retry.kind
+				a.log.Warn("cannot upload: "+retry.why+"; the readings wait in the queue, and are sent when the server takes them",
+					"batches", a.q.count(), "err", err)
+			}
+			if b.wait(ctx, retry.after) != nil {
+				return nil
+			}
+			continue
 		}
+		if err != nil {
+			return err
+		}
+		a.online.Store(true)
+		if trouble != "" {
+			trouble = ""
+			a.log.Info("the server answers again; sending the queue", "batches", a.q.count())
+		}
+		b.reset()
 	}
 	return nil
 }
 
 // uploadBatch sends one batch. It returns nil once the batch is done with (stored, or refused whole
-// and removed), an *errRetry when it should be sent again, and ErrRevoked.
+// and moved aside), an *errRetry when it should be sent again, and ErrRevoked.
 func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 	id := batchIDOf(name)
 	body, err := a.q.read(name)
@@ -126,13 +127,15 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 		err = errors.New("not JSON")
 	}
 	if err != nil {
-		a.log.Error("a queued batch cannot be read; it is set aside (renamed .bad) and the queue goes on", "batch", id, "err", err)
-		if err := a.q.setAside(name); err != nil {
-			a.log.Error("cannot set the batch aside; removing it", "batch", id, "err", err)
-			a.q.remove(name)
-		}
 		a.dropped.Add(1)
-		a.report(UploadResult{BatchID: id, Err: err})
+		to, merr := a.q.moveTo(name, filepath.Join(a.o.Dir, RejectedDir))
+		if merr != nil {
+			a.log.Error("a queued batch cannot be read, nor moved aside; the next run tries it again", "batch", id, "err", err, "move", merr)
+			a.q.skip(name)
+		} else {
+			a.log.Error("a queued batch cannot be read; it is kept in "+filepath.Dir(to)+" and the queue goes on", "batch", id, "err", err, "file", to)
+		}
+		a.report(UploadResult{BatchID: id, Err: err, SetAside: to})
 		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -145,51 +148,89 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.o.HTTPClient.Do(req)
 	if err != nil {
-		return &errRetry{err: fmt.Errorf("upload batch %s to %s: %w", id, a.server, err)}
+		return &errRetry{err: fmt.Errorf("upload batch %s to %s: %w", id, a.server, err), kind: "unreachable",
+			why: "the server at " + a.server + " cannot be reached: check that it runs, that the address is right and that the network is up"}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return &errRetry{err: fmt.Errorf("upload batch %s: read the answer: %w", id, err)}
+		return &errRetry{err: fmt.Errorf("upload batch %s: read the answer: %w", id, err), kind: "cut",
+			why: "the connection to the server broke while it answered"}
 	}
-	switch s := resp.StatusCode; {
-	case s == http.StatusOK:
+	if s := resp.StatusCode; s == http.StatusOK {
 		var ans struct {
-			Accepted  int         `json:"accepted"`
+			Accepted  *int        `json:"accepted"`
 			Duplicate bool        `json:"duplicate"`
 			Rejected  []Rejection `json:"rejected"`
 			Alerts    []any       `json:"alerts"`
 		}
-		if err := json.Unmarshal(data, &ans); err != nil {
-			// Stored, but the answer is odd (a proxy's page?): sending again is safe, the id dedups.
-			return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result (a proxy in the way?): %w", id, err)}
+		if err := json.Unmarshal(data, &ans); err != nil || ans.Accepted == nil {
+			// Stored or not, sending again is safe: the id dedups.
+			return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, answerError(resp, data)), kind: "odd 200",
+				why: "what answers at " + a.server + " is not telemed's upload API: check --server, and for a proxy or captive portal in the way"}
 		}
 		if err := a.q.remove(name); err != nil {
-			a.log.Error("batch uploaded but cannot be removed from the queue; the server will take it as a duplicate", "batch", id, "err", err)
+			a.log.Error("batch uploaded but cannot be removed from the queue; the next run sends it again and the server takes it as a duplicate", "batch", id, "err", err)
 		}
 		a.uploaded.Add(1)
-		a.accepted.Add(int64(ans.Accepted))
+		a.accepted.Add(int64(*ans.Accepted))
 		a.rejected.Add(int64(len(ans.Rejected)))
 		a.logRejections(id, ans.Rejected)
-		a.log.Debug("batch uploaded", "batch", id, "accepted", ans.Accepted, "duplicate", ans.Duplicate, "alerts", len(ans.Alerts))
-		a.report(UploadResult{BatchID: id, Status: s, Accepted: ans.Accepted, Duplicate: ans.Duplicate, Rejected: ans.Rejected, Alerts: len(ans.Alerts)})
+		a.log.Debug("batch uploaded", "batch", id, "accepted", *ans.Accepted, "duplicate", ans.Duplicate, "alerts", len(ans.Alerts))
+		a.report(UploadResult{BatchID: id, Status: s, Accepted: *ans.Accepted, Duplicate: ans.Duplicate, Rejected: ans.Rejected, Alerts: len(ans.Alerts)})
 		return nil
-	case s == http.StatusUnauthorized:
+	}
+	e := answerError(resp, data)
+	switch s := resp.StatusCode; {
+	case s == http.StatusUnauthorized && e.Telemed:
 		return ErrRevoked
-	case s == http.StatusBadRequest || s == http.StatusConflict || s == http.StatusRequestEntityTooLarge:
-		// It can never succeed as it is; keeping it would hold up every batch after it.
-		e := apiErrorOf(s, data)
-		a.log.Error("the server refused a whole batch; it is removed from the queue and its readings are not stored",
-			"batch", id, "status", s, "code", e.Code, "message", e.Message)
-		if err := a.q.remove(name); err != nil {
-			a.log.Error("cannot remove the refused batch", "batch", id, "err", err)
-		}
+	case s >= 400 && s < 500 && e.Telemed && refusedForGood[e.Code]:
+		// Telemed itself says this batch can never be stored as it is; keeping it in the queue would
+		// hold up every batch after it. It is kept aside, not deleted: a person may look at it, and
+		// send it again (an older server refusing a newer agent's batch, say) by moving it back.
 		a.dropped.Add(1)
-		a.report(UploadResult{BatchID: id, Status: s, Err: e})
+		to, err := a.q.moveTo(name, filepath.Join(a.o.Dir, RejectedDir))
+		if err != nil {
+			a.log.Error("the server refused a whole batch, and it cannot be moved aside: it stays in the queue's folder and the next run sends it again",
+				"batch", id, "status", s, "code", e.Code, "message", e.Message, "err", err)
+			a.q.skip(name)
+		} else {
+			a.log.Error("the server refused a whole batch; it is kept in "+filepath.Dir(to)+" and the queue goes on",
+				"batch", id, "status", s, "code", e.Code, "message", e.Message, "file", to)
+		}
+		a.report(UploadResult{BatchID: id, Status: s, Err: e, SetAside: to})
 		return nil
 	default:
-		// 5xx, 429, and anything unexpected (a 404 from an older server or a proxy): later.
-		return &errRetry{err: fmt.Errorf("upload batch %s: %w", id, apiErrorOf(s, data)), after: retryAfter(resp.Header.Get("Retry-After"))}
+		kind, why := a.trouble(e, len(body))
+		return &errRetry{err: fmt.Errorf("upload batch %s: %w", id, e), after: retryAfter(resp.Header.Get("Retry-After")), kind: kind, why: why}
+	}
+}
+
+// trouble says what an answer that is not the upload's result and does not refuse it for good
+// means, for the operator: what to check. It returns a name of the trouble too, the same each time.
+func (a *Agent) trouble(e *APIError, size int) (kind, why string) {
+	s := e.Status
+	kind = strconv.Itoa(s) + " " + e.Code
+	switch {
+	case !e.Telemed && s == http.StatusRequestEntityTooLarge:
+		return kind, fmt.Sprintf("a proxy in front of the server refuses bodies of %d bytes (413, %s): raise its limit (nginx: client_max_body_size; telemed takes up to 8 MiB)",
+			size, e.from())
+	case !e.Telemed && s == http.StatusUnauthorized:
+		return kind, fmt.Sprintf("something in front of the server asks for credentials (401, %s): let the agent's requests to /api/v1/ through to telemed without them", e.from())
+	case !e.Telemed && (s == http.StatusBadGateway || s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout):
+		return kind, fmt.Sprintf("a proxy in front of the server cannot reach it (%d %s, %s): check that telemed serve runs and that the proxy points at it",
+			s, http.StatusText(s), e.from())
+	case !e.Telemed:
+		return kind, fmt.Sprintf("what answers at %s is not telemed (%d %s, %s): check the proxy in front of it, or --server", a.server, s, http.StatusText(s), e.from())
+	case s == http.StatusTooManyRequests:
+		return kind, "the server is busy (" + e.Error() + ")"
+	case s >= 500:
+		return kind, "the server failed (" + e.Error() + "): its log says why"
+	default:
+		// A telemed answer the contract does not have for uploads: a server older or newer than the
+		// agent (404: one without remote monitoring).
+		return kind, fmt.Sprintf("the server answered %d %s (%s), which the agent does not expect: check that it is a telemed server with remote monitoring, as new as the agent",
+			s, e.Code, e.Message)
 	}
 }
 
