@@ -1,44 +1,17 @@
 package e2e
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/telemed/telemed/internal/fhir/fhirschema"
 )
-
-// fhirSchema is HL7's JSON schema of FHIR R4 4.0.1 (internal/fhir/testdata/README.md says where it
-// comes from).
-var fhirSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	f, err := os.Open("../internal/fhir/testdata/fhir.schema.json.gz")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := jsonschema.UnmarshalJSON(zr)
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("fhir.schema.json", doc); err != nil {
-		return nil, err
-	}
-	return c.Compile("fhir.schema.json")
-})
 
 // fhirGet fetches a FHIR endpoint, checks the content type and that the body validates against the
 // FHIR R4 schema, and returns the status and the decoded body.
@@ -57,15 +30,7 @@ func fhirGet(t *testing.T, m *monitoringEnv, path string, header map[string]stri
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
 		t.Fatalf("GET %s: content type %q", path, ct)
 	}
-	sch, err := fhirSchema()
-	if err != nil {
-		t.Fatalf("FHIR schema: %v", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("GET %s: not JSON: %v", path, err)
-	}
-	if err := sch.Validate(doc); err != nil {
+	if err := fhirschema.Validate(body); err != nil {
 		t.Fatalf("GET %s: does not validate against the FHIR R4 schema: %v\n%s", path, err, body)
 	}
 	var out map[string]any

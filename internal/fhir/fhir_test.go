@@ -1,20 +1,16 @@
 package fhir
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/telemed/telemed/internal/fhir/fhirschema"
 
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/monitor"
@@ -385,45 +381,14 @@ func TestParseObservationSearchErrors(t *testing.T) {
 	}
 }
 
-// fhirSchema compiles testdata/fhir.schema.json.gz, HL7's JSON schema of FHIR R4 (see
-// testdata/README.md), once.
-var fhirSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	f, err := os.Open("testdata/fhir.schema.json.gz")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("gunzip schema: %w", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(zr)
-	if err != nil {
-		return nil, fmt.Errorf("read schema: %w", err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("fhir.schema.json", doc); err != nil {
-		return nil, fmt.Errorf("add schema: %w", err)
-	}
-	return c.Compile("fhir.schema.json")
-})
-
 // validate checks a resource's JSON against the FHIR R4 schema.
 func validate(t *testing.T, v any) error {
 	t.Helper()
-	sch, err := fhirSchema()
-	if err != nil {
-		t.Fatalf("FHIR schema: %v", err)
-	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatalf("marshal %T: %v", v, err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("unmarshal %s: %v", b, err)
-	}
-	return sch.Validate(doc)
+	return fhirschema.Validate(b)
 }
 
 // emitted returns every kind of resource the package emits, by name.

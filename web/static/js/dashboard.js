@@ -1,6 +1,7 @@
 // Provider dashboard: list, create and end consultations; copy patient links; patients.
 
 import { api } from './api.js';
+import { account, toSignIn } from './account.js';
 import { $, h, copyText, formatDate } from './dom.js';
 
 const STATUS_LABEL = { open: 'Open', ended: 'Ended', expired: 'Expired' };
@@ -42,25 +43,7 @@ function showError(err) {
   el.error.textContent = err ? err.message || String(err) : '';
 }
 
-// A signed-out provider belongs on the sign-in page.
-function handleAuth(err) {
-  if (err && err.status === 401) {
-    location.assign('/login');
-    return true;
-  }
-  return false;
-}
 
-async function loadMe() {
-  try {
-    const me = await api('GET', '/api/v1/me');
-    el.meName.textContent = me.name || me.email || '';
-    return true;
-  } catch (err) {
-    if (!handleAuth(err)) showError(err);
-    return false;
-  }
-}
 
 async function loadList() {
   el.list.setAttribute('aria-busy', 'true');
@@ -68,7 +51,7 @@ async function loadList() {
     const data = await api('GET', '/api/v1/consultations');
     renderList((data && data.consultations) || []);
   } catch (err) {
-    if (!handleAuth(err)) showError(err);
+    if (!toSignIn(err)) showError(err);
   } finally {
     el.list.setAttribute('aria-busy', 'false');
   }
@@ -149,7 +132,7 @@ async function endConsultation(c, button) {
     await loadList();
   } catch (err) {
     button.disabled = false;
-    if (!handleAuth(err)) showError(err);
+    if (!toSignIn(err)) showError(err);
   }
 }
 
@@ -172,7 +155,7 @@ el.form.addEventListener('submit', async (event) => {
     el.createdLink.select();
     await loadList();
   } catch (err) {
-    if (!handleAuth(err)) showError(err);
+    if (!toSignIn(err)) showError(err);
   } finally {
     el.create.disabled = false;
   }
@@ -198,7 +181,7 @@ async function loadPatients() {
     const data = await api('GET', '/api/v1/patients');
     renderPatients((data && data.patients) || []);
   } catch (err) {
-    if (handleAuth(err)) return;
+    if (toSignIn(err)) return;
     // A server without remote monitoring has no patients: leave them out rather than fail.
     if (err.status === 404) {
       el.patientsSection.hidden = true;
@@ -279,7 +262,7 @@ el.patientForm.addEventListener('submit', async (event) => {
       h('a', { href: `/patients/${encodeURIComponent(p.id)}`, text: 'Open their page to enroll a device' }));
     await loadPatients();
   } catch (err) {
-    if (handleAuth(err)) return;
+    if (toSignIn(err)) return;
     el.patientError.textContent = err.message;
     el.patientError.hidden = false;
   } finally {
@@ -287,13 +270,6 @@ el.patientForm.addEventListener('submit', async (event) => {
   }
 });
 
-el.signout.addEventListener('click', async () => {
-  el.signout.disabled = true;
-  try {
-    await api('DELETE', '/api/v1/session');
-  } catch { /* signed out or not, the sign-in page is where to go */ }
-  location.assign('/login');
-});
 
 // Statuses change as links expire and calls end; refresh when the provider comes back.
 document.addEventListener('visibilitychange', () => {
@@ -301,7 +277,7 @@ document.addEventListener('visibilitychange', () => {
 });
 
 (async () => {
-  if (!(await loadMe())) return;
+  if (!(await account(el.meName, el.signout, showError))) return;
   // Patients first: the consultation list names them.
   await loadPatients();
   await loadList();

@@ -2,6 +2,7 @@
 // happen (server-sent events), and the history of their readings (docs/monitoring.md).
 
 import { api } from './api.js';
+import { account, toSignIn } from './account.js';
 import { $, h, copyText, formatDate } from './dom.js';
 import { Series, drawTimeSeries } from './charts.js';
 import {
@@ -73,17 +74,9 @@ function showError(err) {
   el.error.textContent = err ? err.message || String(err) : '';
 }
 
-// A signed-out provider belongs on the sign-in page. Returns true if it went there.
-function handleAuth(err) {
-  if (err && err.status === 401) {
-    location.assign('/login');
-    return true;
-  }
-  return false;
-}
 
 function fail(err) {
-  if (!handleAuth(err)) showError(err);
+  if (!toSignIn(err)) showError(err);
 }
 
 // ---------- the patient ----------
@@ -112,7 +105,7 @@ async function loadPatient() {
     el.meta.textContent = meta.filter(Boolean).join(' · ');
     return true;
   } catch (err) {
-    if (handleAuth(err)) return false;
+    if (toSignIn(err)) return false;
     if (err.status === 404) {
       el.name.textContent = 'Patient not found';
       el.meta.textContent = 'This patient does not exist, or is another provider’s.';
@@ -301,7 +294,7 @@ function connectEvents() {
     try {
       await api('GET', '/api/v1/me');
     } catch (err) {
-      if (handleAuth(err)) return;
+      if (toSignIn(err)) return;
     }
     eventsRetry = setTimeout(connectEvents, EVENTS_RETRY_MS);
   });
@@ -438,7 +431,7 @@ el.thresholds.addEventListener('submit', async (event) => {
     drawCharts();
     setThresholdsStatus('Thresholds saved. New readings are checked against them.', 'ok');
   } catch (err) {
-    if (handleAuth(err)) return;
+    if (toSignIn(err)) return;
     setThresholdsStatus(err.message, 'error');
   } finally {
     el.thresholdsSave.disabled = false;
@@ -607,7 +600,7 @@ async function loadHistory() {
   el.charts.setAttribute('aria-busy', 'false');
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) {
-    if (handleAuth(failed.reason)) return;
+    if (toSignIn(failed.reason)) return;
     el.historyStatus.textContent = '';
     showError(failed.reason);
   } else {
@@ -717,24 +710,7 @@ function onObservationEvent(o) {
 
 // ---------- start ----------
 
-async function loadMe() {
-  try {
-    const me = await api('GET', '/api/v1/me');
-    el.meName.textContent = me.name || me.email || '';
-    return true;
-  } catch (err) {
-    fail(err);
-    return false;
-  }
-}
 
-el.signout.addEventListener('click', async () => {
-  el.signout.disabled = true;
-  try {
-    await api('DELETE', '/api/v1/session');
-  } catch { /* signed out or not, the sign-in page is where to go */ }
-  location.assign('/login');
-});
 
 (async () => {
   renderThresholdRows();
@@ -743,7 +719,7 @@ el.signout.addEventListener('click', async () => {
     showError(new Error('This page needs a patient: open it from your dashboard.'));
     return;
   }
-  if (!(await loadMe())) return;
+  if (!(await account(el.meName, el.signout, showError))) return;
   const found = await loadPatient();
   el.main.setAttribute('aria-busy', 'false');
   if (!found) return;
