@@ -290,3 +290,4 @@ func TestEnrollmentGuessing(t *testing.T) {
 	}
 	m.api.expectError("POST", "/api/v1/devices/enroll", `{"code":"BBBB-CCCC"}`, nil, 429, "busy")
 }
+

@@ -9,9 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -408,10 +411,17 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 	if err != nil {
 		return UploadResult{}, err
 	}
+	// Two devices of one patient may upload at once: their alert states are read, judged and written
+	// by one upload at a time, or one would write back the other's stale state and hide a crossing.
+	// (In-process: several nodes sharing a database would need the store to do this in one
+	// transaction.)
+	unlock := s.patientLocks.lock(d.PatientID)
+	defer unlock()
 	states, err := s.store.AlertStates(ctx, d.PatientID)
 	if err != nil {
 		return UploadResult{}, fmt.Errorf("alert states of %s: %w", d.PatientID, err)
 	}
+	before := maps.Clone(states)
 	// Crossings are judged in the order the readings were measured.
 	byTime := slices.Clone(obs)
 	slices.SortStableFunc(byTime, func(a, b monitor.Observation) int { return a.Reading.Time.Compare(b.Reading.Time) })
@@ -421,8 +431,15 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 			result.Alerts = append(result.Alerts, a)
 		}
 	}
+	// Only the states this batch changed are written back.
+	changed := monitor.States{}
+	for code, bound := range states {
+		if was, ok := before[code]; !ok || was != bound {
+			changed[code] = bound
+		}
+	}
 	b := monitor.Batch{DeviceID: d.ID, ID: batchID, BodyHash: bodyHash, ReceivedAt: now, Result: result}
-	if err := s.store.PutBatch(ctx, b, obs, result.Alerts, states); err != nil {
+	if err := s.store.PutBatch(ctx, b, obs, result.Alerts, changed); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// The same batch arrived twice at once; the other upload stored it.
 			if res, done, err := s.earlierBatch(ctx, d, batchID, bodyHash); done || err != nil {
@@ -713,4 +730,16 @@ func containsString(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// stripedLocks serialises work on one patient without a lock per patient: patients share one of a
+// fixed number of mutexes by the hash of their id.
+type stripedLocks [64]sync.Mutex
+
+func (l *stripedLocks) lock(key string) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
 }

@@ -77,6 +77,8 @@ type Service struct {
 	params  auth.PasswordParams
 	log     *slog.Logger
 	events  broker
+	// patientLocks serialise the alert states of one patient's uploads.
+	patientLocks stripedLocks
 	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
 	// EnrollFailureBurst.
 	enrollFailures *rate.Limiter
