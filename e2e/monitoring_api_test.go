@@ -290,4 +290,3 @@ func TestEnrollmentGuessing(t *testing.T) {
 	}
 	m.api.expectError("POST", "/api/v1/devices/enroll", `{"code":"BBBB-CCCC"}`, nil, 429, "busy")
 }
-
