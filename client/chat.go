@@ -142,9 +142,11 @@ func (p *Peer) onChatFrame(dc *webrtc.DataChannel, msg webrtc.DataChannelMessage
 	}
 	switch f.Type {
 	case "msg":
-		if cb := p.s.cfg.OnChat; cb != nil {
-			cb(p, ChatMessage{ID: f.ID, Text: consult.TrimChatText(f.Text), SentAt: time.UnixMilli(*f.SentAt)})
+		cb := p.s.cfg.OnChat
+		if cb == nil {
+			return // nobody reads it here (a device agent): no receipt says it was delivered
 		}
+		cb(p, ChatMessage{ID: f.ID, Text: consult.TrimChatText(f.Text), SentAt: time.UnixMilli(*f.SentAt)})
 		if err := sendJSON(dc, chatFrame{Type: "receipt", ID: f.ID}); err != nil {
 			p.s.log.Debug("telemed client: send receipt", "err", err)
 		}

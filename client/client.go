@@ -39,7 +39,7 @@ type Config struct {
 	// API builds peer connections. Default: NewAPI(), pion's defaults with TuneSettingEngine's
 	// settings. An API of your own should have them too (TuneSettingEngine), for fast file transfers.
 	API *webrtc.API
-	// Tracks are sent to every peer in the call.
+	// Tracks are sent to every person in the call (not to a patient's monitoring devices).
 	Tracks []webrtc.TrackLocal
 	// DataChannels are opened towards each peer by the side that makes the first offer, so they are
 	// part of the first negotiation. The other side receives them in OnDataChannel. That side also
@@ -50,7 +50,8 @@ type Config struct {
 	// OnDataChannel is called for every data channel towards a peer, whichever side opened it, except
 	// telemed's own chat, file and vitals channels (ChatLabel, FileLabel, VitalsLabel, WaveformLabel).
 	OnDataChannel func(p *Peer, dc *webrtc.DataChannel)
-	// OnChat is called for each chat message a peer sends. A delivery receipt goes back after it returns.
+	// OnChat is called for each chat message a peer sends. A delivery receipt goes back after it
+	// returns. Without OnChat, messages are dropped and no receipt says they were delivered.
 	OnChat func(p *Peer, m ChatMessage)
 	// OnChatDelivered is called when a peer confirms it received the chat message with this id.
 	OnChatDelivered func(p *Peer, id string)
@@ -420,7 +421,7 @@ func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
 	var found *Peer
 	err := s.waitFor(ctx, func() bool {
 		for _, p := range s.Peers() {
-			if p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			if p.Role != roleDevice && p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
 				found = p
 				return true
 			}
@@ -830,7 +831,8 @@ func (s *Session) takeWarm(pp protocol.Peer) *Peer {
 	}
 	s.mu.Lock()
 	p := s.warm
-	if p == nil || s.closed || p.polite != pp.Polite {
+	// A prepared connection carries the tracks; a device gets none, so it gets a connection of its own.
+	if p == nil || s.closed || p.polite != pp.Polite || pp.Role == roleDevice {
 		s.mu.Unlock()
 		return nil
 	}

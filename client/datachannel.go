@@ -84,7 +84,8 @@ func (p *Peer) route(dc *webrtc.DataChannel, remote bool) {
 			p.receiveFile(dc)
 		}
 	case VitalsLabel, WaveformLabel:
-		if remote {
+		// Readings are taken from devices only: a person's client cannot pass off made-up ones.
+		if remote && p.Role == roleDevice {
 			p.receiveVitals(dc)
 		}
 	default:

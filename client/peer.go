@@ -74,9 +74,12 @@ func (p *Peer) setUpLocked() error {
 		pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { f(p, t, r) })
 	}
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) { p.route(dc, true) })
-	for _, t := range p.s.cfg.Tracks {
-		if _, err := pc.AddTrack(t); err != nil {
-			return fmt.Errorf("add track %s: %w", t.ID(), err)
+	// A patient's monitoring device takes part for its data channels only: it gets no media.
+	if p.Role != roleDevice {
+		for _, t := range p.s.cfg.Tracks {
+			if _, err := pc.AddTrack(t); err != nil {
+				return fmt.Errorf("add track %s: %w", t.ID(), err)
+			}
 		}
 	}
 	if !p.polite {

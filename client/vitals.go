@@ -24,6 +24,9 @@ const (
 	WaveformLabel = "telemed-waveform"
 )
 
+// roleDevice is a patient's monitoring device's role in a consultation (docs/signaling.md).
+const roleDevice = "device"
+
 // Live vitals limits.
 const (
 	// MaxVitalsFrame is the largest frame on a vitals channel, in bytes. A long waveform must be sent
@@ -131,7 +134,9 @@ func (s *Session) SendReading(r vitals.Reading) error {
 		ch = vitalsWaveform
 	}
 	for _, p := range s.Peers() {
-		p.sendVitals(ch, body)
+		if p.Role != roleDevice {
+			p.sendVitals(ch, body)
+		}
 	}
 	return nil
 }

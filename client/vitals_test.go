@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,11 @@ func bareSession(cfg Config) *Session {
 // a server: the device opens the chat channel (the data section), as a newcomer would, and its vitals
 // channels once connected.
 func vitalsPair(t *testing.T, onReading func(*Peer, vitals.Reading)) (device *Session, viewer *Peer) {
+	return vitalsPairAs(t, roleDevice, onReading)
+}
+
+// vitalsPairAs is vitalsPair with the sender in the role the viewer knows it by.
+func vitalsPairAs(t *testing.T, senderRole string, onReading func(*Peer, vitals.Reading)) (device *Session, viewer *Peer) {
 	t.Helper()
 	ds := bareSession(Config{SendVitals: true})
 	vs := bareSession(Config{OnReading: onReading})
@@ -37,8 +43,8 @@ func vitalsPair(t *testing.T, onReading func(*Peer, vitals.Reading)) (device *Se
 		}
 		return pc
 	}
-	dp := &Peer{ID: "viewer", s: ds, PC: newPC()}
-	vp := &Peer{ID: "device", s: vs, PC: newPC()}
+	dp := &Peer{ID: "viewer", Role: "provider", s: ds, PC: newPC()}
+	vp := &Peer{ID: "device", Role: senderRole, s: vs, PC: newPC()}
 	ds.peers[dp.ID], vs.peers[vp.ID] = dp, vp
 	t.Cleanup(func() { dp.close(); vp.close() })
 	dp.PC.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -285,4 +291,18 @@ func FuzzVitalsFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVitalsOnlyFromDevices: a person's client that opens vitals channels cannot pass readings off as
+// a device's.
+func TestVitalsOnlyFromDevices(t *testing.T) {
+	var got atomic.Int64
+	sender, viewer := vitalsPairAs(t, "patient", func(*Peer, vitals.Reading) { got.Add(1) })
+	if err := sender.SendReading(pulse(72, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := got.Load(); n != 0 || viewer.VitalsStats().Delivered != 0 {
+		t.Fatalf("%d readings from a patient's client delivered as vitals", n)
+	}
 }

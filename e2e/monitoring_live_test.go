@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
 	"github.com/telemed/telemed/internal/config"
@@ -417,10 +419,14 @@ func TestRevokedDeviceLeavesCall(t *testing.T) {
 	}
 	dev := mustJoin(t, ctx, client.Config{Link: link.Consultation.Link, Name: "Oximeter", API: loopbackAPI(), SendVitals: true})
 	defer dev.Close()
-	peer, err := prov.WaitPeer(ctx)
-	if err != nil || peer.Role != "device" {
-		t.Fatalf("provider's peer: %+v %v", peer, err)
-	}
+	waitFor(t, ctx, "the device to connect to the provider", func() bool {
+		for _, p := range prov.Peers() {
+			if p.Role == "device" && p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
+				return true
+			}
+		}
+		return false
+	})
 
 	// Another patient's consultation: the device's link is for its own patient's only, and its token
 	// cannot be moved into another consultation's link.

@@ -118,14 +118,19 @@ func (r *Room) Member(id string) (Member, bool) {
 	return *m, true
 }
 
-// CanSignal reports whether from may send offers, answers and candidates to to: both must be admitted.
+// Connects reports whether members of roles a and b are connected in a call: everyone is, except
+// two devices, which have nothing to say to each other.
+func Connects(a, b Role) bool { return a != RoleDevice || b != RoleDevice }
+
+// CanSignal reports whether from may send offers, answers and candidates to to: both must be admitted,
+// and connected (Connects).
 func (r *Room) CanSignal(from, to string) error {
 	f, ok := r.members[from]
 	if !ok || !f.admitted {
 		return ErrNotAdmitted
 	}
 	t, ok := r.members[to]
-	if !ok || !t.admitted || from == to {
+	if !ok || !t.admitted || from == to || !Connects(f.Role, t.Role) {
 		return ErrUnknownPeer
 	}
 	return nil

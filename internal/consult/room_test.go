@@ -137,4 +137,7 @@ func TestRoomDevices(t *testing.T) {
 	if err := r.CanSignal("d1", "pr"); err != nil {
 		t.Fatalf("device to provider: %v", err)
 	}
+	if err := r.CanSignal("d1", "d2"); err != ErrUnknownPeer {
+		t.Fatalf("device to device: %v, want ErrUnknownPeer", err)
+	}
 }

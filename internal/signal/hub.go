@@ -60,11 +60,15 @@ type hub struct {
 	mu       sync.Mutex
 	rooms    map[string]*room
 	byResume map[string]*participant
+	// kicked are the subjects (devices) disconnected for good: a join the gatekeeper let through
+	// just before the kick must not get in after it.
+	kicked map[string]struct{}
 	closed   bool
 }
 
 func newHub(o *Options) *hub {
-	return &hub{opts: o, router: o.Router, rooms: make(map[string]*room), byResume: make(map[string]*participant)}
+	return &hub{opts: o, router: o.Router, rooms: make(map[string]*room), byResume: make(map[string]*participant),
+		kicked: make(map[string]struct{})}
 }
 
 func encode(v any) []byte {
@@ -125,6 +129,10 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		h.mu.Unlock()
 		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: "The server is shutting down."}
 	}
+	if _, gone := h.kicked[t.Subject]; gone && t.Subject != "" {
+		h.mu.Unlock()
+		return nil, joinError(consult.ErrDeviceRevoked)
+	}
 	r := h.rooms[t.ConsultationID]
 	if r == nil {
 		r = &room{id: t.ConsultationID, title: t.Title, providerName: t.ProviderName, state: consult.NewRoom(), members: make(map[string]*participant)}
@@ -170,6 +178,9 @@ func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*partici
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.byResume[secret]
+	if _, gone := h.kicked[t.Subject]; gone && t.Subject != "" {
+		return nil, joinError(consult.ErrDeviceRevoked)
+	}
 	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role || p.subject != t.Subject {
 		return nil, &protocol.Error{Code: protocol.CodeBadResume, Message: "Your earlier place in this consultation has expired. Join again."}
 	}
@@ -215,7 +226,7 @@ func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
 func (h *hub) peersLocked(p *participant) []protocol.Peer {
 	peers := []protocol.Peer{}
 	for _, m := range p.room.state.Admitted() {
-		if m.ID != p.id {
+		if m.ID != p.id && consult.Connects(p.role, m.Role) {
 			peers = append(peers, protocol.Peer{ID: m.ID, Role: string(m.Role), Name: m.Name, Polite: p.room.state.Polite(p.id, m.ID)})
 		}
 	}
@@ -241,7 +252,7 @@ func (h *hub) sendLobbyLocked(r *room) {
 func (h *hub) announceJoinedLocked(p *participant) {
 	r := p.room
 	for _, m := range r.state.Admitted() {
-		if m.ID == p.id {
+		if m.ID == p.id || !consult.Connects(p.role, m.Role) {
 			continue
 		}
 		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined,
@@ -409,6 +420,7 @@ func (h *hub) kick(subject string) {
 	}
 	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: protocol.CodeBadToken, Message: "This device has been revoked."})
 	h.mu.Lock()
+	h.kicked[subject] = struct{}{}
 	var ps []*participant
 	var conns []*conn
 	for _, r := range h.rooms {
