@@ -63,7 +63,7 @@ type hub struct {
 	// kicked are the subjects (devices) disconnected for good: a join the gatekeeper let through
 	// just before the kick must not get in after it.
 	kicked map[string]struct{}
-	closed   bool
+	closed bool
 }
 
 func newHub(o *Options) *hub {
