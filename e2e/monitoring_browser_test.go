@@ -57,7 +57,7 @@ func TestBrowserLiveVitals(t *testing.T) {
 	chromium := findChromium(t)
 	m := startMonitoring(t)
 	ctx := ctxTimeout(t, 3*time.Minute)
-	// Every SpO2 reading of a healthy simulated patient is below 99.9: each upload raises an alert.
+	// Every SpO2 reading of a healthy simulated patient is below 99.9: the first one crosses it.
 	if resp := m.api.do("PUT", "/api/v1/patients/"+m.patient.ID+"/thresholds", `{"thresholds":{"2708-6":{"low":99.9}}}`, m.provider, nil); resp.StatusCode != 200 {
 		t.Fatalf("set threshold: %d", resp.StatusCode)
 	}

@@ -284,6 +284,7 @@ function teardown() {
   for (const id of [...deviceSessions.keys()]) removeSession(id);
   media.stop();
   meter.stop();
+  vitals.destroy();
   releaseWakeLock();
 }
 

@@ -226,7 +226,7 @@ function renderPatients(patients) {
 
 function patientProblem(name, birth) {
   if (!name) return [el.patientName, 'Enter the patient’s name.'];
-  if ([...name].length > 200) return [el.patientName, 'Use 200 characters or fewer for the name.'];
+  if ([...name].length > 120) return [el.patientName, 'Use 120 characters or fewer for the name.'];
   if (birth) {
     if (!/^\d{4}-\d{2}-\d{2}$/.test(birth) || !formatBirthDate(birth)) return [el.patientBirth, 'Enter the birth date as a date, or leave it empty.'];
     const today = new Date().toISOString().slice(0, 10);

@@ -239,7 +239,11 @@ el.enrollCopy.addEventListener('click', async () => {
 async function loadAlerts() {
   try {
     const data = await api('GET', `${base}/alerts?limit=${ALERTS_SHOWN}`);
+    // Refilled as a whole (after a reconnect too): busy, so that screen readers do not announce
+    // every alert again as if it were new.
+    el.alerts.setAttribute('aria-busy', 'true');
     alertList.set((data && data.alerts) || []);
+    el.alerts.setAttribute('aria-busy', 'false');
     el.alertsEmpty.hidden = alertList.size > 0;
   } catch (err) {
     fail(err);
