@@ -44,40 +44,14 @@ func (s *Store) Patient(ctx context.Context, id string) (consult.Patient, error)
 
 // ListPatients returns a provider's patients by name.
 func (s *Store) ListPatients(ctx context.Context, providerID string, limit int) ([]consult.Patient, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+patientCols+` FROM patients WHERE provider_id = ?
+	return queryAll(ctx, s.db, scanPatient, `SELECT `+patientCols+` FROM patients WHERE provider_id = ?
 		ORDER BY name COLLATE NOCASE, id LIMIT ?`, providerID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []consult.Patient
-	for rows.Next() {
-		p, err := scanPatient(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
 }
 
 // OpenConsultationsOfPatient returns the patient's open consultations, newest first.
 func (s *Store) OpenConsultationsOfPatient(ctx context.Context, patientID string, now time.Time) ([]consult.Consultation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+consultationCols+` FROM consultations
+	return queryAll(ctx, s.db, scanConsultation, `SELECT `+consultationCols+` FROM consultations
 		WHERE patient_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY created_at DESC, id`, patientID, ms(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []consult.Consultation
-	for rows.Next() {
-		c, err := scanConsultation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // CreateEnrollment stores an enrollment code's hash.
@@ -154,20 +128,7 @@ func (s *Store) Device(ctx context.Context, id string) (monitor.Device, error) {
 
 // ListDevices returns a patient's devices, oldest first.
 func (s *Store) ListDevices(ctx context.Context, patientID string) ([]monitor.Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE patient_id = ? ORDER BY created_at, id`, patientID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []monitor.Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, scanDevice, `SELECT `+deviceCols+` FROM devices WHERE patient_id = ? ORDER BY created_at, id`, patientID)
 }
 
 // RevokeDevice marks a device revoked.
@@ -363,23 +324,11 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]m
 		query += ` LIMIT ? OFFSET ?`
 		args = append(args, limit, q.Offset)
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []monitor.Observation
-	for rows.Next() {
-		o, err := scanObservation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
+	out, err := queryAll(ctx, s.db, scanObservation, query, args...)
 	if q.Newest {
 		slices.Reverse(out)
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // CountObservations counts a patient's observations matching q.

@@ -114,6 +114,24 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
+// queryAll runs a query and scans each of its rows with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(row interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func nullString(v string) sql.NullString { return sql.NullString{String: v, Valid: v != ""} }
 
 func isUnique(err error) bool {
@@ -247,21 +265,8 @@ func (s *Store) Consultation(ctx context.Context, id string) (consult.Consultati
 
 // ListConsultations returns a provider's consultations, newest first.
 func (s *Store) ListConsultations(ctx context.Context, providerID string, limit int) ([]consult.Consultation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+consultationCols+` FROM consultations
+	return queryAll(ctx, s.db, scanConsultation, `SELECT `+consultationCols+` FROM consultations
 		WHERE provider_id = ? ORDER BY created_at DESC, id LIMIT ?`, providerID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []consult.Consultation
-	for rows.Next() {
-		c, err := scanConsultation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // EndConsultation marks a consultation ended; ending it twice keeps the first time.
