@@ -423,7 +423,7 @@ async function join(event) {
 function onWelcome(msg) {
   iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
   icePolicy = msg.ice_transport_policy === 'relay' ? 'relay' : 'all';
-  for (const session of sessions.values()) session.updateIceServers(iceServers, icePolicy);
+  for (const session of [...sessions.values(), ...deviceSessions.values()]) session.updateIceServers(iceServers, icePolicy);
   const c = msg.consultation || {};
   consultationTitle = c.title || '';
   el.title.textContent = consultationTitle;
