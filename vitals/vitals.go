@@ -229,7 +229,8 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 		return r, refuse("unknown_code", "code %s is not a signal telemed knows (known: %s)", clip(r.Code), strings.Join(knownCodes(), ", "))
 	}
 	what := s.Code + " " + strings.ToLower(s.Display)
-	if r.Time.IsZero() || r.Time.Year() < 2000 {
+	// The year is judged in UTC, as the time is kept: 2000-01-01T00:00+01:00 is still 1999.
+	if r.Time.IsZero() || r.Time.UTC().Year() < 2000 {
 		return r, refuse("bad_reading", "%s: time is missing or before 2000; send when it was measured, in RFC 3339", what)
 	}
 	if r.Time.After(now.Add(MaxFutureSkew)) {

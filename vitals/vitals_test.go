@@ -30,6 +30,7 @@ func TestValidate(t *testing.T) {
 		{"impossible value", Reading{Code: OxygenSaturation, Value: Float(101), Unit: "%", Time: at}, "out_of_range", "not physiologically possible"},
 		{"no value", Reading{Code: HeartRate, Unit: "/min", Time: at}, "bad_reading", "value is missing"},
 		{"no time", Reading{Code: HeartRate, Value: Float(72), Unit: "/min"}, "bad_reading", "time is missing"},
+		{"1999 in UTC", Reading{Code: HeartRate, Value: Float(72), Unit: "/min", Time: time.Date(2000, 1, 1, 0, 0, 0, 0, time.FixedZone("", 3600))}, "bad_reading", "before 2000"},
 		{"future", Reading{Code: HeartRate, Value: Float(72), Unit: "/min", Time: now.Add(10 * time.Minute)}, "out_of_range", "in the future"},
 		{"systolic below diastolic", Reading{Code: BloodPressure, Time: at, Components: bp(70, 90)}, "out_of_range", "above diastolic"},
 		{"missing component", Reading{Code: BloodPressure, Time: at, Components: bp(120, 80)[:1]}, "bad_reading", "8462-4"},
