@@ -149,6 +149,8 @@ func TestFHIRExport(t *testing.T) {
 		{"/fhir/r4/Observation?patient=p-nobody", m.provider, 404, "p-nobody"},
 		{"/fhir/r4/Patient/p-nobody", m.provider, 404, "p-nobody"},
 		{"/fhir/r4/Encounter/1", m.provider, 404, "no such FHIR endpoint"},
+		{"/fhir/r4/metadata?_format=xml", nil, 406, "JSON only"},
+		{"/fhir/r4/Patient/" + m.patient.ID + "?_format=application/fhir%2Bxml", m.provider, 406, "JSON only"},
 	} {
 		status, oo := fhirGet(t, m, c.path, c.header)
 		if status != c.status || oo["resourceType"] != "OperationOutcome" {

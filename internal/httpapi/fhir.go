@@ -43,13 +43,22 @@ func writeFHIR(w http.ResponseWriter, status int, r fhir.Resource) {
 	w.Write(body)
 }
 
+// jsonFormat refuses (406) a request whose _format asks for something other than JSON, the only
+// format served, and reports whether it may go on.
+func jsonFormat(w http.ResponseWriter, r *http.Request) bool {
+	if f := r.URL.Query().Get("_format"); f != "" && f != "json" && !strings.HasPrefix(f, fhir.MediaType) && f != "application/json" {
+		writeFHIR(w, http.StatusNotAcceptable, fhir.NewOperationOutcome(fhir.IssueNotSupported,
+			fmt.Sprintf("_format=%s: this server answers in FHIR JSON only (_format=json)", f)))
+		return false
+	}
+	return true
+}
+
 // fhirProvider is provider for the FHIR API: same credentials, errors as OperationOutcome, and only
 // JSON (_format) served.
 func (a *api) fhirProvider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if f := r.URL.Query().Get("_format"); f != "" && f != "json" && !strings.HasPrefix(f, fhir.MediaType) && f != "application/json" {
-			writeFHIR(w, http.StatusNotAcceptable, fhir.NewOperationOutcome(fhir.IssueNotSupported,
-				fmt.Sprintf("_format=%s: this server answers in FHIR JSON only (_format=json)", f)))
+		if !jsonFormat(w, r) {
 			return
 		}
 		c, aerr := a.authenticate(r)
@@ -88,6 +97,9 @@ func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (a *api) fhirMetadata(w http.ResponseWriter, r *http.Request) {
+	if !jsonFormat(w, r) {
+		return
+	}
 	writeFHIR(w, http.StatusOK, fhir.NewCapabilityStatement(a.baseURL(), "", a.Service.Now()))
 }
 
