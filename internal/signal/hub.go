@@ -154,16 +154,23 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	r.members[p.id] = p
 	h.byResume[p.resume] = p
 	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)), 0)
-	if member.Admitted() {
-		h.announceJoinedLocked(p)
-	} else {
-		h.sendLobbyLocked(r)
-	}
 	h.mu.Unlock()
 
+	// The join is written to the audit trail before the others learn of it (outside the lock: it is a
+	// database write), so that the trail can never show a patient admitted before they joined.
 	p.log.Info("joined", "state", stateOf(member))
 	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditJoined, ConsultationID: r.id,
 		Detail: string(p.role) + " " + stateOf(member)})
+
+	h.mu.Lock()
+	if r.members[p.id] == p { // not gone meanwhile
+		if member.Admitted() {
+			h.announceJoinedLocked(p)
+		} else {
+			h.sendLobbyLocked(r)
+		}
+	}
+	h.mu.Unlock()
 	return p, nil
 }
 
