@@ -163,7 +163,8 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		Detail: string(p.role) + " " + stateOf(member)})
 
 	h.mu.Lock()
-	if r.members[p.id] == p { // not gone meanwhile
+	// Unless gone meanwhile, or admitted meanwhile (the admission announced them already).
+	if now, ok := r.state.Member(p.id); ok && r.members[p.id] == p && now.Admitted() == member.Admitted() {
 		if member.Admitted() {
 			h.announceJoinedLocked(p)
 		} else {
