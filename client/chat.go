@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 )
 
@@ -32,12 +33,12 @@ type ChatMessage struct {
 }
 
 type chatFrame struct {
-	Type    string `json:"type"`
-	ID      string `json:"id,omitempty"`
-	Text    string `json:"text,omitempty"`
-	SentAt  *int64 `json:"sent_at,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	Type    string       `json:"type"`
+	ID      string       `json:"id,omitempty"`
+	Text    string       `json:"text,omitempty"`
+	SentAt  *int64       `json:"sent_at,omitempty"`
+	Code    errcode.Code `json:"code,omitempty"`
+	Message string       `json:"message,omitempty"`
 }
 
 // SendChat sends a chat message to the peer. Config.OnChatDelivered reports its receipt.
@@ -136,7 +137,7 @@ func (p *Peer) onChatFrame(dc *webrtc.DataChannel, msg webrtc.DataChannelMessage
 	if err != nil {
 		p.dataError(fmt.Errorf("chat message from %s: %w", p.ID, err))
 		if f.Type != "error" {
-			sendJSON(dc, errorFrame{Type: "error", Code: "bad_frame", Message: "chat message: " + err.Error()})
+			sendJSON(dc, errorFrame{Type: "error", Code: errcode.BadFrame, Message: "chat message: " + err.Error()})
 		}
 		return
 	}

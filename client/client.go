@@ -26,7 +26,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/protocol"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -87,11 +88,11 @@ type DataChannelSpec struct {
 
 // Error is an error the server reported, with its protocol code (docs/signaling.md).
 type Error struct {
-	Code    string
+	Code    errcode.Code
 	Message string
 }
 
-func (e *Error) Error() string { return "telemed: " + e.Code + ": " + e.Message }
+func (e *Error) Error() string { return "telemed: " + string(e.Code) + ": " + e.Message }
 
 // ErrDeclined is returned while waiting to be admitted when the provider declines.
 var ErrDeclined = errors.New("telemed: the provider declined")
@@ -578,7 +579,7 @@ func (s *Session) reconnect() *websocket.Conn {
 		ws, w, err := s.connect(ctx, s.Welcome().Resume)
 		fresh := false
 		var se *Error
-		if errors.As(err, &se) && se.Code == protocol.CodeBadResume {
+		if errors.As(err, &se) && se.Code == errcode.BadResume {
 			// Our place is gone (the server restarted, or we were away too long): join afresh,
 			// as the protocol says, rather than end the session.
 			ws, w, err = s.connect(ctx, "")
@@ -750,7 +751,7 @@ func (s *Session) handle(typ string, data []byte) {
 		var m protocol.ErrorMessage
 		json.Unmarshal(data, &m)
 		err := &Error{Code: m.Code, Message: m.Message}
-		if m.Code == protocol.CodeEnded {
+		if m.Code == errcode.Ended {
 			s.mu.Lock()
 			s.lastErr = err
 			s.mu.Unlock()

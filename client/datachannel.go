@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // Labels of the data channels telemed itself uses (docs/datachannels.md). Channels with other labels
@@ -174,7 +176,7 @@ func encodeJSON(v any) (string, error) {
 
 // errorFrame is an error sent to the peer, on chat or file channels.
 type errorFrame struct {
-	Type    string `json:"type"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Type    string       `json:"type"`
+	Code    errcode.Code `json:"code"`
+	Message string       `json:"message"`
 }

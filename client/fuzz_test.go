@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 )
 
@@ -27,8 +28,8 @@ func (c *fakeChannel) SendText(s string) error { c.texts = append(c.texts, s); r
 func (c *fakeChannel) Close() error            { c.closed = true; return nil }
 func (c *fakeChannel) BufferedAmount() uint64  { return 0 }
 func (c *fakeChannel) last() string            { return c.texts[len(c.texts)-1] }
-func (c *fakeChannel) said(code string) bool {
-	return len(c.texts) > 0 && strings.Contains(c.last(), `"`+code+`"`)
+func (c *fakeChannel) said(code errcode.Code) bool {
+	return len(c.texts) > 0 && strings.Contains(c.last(), `"`+string(code)+`"`)
 }
 func (w *recordingWriter) Write(b []byte) (int, error) {
 	w.data = append(w.data, b...)
@@ -169,15 +170,15 @@ func TestReceiverVerdicts(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		frames []webrtc.DataChannelMessage
-		code   string // "" = complete
+		code   errcode.Code // "" = complete
 	}{
 		{"whole file", []webrtc.DataChannelMessage{offer, chunkMsg(0, "hello"), chunkMsg(5, "world"), text(`{"type":"end","sha256":"` + sum("helloworld") + `"}`)}, ""},
-		{"out of order", []webrtc.DataChannelMessage{offer, chunkMsg(5, "world")}, CodeOutOfOrder},
-		{"too much", []webrtc.DataChannelMessage{offer, chunkMsg(0, "helloworld!")}, CodeSizeMismatch},
-		{"too little", []webrtc.DataChannelMessage{offer, chunkMsg(0, "hello"), text(`{"type":"end","sha256":"` + sum("hello") + `"}`)}, CodeSizeMismatch},
-		{"wrong hash", []webrtc.DataChannelMessage{offer, chunkMsg(0, "helloworld"), text(`{"type":"end","sha256":"` + sum("hellowórld") + `"}`)}, CodeHashMismatch},
-		{"over 1 GiB", []webrtc.DataChannelMessage{text(`{"type":"offer","id":"a1","name":"x","size":1073741825}`)}, CodeTooLarge},
-		{"bad JSON", []webrtc.DataChannelMessage{text(`{"type":`)}, CodeBadFrame},
+		{"out of order", []webrtc.DataChannelMessage{offer, chunkMsg(5, "world")}, errcode.OutOfOrder},
+		{"too much", []webrtc.DataChannelMessage{offer, chunkMsg(0, "helloworld!")}, errcode.SizeMismatch},
+		{"too little", []webrtc.DataChannelMessage{offer, chunkMsg(0, "hello"), text(`{"type":"end","sha256":"` + sum("hello") + `"}`)}, errcode.SizeMismatch},
+		{"wrong hash", []webrtc.DataChannelMessage{offer, chunkMsg(0, "helloworld"), text(`{"type":"end","sha256":"` + sum("hellowórld") + `"}`)}, errcode.HashMismatch},
+		{"over 1 GiB", []webrtc.DataChannelMessage{text(`{"type":"offer","id":"a1","name":"x","size":1073741825}`)}, errcode.TooLarge},
+		{"bad JSON", []webrtc.DataChannelMessage{text(`{"type":`)}, errcode.BadFrame},
 	} {
 		tr, ch, _ := newReceiver()
 		for _, m := range c.frames {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/protocol"
 )
 
 // Peer is another participant in the call and the peer connection to them.

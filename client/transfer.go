@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // File transfer limits (docs/datachannels.md).
@@ -28,19 +30,6 @@ const (
 	maxIncoming = 4
 	// unsetMaxMessage is the message size to assume of a peer that advertises none (RFC 8841).
 	unsetMaxMessage = 64 << 10
-)
-
-// Codes of a TransferError: those of the protocol's error frames, and two of this package.
-const (
-	CodeBadFrame     = "bad_frame"
-	CodeOutOfOrder   = "out_of_order"
-	CodeSizeMismatch = "size_mismatch"
-	CodeHashMismatch = "hash_mismatch"
-	CodeTooLarge     = "too_large"
-	CodeBusy         = "busy"
-	CodeWriteFailed  = "write_failed"
-	CodeCancelled    = "cancelled"   // either side cancelled (Remote says which)
-	CodeInterrupted  = "interrupted" // the channel or connection closed before the end
 )
 
 // FileInfo describes a file offered to the peer.
@@ -57,7 +46,7 @@ type FileInfo struct {
 
 // TransferError says why a transfer did not complete.
 type TransferError struct {
-	Code    string
+	Code    errcode.Code
 	Message string
 	// Remote is set when the other side reported it (its error or its cancel).
 	Remote bool
@@ -65,9 +54,9 @@ type TransferError struct {
 
 func (e *TransferError) Error() string {
 	if e.Remote {
-		return "telemed: file transfer " + e.Code + " (the other side): " + e.Message
+		return "telemed: file transfer " + string(e.Code) + " (the other side): " + e.Message
 	}
-	return "telemed: file transfer " + e.Code + ": " + e.Message
+	return "telemed: file transfer " + string(e.Code) + ": " + e.Message
 }
 
 // Transfer is one file going to or coming from a peer.
@@ -168,7 +157,7 @@ func (t *Transfer) Cancel() {
 	default:
 	}
 	sendJSON(t.dc, errorFrame{Type: "cancel"})
-	t.finish(&TransferError{Code: CodeCancelled, Message: "cancelled"}, false)
+	t.finish(&TransferError{Code: errcode.Cancelled, Message: "cancelled"}, false)
 	t.closeSoon()
 }
 
@@ -206,7 +195,7 @@ func (t *Transfer) finish(err error, closeChannel bool) {
 }
 
 // fail ends the transfer for a reason found on this side, telling the other side why.
-func (t *Transfer) fail(code, message string) {
+func (t *Transfer) fail(code errcode.Code, message string) {
 	select {
 	case <-t.done:
 		return
@@ -222,18 +211,18 @@ func errInterrupted(p *Peer) error {
 	if who == "" {
 		who = "the other side"
 	}
-	return &TransferError{Code: CodeInterrupted, Message: "interrupted: " + who + " left or the connection was lost"}
+	return &TransferError{Code: errcode.Interrupted, Message: "interrupted: " + who + " left or the connection was lost"}
 }
 
 type fileFrame struct {
-	Type    string `json:"type"`
-	ID      string `json:"id,omitempty"`
-	Name    string `json:"name,omitempty"`
-	Size    *int64 `json:"size,omitempty"`
-	MIME    string `json:"mime,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	Type    string       `json:"type"`
+	ID      string       `json:"id,omitempty"`
+	Name    string       `json:"name,omitempty"`
+	Size    *int64       `json:"size,omitempty"`
+	MIME    string       `json:"mime,omitempty"`
+	SHA256  string       `json:"sha256,omitempty"`
+	Code    errcode.Code `json:"code,omitempty"`
+	Message string       `json:"message,omitempty"`
 }
 
 // SendFile sends size bytes of r to the peer as the file info describes, over a channel of its own.
@@ -309,7 +298,7 @@ func (t *Transfer) send(ctx context.Context, r io.Reader, opened <-chan struct{}
 		if _, err := io.ReadFull(r, buf[chunkHeader:chunkHeader+n]); err != nil {
 			// The other side only needs to know it stopped; this side gets the reason.
 			sendJSON(t.dc, errorFrame{Type: "cancel"})
-			t.finish(&TransferError{Code: CodeCancelled, Message: fmt.Sprintf("reading the file at byte %d: %v", off, err)}, false)
+			t.finish(&TransferError{Code: errcode.Cancelled, Message: fmt.Sprintf("reading the file at byte %d: %v", off, err)}, false)
 			t.closeSoon()
 			return
 		}
@@ -351,26 +340,26 @@ func (t *Transfer) onSenderFrame(msg webrtc.DataChannelMessage) {
 	f, err := parseFileFrame(msg)
 	if err != nil {
 		t.peer.dataError(fmt.Errorf("file %s: %w", t.info.Name, err))
-		t.fail(CodeBadFrame, err.Error())
+		t.fail(errcode.BadFrame, err.Error())
 		return
 	}
 	switch f.Type {
 	case "done":
 		if t.SHA256() == "" {
-			t.fail(CodeBadFrame, "done before the end of the file")
+			t.fail(errcode.BadFrame, "done before the end of the file")
 			return
 		}
 		t.finish(nil, true)
 	case "cancel", "error":
 		t.finish(remoteEnd(f), true)
 	default:
-		t.fail(CodeBadFrame, fmt.Sprintf("unexpected %q from the receiver", f.Type))
+		t.fail(errcode.BadFrame, fmt.Sprintf("unexpected %q from the receiver", f.Type))
 	}
 }
 
 func remoteEnd(f fileFrame) *TransferError {
 	if f.Type == "cancel" {
-		return &TransferError{Code: CodeCancelled, Message: "cancelled by the other side", Remote: true}
+		return &TransferError{Code: errcode.Cancelled, Message: "cancelled by the other side", Remote: true}
 	}
 	code := f.Code
 	if code == "" {
@@ -403,26 +392,26 @@ func (t *Transfer) onReceiverFrame(msg webrtc.DataChannelMessage) {
 	f, err := parseFileFrame(msg)
 	if err != nil {
 		t.peer.dataError(fmt.Errorf("file channel: %w", err))
-		t.fail(CodeBadFrame, err.Error())
+		t.fail(errcode.BadFrame, err.Error())
 		return
 	}
 	switch f.Type {
 	case "offer":
 		if t.offered {
-			t.fail(CodeBadFrame, "a second offer on one channel")
+			t.fail(errcode.BadFrame, "a second offer on one channel")
 			return
 		}
 		t.onOffer(f)
 	case "end":
 		if !t.offered {
-			t.fail(CodeBadFrame, "end before an offer")
+			t.fail(errcode.BadFrame, "end before an offer")
 			return
 		}
 		t.onEnd(f)
 	case "cancel", "error":
 		t.finish(remoteEnd(f), true)
 	default:
-		t.fail(CodeBadFrame, fmt.Sprintf("unexpected %q from the sender", f.Type))
+		t.fail(errcode.BadFrame, fmt.Sprintf("unexpected %q from the sender", f.Type))
 	}
 }
 
@@ -433,16 +422,16 @@ func (t *Transfer) onOffer(f fileFrame) {
 		info.Size = *f.Size
 	}
 	if err := checkOffer(info); err != nil {
-		code := CodeBadFrame
+		code := errcode.BadFrame
 		if info.Size > MaxFileSize {
-			code = CodeTooLarge
+			code = errcode.TooLarge
 		}
 		t.peer.dataError(fmt.Errorf("file offer: %w", err))
 		t.fail(code, "offer: "+err.Error())
 		return
 	}
 	if f.Size == nil {
-		t.fail(CodeBadFrame, "offer: size is missing")
+		t.fail(errcode.BadFrame, "offer: size is missing")
 		return
 	}
 	info.Name = SanitizeFileName(info.Name)
@@ -451,12 +440,12 @@ func (t *Transfer) onOffer(f fileFrame) {
 	p.dcs.mu.Lock()
 	if p.dcs.incoming >= maxIncoming {
 		p.dcs.mu.Unlock()
-		t.fail(CodeBusy, fmt.Sprintf("already receiving %d files from you; wait for one to finish", maxIncoming))
+		t.fail(errcode.Busy, fmt.Sprintf("already receiving %d files from you; wait for one to finish", maxIncoming))
 		return
 	}
 	if _, dup := p.dcs.transfers[info.ID]; dup {
 		p.dcs.mu.Unlock()
-		t.fail(CodeBadFrame, "offer: a transfer with this id is already under way")
+		t.fail(errcode.BadFrame, "offer: a transfer with this id is already under way")
 		return
 	}
 	if p.dcs.transfers == nil {
@@ -472,33 +461,33 @@ func (t *Transfer) onOffer(f fileFrame) {
 	if t.w == nil {
 		// Nobody wants it: say so as a cancel, which is what a person declining would send.
 		sendJSON(t.dc, errorFrame{Type: "cancel"})
-		t.finish(&TransferError{Code: CodeCancelled, Message: "refused: this program does not take files"}, false)
+		t.finish(&TransferError{Code: errcode.Cancelled, Message: "refused: this program does not take files"}, false)
 		t.closeSoon()
 	}
 }
 
 func (t *Transfer) onChunk(b []byte) {
 	if !t.offered {
-		t.fail(CodeBadFrame, "file data before the offer")
+		t.fail(errcode.BadFrame, "file data before the offer")
 		return
 	}
 	if len(b) <= chunkHeader || len(b) > MaxChunkMessage {
-		t.fail(CodeBadFrame, fmt.Sprintf("a chunk of %d bytes; chunks are %d to %d bytes", len(b), chunkHeader+1, MaxChunkMessage))
+		t.fail(errcode.BadFrame, fmt.Sprintf("a chunk of %d bytes; chunks are %d to %d bytes", len(b), chunkHeader+1, MaxChunkMessage))
 		return
 	}
 	off := binary.BigEndian.Uint64(b)
 	got := t.bytes.Load()
 	if off != uint64(got) {
-		t.fail(CodeOutOfOrder, fmt.Sprintf("a chunk at byte %d arrived where byte %d was expected", off, got))
+		t.fail(errcode.OutOfOrder, fmt.Sprintf("a chunk at byte %d arrived where byte %d was expected", off, got))
 		return
 	}
 	data := b[chunkHeader:]
 	if got+int64(len(data)) > t.info.Size {
-		t.fail(CodeSizeMismatch, fmt.Sprintf("the sender sent more than the %d bytes it announced", t.info.Size))
+		t.fail(errcode.SizeMismatch, fmt.Sprintf("the sender sent more than the %d bytes it announced", t.info.Size))
 		return
 	}
 	if _, err := t.w.Write(data); err != nil {
-		t.fail(CodeWriteFailed, "could not store the file: "+err.Error())
+		t.fail(errcode.WriteFailed, "could not store the file: "+err.Error())
 		return
 	}
 	t.h.Write(data)
@@ -507,16 +496,16 @@ func (t *Transfer) onChunk(b []byte) {
 
 func (t *Transfer) onEnd(f fileFrame) {
 	if got := t.bytes.Load(); got != t.info.Size {
-		t.fail(CodeSizeMismatch, fmt.Sprintf("the file ended after %d of the %d bytes announced", got, t.info.Size))
+		t.fail(errcode.SizeMismatch, fmt.Sprintf("the file ended after %d of the %d bytes announced", got, t.info.Size))
 		return
 	}
 	if !validSHA256(f.SHA256) {
-		t.fail(CodeBadFrame, "end: sha256 must be 64 lowercase hex digits")
+		t.fail(errcode.BadFrame, "end: sha256 must be 64 lowercase hex digits")
 		return
 	}
 	sum := hex.EncodeToString(t.h.Sum(nil))
 	if sum != f.SHA256 {
-		t.fail(CodeHashMismatch, "the file's SHA-256 does not match: it was damaged or changed on the way")
+		t.fail(errcode.HashMismatch, "the file's SHA-256 does not match: it was damaged or changed on the way")
 		return
 	}
 	t.mu.Lock()

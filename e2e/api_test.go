@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/client"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/service"
 )
 
@@ -165,12 +165,12 @@ func TestAPI(t *testing.T) {
 	if resp := a.do("POST", "/api/v1/consultations/"+created.ID+"/end", "", nil, &ended); resp.StatusCode != 200 || ended.Status != "ended" {
 		t.Fatalf("end: %d %+v", resp.StatusCode, ended)
 	}
-	if err := patient.WaitAdmitted(ctx); err == nil || !strings.Contains(err.Error(), protocol.CodeEnded) {
+	if err := patient.WaitAdmitted(ctx); err == nil || !strings.Contains(err.Error(), string(errcode.Ended)) {
 		t.Fatalf("patient in an ended consultation: %v, want consultation_ended", err)
 	}
 	_, err = client.Join(ctx, client.Config{Link: created.JoinURL, Name: "Ada", API: loopbackAPI()})
 	var ce *client.Error
-	if !errors.As(err, &ce) || ce.Code != protocol.CodeEnded {
+	if !errors.As(err, &ce) || ce.Code != errcode.Ended {
 		t.Fatalf("join an ended consultation: %v, want consultation_ended", err)
 	}
 

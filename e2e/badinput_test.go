@@ -15,8 +15,9 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/client"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/protocol"
 )
 
 // liveCall is a connected consultation between two Go clients whose data channel echoes, to show that
@@ -113,7 +114,7 @@ func TestSignalingBadInput(t *testing.T) {
 	_, victimID, victimToken, _ := client.ParseLink(victim.JoinURL)
 
 	type outcome struct {
-		code   string
+		code   errcode.Code
 		closed bool // the server closes the connection after the error
 	}
 	cases := []struct {
@@ -124,46 +125,46 @@ func TestSignalingBadInput(t *testing.T) {
 	}{
 		{"oversized message", true, func(t *testing.T, r *raw) {
 			r.send(t, `{"type":"ping","pad":"`+strings.Repeat("x", protocol.MaxMessageSize)+`"}`)
-		}, outcome{protocol.CodeTooLarge, false}},
-		{"malformed JSON", false, func(t *testing.T, r *raw) { r.send(t, `{"type": "join",`) }, outcome{protocol.CodeBadJSON, false}},
-		{"JSON that is not an object", false, func(t *testing.T, r *raw) { r.send(t, `["join"]`) }, outcome{protocol.CodeBadJSON, false}},
+		}, outcome{errcode.TooLarge, false}},
+		{"malformed JSON", false, func(t *testing.T, r *raw) { r.send(t, `{"type": "join",`) }, outcome{errcode.BadJSON, false}},
+		{"JSON that is not an object", false, func(t *testing.T, r *raw) { r.send(t, `["join"]`) }, outcome{errcode.BadJSON, false}},
 		{"binary frame", false, func(t *testing.T, r *raw) {
 			r.ws.Write(r.ctx, websocket.MessageBinary, []byte(`{"type":"ping"}`))
-		}, outcome{protocol.CodeBadJSON, false}},
-		{"unknown type", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"subscribe","id":3}`) }, outcome{protocol.CodeUnknownType, false}},
-		{"missing type", false, func(t *testing.T, r *raw) { r.send(t, `{"id":3}`) }, outcome{protocol.CodeUnknownType, false}},
-		{"field of the wrong type", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"offer","to":7,"sdp":"v=0"}`) }, outcome{protocol.CodeBadField, false}},
-		{"offer without SDP", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"offer","to":"p_x","sdp":"hello"}`) }, outcome{protocol.CodeBadField, false}},
+		}, outcome{errcode.BadJSON, false}},
+		{"unknown type", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"subscribe","id":3}`) }, outcome{errcode.UnknownType, false}},
+		{"missing type", false, func(t *testing.T, r *raw) { r.send(t, `{"id":3}`) }, outcome{errcode.UnknownType, false}},
+		{"field of the wrong type", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"offer","to":7,"sdp":"v=0"}`) }, outcome{errcode.BadField, false}},
+		{"offer without SDP", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"offer","to":"p_x","sdp":"hello"}`) }, outcome{errcode.BadField, false}},
 		{"message before join", false, func(t *testing.T, r *raw) {
 			r.send(t, fmt.Sprintf(`{"type":"offer","to":%q,"sdp":"v=0\r\n"}`, lc.patient.ID()))
-		}, outcome{protocol.CodeNotJoined, false}},
-		{"second join", true, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "Again", 1)) }, outcome{protocol.CodeAlreadyJoined, false}},
-		{"patient admits", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"admit","peer":"p_someone"}`) }, outcome{protocol.CodeForbidden, false}},
+		}, outcome{errcode.NotJoined, false}},
+		{"second join", true, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "Again", 1)) }, outcome{errcode.AlreadyJoined, false}},
+		{"patient admits", true, func(t *testing.T, r *raw) { r.send(t, `{"type":"admit","peer":"p_someone"}`) }, outcome{errcode.Forbidden, false}},
 		{"offer from the waiting room", true, func(t *testing.T, r *raw) {
 			r.send(t, fmt.Sprintf(`{"type":"offer","to":%q,"sdp":"v=0\r\n"}`, lc.provider.ID()))
-		}, outcome{protocol.CodeNotAdmitted, false}},
+		}, outcome{errcode.NotAdmitted, false}},
 		{"wrong consultation", false, func(t *testing.T, r *raw) {
 			r.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":"M"}`, lc.patient.Welcome().Consultation.ID, victimToken))
-		}, outcome{protocol.CodeWrongConsultation, true}},
+		}, outcome{errcode.WrongConsultation, true}},
 		{"consultation that does not exist", false, func(t *testing.T, r *raw) {
 			r.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":"c_nothere","token":%q,"name":"M"}`, victimToken))
-		}, outcome{protocol.CodeWrongConsultation, true}},
+		}, outcome{errcode.WrongConsultation, true}},
 		{"tampered signature", false, func(t *testing.T, r *raw) {
 			tampered := victimToken[:len(victimToken)-2] + flip(victimToken[len(victimToken)-2:])
 			r.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":"M"}`, victimID, tampered))
-		}, outcome{protocol.CodeBadToken, true}},
+		}, outcome{errcode.BadToken, true}},
 		{"patient link made a provider link", false, func(t *testing.T, r *raw) {
 			forged := strings.Replace(victimToken, ".patient.", ".provider.", 1)
 			r.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":"M"}`, victimID, forged))
-		}, outcome{protocol.CodeBadToken, true}},
+		}, outcome{errcode.BadToken, true}},
 		{"garbage token", false, func(t *testing.T, r *raw) {
 			r.send(t, fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":"nonsense","name":"M"}`, victimID))
-		}, outcome{protocol.CodeBadToken, true}},
-		{"unsupported version", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "M", 2)) }, outcome{protocol.CodeUnsupportedVersion, true}},
-		{"patient without a name", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "  ", 1)) }, outcome{protocol.CodeBadField, true}},
+		}, outcome{errcode.BadToken, true}},
+		{"unsupported version", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "M", 2)) }, outcome{errcode.UnsupportedVersion, true}},
+		{"patient without a name", false, func(t *testing.T, r *raw) { r.send(t, joinMsg(victim.JoinURL, "  ", 1)) }, outcome{errcode.BadField, true}},
 		{"join with a field of the wrong type", false, func(t *testing.T, r *raw) {
 			r.send(t, `{"type":"join","version":1,"consultation":["c_x"],"token":"t","name":"M"}`)
-		}, outcome{protocol.CodeBadField, true}},
+		}, outcome{errcode.BadField, true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,7 +196,7 @@ func TestSignalingBadInput(t *testing.T) {
 		defer offset.Store(0)
 		r := dialRaw(t, ctx, e)
 		r.send(t, joinMsg(short.JoinURL, "Late", 1))
-		if got := r.readType(t, protocol.TypeError); got.Code != protocol.CodeLinkExpired {
+		if got := r.readType(t, protocol.TypeError); got.Code != errcode.LinkExpired {
 			t.Fatalf("error = %q, want link_expired", got.Code)
 		}
 		if status, _ := r.closed(t); status != websocket.StatusPolicyViolation {
@@ -246,7 +247,7 @@ func TestSignalingBadInput(t *testing.T) {
 				}
 				break
 			}
-			if m.Code == protocol.CodeRateLimited {
+			if m.Code == errcode.RateLimited {
 				limited++
 			}
 		}

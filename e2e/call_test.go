@@ -13,8 +13,9 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/protocol"
 )
 
 // side is one Go participant with a generated audio track and a record of what it received.
@@ -192,14 +193,14 @@ func TestConsultationGoClients(t *testing.T) {
 	forged := strings.Replace(c.JoinURL, c.JoinURL[strings.Index(c.JoinURL, "#t=")+3:], otherToken, 1)
 	_, err = client.Join(ctx, client.Config{Link: forged, Name: "Mallory", API: loopbackAPI()})
 	var ce *client.Error
-	if !errors.As(err, &ce) || ce.Code != protocol.CodeWrongConsultation {
+	if !errors.As(err, &ce) || ce.Code != errcode.WrongConsultation {
 		t.Fatalf("join with another consultation's link: err = %v, want wrong_consultation", err)
 	}
 	// Inside their own consultation, they cannot reach this one's participants.
 	mallory := dialRaw(t, ctx, e)
 	mallory.join(t, other.StartURL, "")
 	mallory.send(t, fmt.Sprintf(`{"type":"offer","to":%q,"sdp":"v=0\r\n"}`, patient.ID()))
-	if got := mallory.readType(t, protocol.TypeError); got.Code != protocol.CodeUnknownPeer {
+	if got := mallory.readType(t, protocol.TypeError); got.Code != errcode.UnknownPeer {
 		t.Fatalf("offer across consultations: %+v, want unknown_peer", got)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/service"
 )
 
@@ -355,7 +356,7 @@ func TestGoClientBrowserFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var te *client.TransferError
-	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != client.CodeTooLarge || !te.Remote || !strings.Contains(te.Message, "remove some") {
+	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != errcode.TooLarge || !te.Remote || !strings.Contains(te.Message, "remove some") {
 		t.Fatalf("a file past the page's limit: %v, want too_large asking to remove files", err)
 	}
 	if x := waitTransfer(t, browser, "browser", "in", "more.bin", 10*time.Second); x.State != "failed" || !strings.Contains(x.Message, "Remove some") {
@@ -417,20 +418,20 @@ func TestBrowserBadDataChannelInput(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		frames []rawFrame
-		code   string
+		code   errcode.Code
 	}{
-		{"order.bin", []rawFrame{offer("order.bin", 10), chunk(5, "hello")}, client.CodeOutOfOrder},
-		{"lies.bin", []rawFrame{offer("lies.bin", 4), chunk(0, "hello")}, client.CodeSizeMismatch},
-		{"short.bin", []rawFrame{offer("short.bin", 100), chunk(0, "hello"), end("hello")}, client.CodeSizeMismatch},
-		{"hash.bin", []rawFrame{offer("hash.bin", 5), chunk(0, "hello"), end("world")}, client.CodeHashMismatch},
-		{"junk.bin", []rawFrame{offer("junk.bin", 5), {text: "]["}}, client.CodeBadFrame},
+		{"order.bin", []rawFrame{offer("order.bin", 10), chunk(5, "hello")}, errcode.OutOfOrder},
+		{"lies.bin", []rawFrame{offer("lies.bin", 4), chunk(0, "hello")}, errcode.SizeMismatch},
+		{"short.bin", []rawFrame{offer("short.bin", 100), chunk(0, "hello"), end("hello")}, errcode.SizeMismatch},
+		{"hash.bin", []rawFrame{offer("hash.bin", 5), chunk(0, "hello"), end("world")}, errcode.HashMismatch},
+		{"junk.bin", []rawFrame{offer("junk.bin", 5), {text: "]["}}, errcode.BadFrame},
 	} {
 		got := rawChannel(t, ctx, peer, client.FileLabel, c.frames)
-		if got["type"] != "error" || got["code"] != c.code {
+		if got["type"] != "error" || got["code"] != string(c.code) {
 			t.Fatalf("%s: the page answered %v, want %s", c.name, got, c.code)
 		}
 		x := waitTransfer(t, browser, "browser", "in", c.name, 10*time.Second)
-		if x.State != "failed" || x.Error != c.code || x.Message == "" {
+		if x.State != "failed" || x.Error != string(c.code) || x.Message == "" {
 			t.Fatalf("%s: the page shows %+v, want failed with %s and a message", c.name, x, c.code)
 		}
 		shown := evalJS[string](t, browser, fmt.Sprintf(`[...document.querySelectorAll('li.transfer')].find((e) => e.querySelector('.transfer-name').textContent.includes(%q)).querySelector('.transfer-status').textContent`, c.name))

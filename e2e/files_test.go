@@ -19,6 +19,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/errcode"
 )
 
 // dataSide is a Go participant that records the chat messages, receipts, files and protocol errors it
@@ -240,14 +241,14 @@ func TestChatAndFilesGoClients(t *testing.T) {
 	// The receiver cancels a big file midway: both sides end with "cancelled", neither as complete.
 	tr, in := fileUnderWay(t, ctx, patPeer, prov, "ct-scan.dcm")
 	in.Cancel()
-	wantEnd(t, ctx, "sender after the receiver cancelled", tr, client.CodeCancelled, true)
-	wantEnd(t, ctx, "receiver after cancelling", in, client.CodeCancelled, false)
+	wantEnd(t, ctx, "sender after the receiver cancelled", tr, errcode.Cancelled, true)
+	wantEnd(t, ctx, "receiver after cancelling", in, errcode.Cancelled, false)
 
 	// The sender cancels midway: the receiver hears it from the other side.
 	tr, in = fileUnderWay(t, ctx, provPeer, pat, "echo.mp4")
 	tr.Cancel()
-	wantEnd(t, ctx, "receiver after the sender cancelled", in, client.CodeCancelled, true)
-	wantEnd(t, ctx, "sender after cancelling", tr, client.CodeCancelled, false)
+	wantEnd(t, ctx, "receiver after the sender cancelled", in, errcode.Cancelled, true)
+	wantEnd(t, ctx, "sender after cancelling", tr, errcode.Cancelled, false)
 
 	// The sender leaves midway: the receiver says interrupted, naming who left; never complete.
 	_, in = fileUnderWay(t, ctx, patPeer, prov, "mri.dcm")
@@ -255,7 +256,7 @@ func TestChatAndFilesGoClients(t *testing.T) {
 	if err := patPeer.WaitChat(ctx); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("WaitChat after the session closed: %v, want ErrClosed", err)
 	}
-	if err := wantEnd(t, ctx, "receiver after the sender left", in, client.CodeInterrupted, false); !strings.Contains(err.Message, "Ada Lovelace left") {
+	if err := wantEnd(t, ctx, "receiver after the sender left", in, errcode.Interrupted, false); !strings.Contains(err.Message, "Ada Lovelace left") {
 		t.Fatalf("receiver after the sender left: %v, want it to name who left", err)
 	}
 }
@@ -277,7 +278,7 @@ func fileUnderWay(t *testing.T, ctx context.Context, from *client.Peer, to *data
 }
 
 // wantEnd waits for tr to end with a *TransferError of code, reported by the other side or not.
-func wantEnd(t *testing.T, ctx context.Context, what string, tr *client.Transfer, code string, remote bool) *client.TransferError {
+func wantEnd(t *testing.T, ctx context.Context, what string, tr *client.Transfer, code errcode.Code, remote bool) *client.TransferError {
 	t.Helper()
 	var te *client.TransferError
 	if err := tr.Wait(ctx); !errors.As(err, &te) || te.Code != code || te.Remote != remote {
@@ -388,25 +389,25 @@ func TestBadDataChannelInputGoClient(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		frames   []rawFrame
-		code     string
+		code     errcode.Code
 		reported bool // the victim's OnFile saw the transfer (the offer was valid)
 	}{
-		{"chunk out of order", []rawFrame{offer(10), chunk(5, "hello"), chunk(0, "hello"), end("hellohello")}, client.CodeOutOfOrder, true},
-		{"more data than offered", []rawFrame{offer(4), chunk(0, "hello"), end("hello")}, client.CodeSizeMismatch, true},
-		{"end before the size", []rawFrame{offer(100), chunk(0, "hello"), end("hello")}, client.CodeSizeMismatch, true},
-		{"hash does not match", []rawFrame{offer(5), chunk(0, "hello"), end("world")}, client.CodeHashMismatch, true},
-		{"malformed hash", []rawFrame{offer(5), chunk(0, "hello"), {text: `{"type":"end","sha256":"xyz"}`}}, client.CodeBadFrame, true},
-		{"data before the offer", []rawFrame{chunk(0, "hello")}, client.CodeBadFrame, false},
-		{"chunk without data", []rawFrame{offer(5), {binary: []byte{0, 0, 0}}}, client.CodeBadFrame, true},
-		{"not JSON", []rawFrame{{text: "{"}}, client.CodeBadFrame, false},
-		{"unknown type", []rawFrame{offer(5), {text: `{"type":"gift"}`}}, client.CodeBadFrame, true},
-		{"a second offer", []rawFrame{offer(5), offer(5)}, client.CodeBadFrame, true},
-		{"name with only a path", []rawFrame{{text: `{"type":"offer","id":"n","name":"","size":1}`}}, client.CodeBadFrame, false},
-		{"negative size", []rawFrame{{text: `{"type":"offer","id":"n","name":"a","size":-1}`}}, client.CodeBadFrame, false},
-		{"over 1 GiB", []rawFrame{{text: `{"type":"offer","id":"n","name":"a","size":1073741825}`}}, client.CodeTooLarge, false},
+		{"chunk out of order", []rawFrame{offer(10), chunk(5, "hello"), chunk(0, "hello"), end("hellohello")}, errcode.OutOfOrder, true},
+		{"more data than offered", []rawFrame{offer(4), chunk(0, "hello"), end("hello")}, errcode.SizeMismatch, true},
+		{"end before the size", []rawFrame{offer(100), chunk(0, "hello"), end("hello")}, errcode.SizeMismatch, true},
+		{"hash does not match", []rawFrame{offer(5), chunk(0, "hello"), end("world")}, errcode.HashMismatch, true},
+		{"malformed hash", []rawFrame{offer(5), chunk(0, "hello"), {text: `{"type":"end","sha256":"xyz"}`}}, errcode.BadFrame, true},
+		{"data before the offer", []rawFrame{chunk(0, "hello")}, errcode.BadFrame, false},
+		{"chunk without data", []rawFrame{offer(5), {binary: []byte{0, 0, 0}}}, errcode.BadFrame, true},
+		{"not JSON", []rawFrame{{text: "{"}}, errcode.BadFrame, false},
+		{"unknown type", []rawFrame{offer(5), {text: `{"type":"gift"}`}}, errcode.BadFrame, true},
+		{"a second offer", []rawFrame{offer(5), offer(5)}, errcode.BadFrame, true},
+		{"name with only a path", []rawFrame{{text: `{"type":"offer","id":"n","name":"","size":1}`}}, errcode.BadFrame, false},
+		{"negative size", []rawFrame{{text: `{"type":"offer","id":"n","name":"a","size":-1}`}}, errcode.BadFrame, false},
+		{"over 1 GiB", []rawFrame{{text: `{"type":"offer","id":"n","name":"a","size":1073741825}`}}, errcode.TooLarge, false},
 	} {
 		got := rawChannel(t, ctx, malloryPeer, client.FileLabel, c.frames)
-		if got["type"] != "error" || got["code"] != c.code || got["message"] == "" {
+		if got["type"] != "error" || got["code"] != string(c.code) || got["message"] == "" {
 			t.Fatalf("%s: answer %v, want error %s with a message", c.name, got, c.code)
 		}
 		if c.reported {

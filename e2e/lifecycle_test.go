@@ -11,10 +11,11 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
-	"github.com/telemed/telemed/internal/protocol"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/protocol"
 )
 
 func TestDecline(t *testing.T) {
@@ -50,7 +51,7 @@ func TestKeepAlive(t *testing.T) {
 
 	t.Run("a connection that never joins is closed", func(t *testing.T) {
 		r := dialRaw(t, ctx, e)
-		if m := r.readType(t, protocol.TypeError); m.Code != protocol.CodeNotJoined {
+		if m := r.readType(t, protocol.TypeError); m.Code != errcode.NotJoined {
 			t.Fatalf("got %+v, want not_joined", m)
 		}
 		if status, _ := r.closed(t); status != websocket.StatusPolicyViolation {
@@ -116,7 +117,7 @@ func TestWaitingRoomBound(t *testing.T) {
 	}
 	r := dialRaw(t, ctx, e)
 	r.send(t, joinMsg(c.JoinURL, "One too many", 1))
-	if m := r.readType(t, protocol.TypeError); m.Code != protocol.CodeWaitingRoomFull {
+	if m := r.readType(t, protocol.TypeError); m.Code != errcode.WaitingRoomFull {
 		t.Fatalf("got %+v, want waiting_room_full", m)
 	}
 	// The provider still gets in, and sees the bounded room.

@@ -99,7 +99,7 @@ func TestMonitoringAPI(t *testing.T) {
 	}
 	for i, b := range bad {
 		rj := res.Rejected[i]
-		if rj.Index != 3+i || rj.Code != b.code || !strings.Contains(rj.Message, b.mention) || !strings.Contains(rj.Message, fmt.Sprintf("readings[%d]", 3+i)) {
+		if rj.Index != 3+i || string(rj.Code) != b.code || !strings.Contains(rj.Message, b.mention) || !strings.Contains(rj.Message, fmt.Sprintf("readings[%d]", 3+i)) {
 			t.Errorf("rejection %d: %+v, want index %d, code %s, a message naming the reading and %q", i, rj, 3+i, b.code, b.mention)
 		}
 	}

@@ -12,8 +12,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/telemed/telemed/client"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/protocol"
 )
 
 // serverOptions are the options of most tests: production defaults.
@@ -28,7 +29,7 @@ type raw struct {
 
 type rawMessage struct {
 	Type    string          `json:"type"`
-	Code    string          `json:"code"`
+	Code    errcode.Code    `json:"code"`
 	Message string          `json:"message"`
 	RefID   *int64          `json:"ref_id"`
 	State   string          `json:"state"`

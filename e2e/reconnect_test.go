@@ -13,9 +13,9 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/telemed/telemed/client"
-	"github.com/telemed/telemed/internal/protocol"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/protocol"
 )
 
 // proxy is a TCP relay in front of the server, standing for the network between a participant and

@@ -18,9 +18,9 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
-	"github.com/telemed/telemed/internal/protocol"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/turn"
+	"github.com/telemed/telemed/protocol"
 )
 
 // relayedCall joins a provider and a patient (Go clients) and waits until media and data flow. The

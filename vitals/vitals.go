@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // Code systems of the signals.
@@ -199,16 +201,16 @@ func ThresholdCodes() []string {
 	return out
 }
 
-// Error is why a reading was refused. Code is for programs ("unknown_code", "bad_unit",
-// "out_of_range", "bad_reading"); Message names the reading for people.
+// Error is why a reading was refused. Code is for programs (one of errcode.Rejection); Message
+// names the reading for people.
 type Error struct {
-	Code    string
+	Code    errcode.Code
 	Message string
 }
 
 func (e *Error) Error() string { return e.Message }
 
-func refuse(code, format string, args ...any) error {
+func refuse(code errcode.Code, format string, args ...any) error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -219,41 +221,41 @@ func refuse(code, format string, args ...any) error {
 // that have a position add it.
 func Validate(r Reading, now time.Time) (Reading, error) {
 	if r.Code == "" {
-		return r, refuse("bad_reading", "code is missing: a reading needs the LOINC or MDC code of what it measures (docs/monitoring.md lists them)")
+		return r, refuse(errcode.BadReading, "code is missing: a reading needs the LOINC or MDC code of what it measures (docs/monitoring.md lists them)")
 	}
 	if r.Code == PulseOximetry {
 		r.Code = OxygenSaturation
 	}
 	s, ok := Lookup(r.Code)
 	if !ok || (s.Kind == KindValue && isComponent(r.Code)) {
-		return r, refuse("unknown_code", "code %s is not a signal telemed knows (known: %s)", clip(r.Code), strings.Join(knownCodes(), ", "))
+		return r, refuse(errcode.UnknownCode, "code %s is not a signal telemed knows (known: %s)", clip(r.Code), strings.Join(knownCodes(), ", "))
 	}
 	what := s.Code + " " + strings.ToLower(s.Display)
 	// The year is judged in UTC, as the time is kept: 2000-01-01T00:00+01:00 is still 1999.
 	if r.Time.IsZero() || r.Time.UTC().Year() < 2000 {
-		return r, refuse("bad_reading", "%s: time is missing or before 2000; send when it was measured, in RFC 3339", what)
+		return r, refuse(errcode.BadReading, "%s: time is missing or before 2000; send when it was measured, in RFC 3339", what)
 	}
 	if r.Time.After(now.Add(MaxFutureSkew)) {
-		return r, refuse("out_of_range", "%s: time %s is in the future by the server's clock (is the device's clock right?)",
+		return r, refuse(errcode.OutOfRange, "%s: time %s is in the future by the server's clock (is the device's clock right?)",
 			what, r.Time.UTC().Format(time.RFC3339))
 	}
 	r.Time = r.Time.UTC().Truncate(time.Millisecond)
 	r.Device = strings.TrimSpace(r.Device)
 	if n := utf8.RuneCountInString(r.Device); n > MaxDeviceName || !utf8.ValidString(r.Device) ||
 		strings.IndexFunc(r.Device, unicode.IsControl) >= 0 {
-		return r, refuse("bad_reading", "%s: device must be a name of at most %d characters without control characters", what, MaxDeviceName)
+		return r, refuse(errcode.BadReading, "%s: device must be a name of at most %d characters without control characters", what, MaxDeviceName)
 	}
 	switch s.Kind {
 	case KindValue:
 		if len(r.Components) > 0 || len(r.Samples) > 0 {
-			return r, refuse("bad_reading", "%s: has one value; send value and unit, no components or samples", what)
+			return r, refuse(errcode.BadReading, "%s: has one value; send value and unit, no components or samples", what)
 		}
 		if err := checkValue(what, s, r.Value, r.Unit); err != nil {
 			return r, err
 		}
 	case KindPanel:
 		if r.Value != nil || len(r.Samples) > 0 {
-			return r, refuse("bad_reading", "%s: is a panel; send its components, not a value", what)
+			return r, refuse(errcode.BadReading, "%s: is a panel; send its components, not a value", what)
 		}
 		var out []Component
 		for _, cs := range s.Components {
@@ -261,13 +263,13 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 			for i := range r.Components {
 				if r.Components[i].Code == cs.Code {
 					if found != nil {
-						return r, refuse("bad_reading", "%s: component %s appears twice", what, cs.Code)
+						return r, refuse(errcode.BadReading, "%s: component %s appears twice", what, cs.Code)
 					}
 					found = &r.Components[i]
 				}
 			}
 			if found == nil {
-				return r, refuse("bad_reading", "%s: component %s (%s) is missing", what, cs.Code, strings.ToLower(cs.Display))
+				return r, refuse(errcode.BadReading, "%s: component %s (%s) is missing", what, cs.Code, strings.ToLower(cs.Display))
 			}
 			if err := checkValue(what+" component "+cs.Code, cs, found.Value, found.Unit); err != nil {
 				return r, err
@@ -277,32 +279,32 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 		if len(r.Components) != len(out) {
 			for _, c := range r.Components {
 				if _, ok := componentOf(s, c.Code); !ok {
-					return r, refuse("unknown_code", "%s: component %s is not part of this panel (its components: %s, %s)",
+					return r, refuse(errcode.UnknownCode, "%s: component %s is not part of this panel (its components: %s, %s)",
 						what, clip(c.Code), s.Components[0].Code, s.Components[1].Code)
 				}
 			}
 		}
 		if r.Code == BloodPressure && *out[0].Value <= *out[1].Value {
-			return r, refuse("out_of_range", "%s: systolic %g must be above diastolic %g", what, *out[0].Value, *out[1].Value)
+			return r, refuse(errcode.OutOfRange, "%s: systolic %g must be above diastolic %g", what, *out[0].Value, *out[1].Value)
 		}
 		r.Components = out
 		r.Unit = ""
 	case KindWaveform:
 		if r.Value != nil || len(r.Components) > 0 {
-			return r, refuse("bad_reading", "%s: is a waveform; send samples and period_ms, not a value", what)
+			return r, refuse(errcode.BadReading, "%s: is a waveform; send samples and period_ms, not a value", what)
 		}
 		if r.Unit != s.Unit {
-			return r, refuse("bad_unit", "%s: unit must be %q, not %s", what, s.Unit, clip(r.Unit))
+			return r, refuse(errcode.BadUnit, "%s: unit must be %q, not %s", what, s.Unit, clip(r.Unit))
 		}
 		if len(r.Samples) == 0 || len(r.Samples) > MaxSamples {
-			return r, refuse("bad_reading", "%s: needs 1 to %d samples, has %d", what, MaxSamples, len(r.Samples))
+			return r, refuse(errcode.BadReading, "%s: needs 1 to %d samples, has %d", what, MaxSamples, len(r.Samples))
 		}
 		if !(r.PeriodMS >= MinPeriodMS && r.PeriodMS <= MaxPeriodMS) {
-			return r, refuse("bad_reading", "%s: period_ms must be between %g and %g, not %g", what, MinPeriodMS, MaxPeriodMS, r.PeriodMS)
+			return r, refuse(errcode.BadReading, "%s: period_ms must be between %g and %g, not %g", what, MinPeriodMS, MaxPeriodMS, r.PeriodMS)
 		}
 		for i, v := range r.Samples {
 			if math.IsNaN(v) || v < s.Min || v > s.Max {
-				return r, refuse("out_of_range", "%s: sample %d is %g %s, outside the possible %g to %g", what, i, v, s.Unit, s.Min, s.Max)
+				return r, refuse(errcode.OutOfRange, "%s: sample %d is %g %s, outside the possible %g to %g", what, i, v, s.Unit, s.Min, s.Max)
 			}
 		}
 	}
@@ -311,13 +313,13 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 
 func checkValue(what string, s Signal, v *float64, unit string) error {
 	if v == nil {
-		return refuse("bad_reading", "%s: value is missing", what)
+		return refuse(errcode.BadReading, "%s: value is missing", what)
 	}
 	if unit != s.Unit {
-		return refuse("bad_unit", "%s: unit must be %q (UCUM), not %s", what, s.Unit, clip(unit))
+		return refuse(errcode.BadUnit, "%s: unit must be %q (UCUM), not %s", what, s.Unit, clip(unit))
 	}
 	if math.IsNaN(*v) || math.IsInf(*v, 0) || *v < s.Min || *v > s.Max {
-		return refuse("out_of_range", "%s: %g %s is not physiologically possible (possible: %g to %g)", what, *v, s.UnitDisplay, s.Min, s.Max)
+		return refuse(errcode.OutOfRange, "%s: %g %s is not physiologically possible (possible: %g to %g)", what, *v, s.UnitDisplay, s.Min, s.Max)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 func TestValidate(t *testing.T) {
@@ -15,7 +17,7 @@ func TestValidate(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		r       Reading
-		code    string // "" when valid
+		code    errcode.Code // "" when valid
 		mention string
 	}{
 		{"heart rate", Reading{Code: HeartRate, Value: Float(72), Unit: "/min", Time: at}, "", ""},

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // Credentials are what enrollment gives a device: who it is, whose readings it sends, and the token
@@ -164,13 +166,13 @@ func Enroll(ctx context.Context, serverURL, code, name string, httpClient *http.
 // enrollError says what an enrollment's error answer means, and what to do.
 func enrollError(server, code string, e *APIError) error {
 	switch {
-	case e.Telemed && e.Code == "bad_token":
+	case e.Telemed && e.Code == errcode.BadToken:
 		return fmt.Errorf("enroll: the server refused the code %s: it is unknown, used or expired; ask the provider for a new one", code)
-	case e.Telemed && e.Code == "busy":
+	case e.Telemed && e.Code == errcode.Busy:
 		return fmt.Errorf("enroll at %s: too many enrollment attempts on the server; try again in a minute (%w)", server, e)
-	case e.Telemed && e.Code == "bad_origin":
+	case e.Telemed && e.Code == errcode.BadOrigin:
 		return fmt.Errorf("enroll at %s: the server took the request for one from another site's page (%w). The agent sends no Origin or Sec-Fetch-Site header: a proxy in front of the server must be adding one; make it pass requests to /api/v1/ as they are", server, e)
-	case e.Telemed && e.Code == "bad_field":
+	case e.Telemed && e.Code == errcode.BadField:
 		return fmt.Errorf("enroll at %s: the server refused the code %s (%w); give the code as the provider's page shows it, like K7QF-M2XD", server, code, e)
 	case e.Telemed && e.Status == http.StatusNotFound:
 		return fmt.Errorf("enroll at %s: %w: is it a telemed server with remote monitoring, and the address the one it prints?", server, e)
@@ -222,7 +224,7 @@ func LoadCredentials(dir string) (Credentials, error) {
 // something else's, in front of it (a proxy's page).
 type APIError struct {
 	Status  int
-	Code    string
+	Code    errcode.Code
 	Message string
 	// Telemed is set when the answer is telemed's own error: JSON (Content-Type application/json)
 	// of the shape above, with a code. Anything else came from something in front of the server, or
@@ -267,8 +269,8 @@ func answerError(resp *http.Response, body []byte) *APIError {
 	}
 	var v struct {
 		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
+			Code    errcode.Code `json:"code"`
+			Message string       `json:"message"`
 		} `json:"error"`
 	}
 	if json.Unmarshal(body, &v) != nil || v.Error == nil || v.Error.Code == "" {

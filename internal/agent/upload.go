@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // UploadResult is what became of one batch the server answered for good.
@@ -36,9 +38,9 @@ type UploadResult struct {
 
 // Rejection is a reading the server refused: it never will accept it as it is.
 type Rejection struct {
-	Index   int    `json:"index"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Index   int          `json:"index"`
+	Code    errcode.Code `json:"code"`
+	Message string       `json:"message"`
 }
 
 // errRetry marks an upload that may succeed later: the server could not be reached, was busy or
@@ -62,7 +64,7 @@ const RejectedDir = "rejected"
 
 // refusedForGood are the codes of telemed's answers that refuse a batch whole, for what it is: it
 // can never be stored as it is (docs/monitoring.md).
-var refusedForGood = map[string]bool{"bad_json": true, "bad_field": true, "conflict": true, "too_large": true}
+var refusedForGood = map[errcode.Code]bool{errcode.BadJSON: true, errcode.BadField: true, errcode.Conflict: true, errcode.TooLarge: true}
 
 // uploadLoop sends the queue's batches, oldest first, until ctx ends (nil), the server refuses the
 // device (ErrRevoked), or inputDone is closed and the queue is empty (nil).
@@ -210,7 +212,7 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 // means, for the operator: what to check. It returns a name of the trouble too, the same each time.
 func (a *Agent) trouble(e *APIError, size int) (kind, why string) {
 	s := e.Status
-	kind = strconv.Itoa(s) + " " + e.Code
+	kind = strconv.Itoa(s) + " " + string(e.Code)
 	switch {
 	case !e.Telemed && s == http.StatusRequestEntityTooLarge:
 		return kind, fmt.Sprintf("a proxy in front of the server refuses bodies of %d bytes (413, %s): raise its limit (nginx: client_max_body_size; telemed takes up to 8 MiB)",

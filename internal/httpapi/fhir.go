@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/fhir"
 	"github.com/telemed/telemed/internal/monitor"
-	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/store"
 )
 
@@ -79,13 +79,13 @@ func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
 		writeFHIR(w, http.StatusBadRequest, pe.OperationOutcome())
 		return
 	}
-	var se *service.Error
+	var se *errcode.Error
 	if errors.As(err, &se) {
 		status, issue := http.StatusBadRequest, fhir.IssueInvalid
 		switch se.Code {
-		case "not_found":
+		case errcode.NotFound:
 			status, issue = http.StatusNotFound, fhir.IssueNotFound
-		case "unauthenticated":
+		case errcode.Unauthenticated:
 			status, issue = http.StatusUnauthorized, fhir.IssueSecurity
 		}
 		writeFHIR(w, status, fhir.NewOperationOutcome(issue, se.Message))

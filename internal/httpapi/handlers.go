@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/service"
 )
@@ -103,7 +104,7 @@ func (a *api) createConsultation(w http.ResponseWriter, r *http.Request, c calle
 	if req.ExpiresIn != "" {
 		d, err := time.ParseDuration(req.ExpiresIn)
 		if err != nil {
-			a.fail(w, r, &service.Error{Code: "bad_field", Message: "expires_in must be a duration such as \"90m\" or \"24h\""})
+			a.fail(w, r, &errcode.Error{Code: errcode.BadField, Message: "expires_in must be a duration such as \"90m\" or \"24h\""})
 			return
 		}
 		ttl = d
@@ -150,7 +151,7 @@ func (a *api) saveTranscript(w http.ResponseWriter, r *http.Request, by service.
 	}
 	if err := decodeLimit(r, &req, maxTranscriptBody); err != nil {
 		if errors.Is(err, errTooLarge) {
-			err = &service.Error{Code: "too_large", Message: fmt.Sprintf(
+			err = &errcode.Error{Code: errcode.TooLarge, Message: fmt.Sprintf(
 				"the transcript is too large: its request body may be at most %d MiB", maxTranscriptBody>>20)}
 		}
 		a.fail(w, r, err)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/origin"
 	"github.com/telemed/telemed/internal/service"
@@ -103,7 +104,7 @@ func New(o Options) http.Handler {
 	a.monitoringRoutes(mux)
 	a.fhirRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
+		writeError(w, http.StatusNotFound, errcode.NotFound, "no such API endpoint")
 	})
 
 	mux.HandleFunc("GET /{$}", a.page("index.html"))
@@ -123,7 +124,7 @@ func (a *api) csrf(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 		if !safe && strings.HasPrefix(r.URL.Path, "/api/") && r.Header.Get("Authorization") == "" && !a.sameOrigin(r) {
-			writeError(w, http.StatusForbidden, "bad_origin", "this request must come from telemed's own pages, as JSON")
+			writeError(w, http.StatusForbidden, errcode.BadOrigin, "this request must come from telemed's own pages, as JSON")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -184,26 +185,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+func writeError(w http.ResponseWriter, status int, code errcode.Code, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": message}})
 }
 
-var statusOfCode = map[string]int{
-	"bad_field":       http.StatusBadRequest,
-	"bad_json":        http.StatusBadRequest,
-	"weak_password":   http.StatusBadRequest,
-	"bad_credentials": http.StatusUnauthorized,
-	"unauthenticated": http.StatusUnauthorized,
-	"too_large":       http.StatusRequestEntityTooLarge,
-	"bad_token":       http.StatusForbidden,
-	"not_found":       http.StatusNotFound,
-	"busy":            http.StatusTooManyRequests,
-	"conflict":        http.StatusConflict,
+var statusOfCode = map[errcode.Code]int{
+	errcode.BadField:        http.StatusBadRequest,
+	errcode.BadJSON:         http.StatusBadRequest,
+	errcode.WeakPassword:    http.StatusBadRequest,
+	errcode.BadCredentials:  http.StatusUnauthorized,
+	errcode.Unauthenticated: http.StatusUnauthorized,
+	errcode.TooLarge:        http.StatusRequestEntityTooLarge,
+	errcode.BadToken:        http.StatusForbidden,
+	errcode.NotFound:        http.StatusNotFound,
+	errcode.Busy:            http.StatusTooManyRequests,
+	errcode.Conflict:        http.StatusConflict,
 }
 
 // fail writes err: a service.Error as itself, anything else as an opaque internal error.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var se *service.Error
+	var se *errcode.Error
 	if errors.As(err, &se) {
 		status, ok := statusOfCode[se.Code]
 		if !ok {
@@ -213,7 +214,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "internal", "something went wrong on the server; it has been logged")
+	writeError(w, http.StatusInternalServerError, errcode.Internal, "something went wrong on the server; it has been logged")
 }
 
 // errTooLarge is decodeLimit's answer to a body over its limit.
@@ -223,7 +224,7 @@ var errTooLarge = errors.New("request body is too large")
 func decode(r *http.Request, v any) error {
 	err := decodeLimit(r, v, maxBody)
 	if errors.Is(err, errTooLarge) {
-		return &service.Error{Code: "bad_json", Message: "request body is too large"}
+		return &errcode.Error{Code: errcode.BadJSON, Message: "request body is too large"}
 	}
 	return err
 }
@@ -236,7 +237,7 @@ func decodeLimit(r *http.Request, v any, limit int64) error {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return &service.Error{Code: "bad_json", Message: "could not read the request body"}
+		return &errcode.Error{Code: errcode.BadJSON, Message: "could not read the request body"}
 	}
 	if int64(len(body)) > limit {
 		return errTooLarge
@@ -252,7 +253,7 @@ func decodeLimit(r *http.Request, v any, limit int64) error {
 		if errors.As(err, &se) {
 			msg = fmt.Sprintf("%s (at byte %d)", msg, se.Offset)
 		}
-		return &service.Error{Code: "bad_json", Message: "request body is not the expected JSON: " + msg}
+		return &errcode.Error{Code: errcode.BadJSON, Message: "request body is not the expected JSON: " + msg}
 	}
 	return nil
 }
@@ -296,7 +297,7 @@ func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, aerr := a.authenticate(r)
 		if aerr != nil {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", aerr.message)
+			writeError(w, http.StatusUnauthorized, errcode.Unauthenticated, aerr.message)
 			return
 		}
 		h(w, r, c)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/store"
@@ -50,7 +51,7 @@ func (a *api) device(h func(http.ResponseWriter, *http.Request, monitor.Device))
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "send the device token as \"Authorization: Bearer td_...\"")
+			writeError(w, http.StatusUnauthorized, errcode.Unauthenticated, "send the device token as \"Authorization: Bearer td_...\"")
 			return
 		}
 		d, err := a.Service.DeviceByToken(r.Context(), strings.TrimSpace(token))
@@ -138,7 +139,7 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 			// An unencoded "+01:00" arrives as " 01:00".
 			t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+"))
 			if err != nil {
-				a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf(
+				a.fail(w, r, &errcode.Error{Code: errcode.BadField, Message: fmt.Sprintf(
 					"%s must be an RFC 3339 time such as 2026-11-24T10:00:00Z, not %q", param.name, v)})
 				return
 			}
@@ -146,7 +147,7 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 		}
 	}
 	if !sq.From.Before(sq.To) {
-		a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("from (%s) must be before to (%s; without to, now)",
+		a.fail(w, r, &errcode.Error{Code: errcode.BadField, Message: fmt.Sprintf("from (%s) must be before to (%s; without to, now)",
 			sq.From.UTC().Format(time.RFC3339), sq.To.UTC().Format(time.RFC3339))})
 		return
 	}
@@ -160,7 +161,7 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > service.MaxObservations {
-			a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("limit must be a positive number, at most %d", service.MaxObservations)})
+			a.fail(w, r, &errcode.Error{Code: errcode.BadField, Message: fmt.Sprintf("limit must be a positive number, at most %d", service.MaxObservations)})
 			return
 		}
 		sq.Limit = n
@@ -203,7 +204,7 @@ func (a *api) patientAlerts(w http.ResponseWriter, r *http.Request, c caller) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > service.MaxAlerts {
-			a.fail(w, r, &service.Error{Code: "bad_field", Message: fmt.Sprintf("limit must be a number from 1 to %d", service.MaxAlerts)})
+			a.fail(w, r, &errcode.Error{Code: errcode.BadField, Message: fmt.Sprintf("limit must be a number from 1 to %d", service.MaxAlerts)})
 			return
 		}
 		limit = n
@@ -331,7 +332,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request, d monitor.Device) {
 	}
 	if err := decodeLimit(r, &req, maxUploadBody); err != nil {
 		if errors.Is(err, errTooLarge) {
-			err = &service.Error{Code: "too_large", Message: fmt.Sprintf(
+			err = &errcode.Error{Code: errcode.TooLarge, Message: fmt.Sprintf(
 				"the batch is too large: its body may be at most %d MiB; send fewer readings at a time", maxUploadBody>>20)}
 		}
 		a.fail(w, r, err)

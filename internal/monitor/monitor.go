@@ -6,6 +6,7 @@ package monitor
 import (
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -58,7 +59,7 @@ type BatchResult struct {
 // Rejection is a reading of a batch that was refused, by its index in the batch.
 type Rejection struct {
 	Index   int
-	Code    string // vitals.Error's code
+	Code    errcode.Code // vitals.Error's code
 	Message string
 }
 

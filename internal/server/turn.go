@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telemed/telemed/internal/config"
-	"github.com/telemed/telemed/internal/protocol"
 	"github.com/telemed/telemed/internal/turn"
+	"github.com/telemed/telemed/protocol"
 )
 
 // turnSecretFile is where a generated TURN secret is kept, so that credentials survive a restart and

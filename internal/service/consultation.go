@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
@@ -40,18 +41,18 @@ type NewConsultation struct {
 func (s *Service) CreateConsultation(ctx context.Context, p consult.Provider, actor string, n NewConsultation) (ConsultationView, error) {
 	title := strings.TrimSpace(n.Title)
 	if utf8.RuneCountInString(title) > MaxTitleLength {
-		return ConsultationView{}, userErr("bad_field", "title must be at most %d characters", MaxTitleLength)
+		return ConsultationView{}, errcode.Errorf(errcode.BadField, "title must be at most %d characters", MaxTitleLength)
 	}
 	ttl := n.TTL
 	if ttl == 0 {
 		ttl = DefaultLinkTTL
 	}
 	if ttl < MinLinkTTL || ttl > MaxLinkTTL {
-		return ConsultationView{}, userErr("bad_field", "expires_in must be between %s and %s", MinLinkTTL, "720h")
+		return ConsultationView{}, errcode.Errorf(errcode.BadField, "expires_in must be between %s and %s", MinLinkTTL, "720h")
 	}
 	if n.PatientID != "" {
 		if _, err := s.ownPatient(ctx, p, n.PatientID); err != nil {
-			return ConsultationView{}, userErr("bad_field", "patient_id: no patient %s", clip(n.PatientID))
+			return ConsultationView{}, errcode.Errorf(errcode.BadField, "patient_id: no patient %s", clip(n.PatientID))
 		}
 	}
 	now := s.now().UTC().Truncate(time.Second)
@@ -88,7 +89,7 @@ func (s *Service) ProviderConsultation(ctx context.Context, p consult.Provider, 
 func (s *Service) ownConsultation(ctx context.Context, p consult.Provider, id string) (consult.Consultation, error) {
 	c, err := s.store.Consultation(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.ProviderID != p.ID) {
-		return consult.Consultation{}, userErr("not_found", "no consultation %s", id)
+		return consult.Consultation{}, errcode.Errorf(errcode.NotFound, "no consultation %s", id)
 	}
 	return c, err
 }
@@ -238,7 +239,7 @@ func (s *Service) CheckTranscriptAccess(ctx context.Context, by Caller, consulta
 func (s *Service) transcriptAccess(ctx context.Context, by Caller, consultationID string) (string, error) {
 	if by.linkToken == "" {
 		if by.provider.ID == "" {
-			return "", userErr("unauthenticated", "sign in, or send the provider's link token or an API token")
+			return "", errcode.Errorf(errcode.Unauthenticated, "sign in, or send the provider's link token or an API token")
 		}
 		if _, err := s.ownConsultation(ctx, by.provider, consultationID); err != nil {
 			return "", err
@@ -248,23 +249,23 @@ func (s *Service) transcriptAccess(ctx context.Context, by Caller, consultationI
 	claims, err := s.links.Verify(consultationID, by.linkToken, s.now())
 	switch {
 	case errors.Is(err, consult.ErrWrongConsultation):
-		return "", userErr("bad_token", "this link token is for another consultation")
+		return "", errcode.Errorf(errcode.BadToken, "this link token is for another consultation")
 	case errors.Is(err, consult.ErrLinkExpired):
-		return "", userErr("bad_token", "this consultation's link has expired; sign in to save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "this consultation's link has expired; sign in to save the transcript")
 	case err != nil:
-		return "", userErr("bad_token", "the link token is not valid")
+		return "", errcode.Errorf(errcode.BadToken, "the link token is not valid")
 	case claims.Role != consult.RoleProvider:
-		return "", userErr("bad_token", "only the provider can save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "only the provider can save the transcript")
 	}
 	c, err := s.store.Consultation(ctx, consultationID)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", userErr("not_found", "no consultation %s", consultationID)
+		return "", errcode.Errorf(errcode.NotFound, "no consultation %s", consultationID)
 	}
 	if err != nil {
 		return "", fmt.Errorf("transcript of %s: %w", consultationID, err)
 	}
 	if c.EndedAt != nil {
-		return "", userErr("bad_token", "this consultation has ended, so its links no longer work; sign in to save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "this consultation has ended, so its links no longer work; sign in to save the transcript")
 	}
 	return linkActor, nil
 }
@@ -277,10 +278,10 @@ func (s *Service) SaveTranscript(ctx context.Context, by Caller, consultationID 
 		return SavedTranscript{}, err
 	}
 	if msgs == nil {
-		return SavedTranscript{}, userErr("bad_field", "messages is required: an array of 0 to %d messages", MaxTranscriptMessages)
+		return SavedTranscript{}, errcode.Errorf(errcode.BadField, "messages is required: an array of 0 to %d messages", MaxTranscriptMessages)
 	}
 	if len(msgs) > MaxTranscriptMessages {
-		return SavedTranscript{}, userErr("bad_field", "a transcript may have at most %d messages, this one has %d", MaxTranscriptMessages, len(msgs))
+		return SavedTranscript{}, errcode.Errorf(errcode.BadField, "a transcript may have at most %d messages, this one has %d", MaxTranscriptMessages, len(msgs))
 	}
 	t := consult.Transcript{ConsultationID: consultationID, SavedAt: s.now().UTC().Truncate(time.Millisecond), SavedBy: actor,
 		Messages: make([]consult.TranscriptMessage, len(msgs))}
@@ -291,7 +292,7 @@ func (s *Service) SaveTranscript(ctx context.Context, by Caller, consultationID 
 	}
 	if err := s.store.PutTranscript(ctx, t); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return SavedTranscript{}, userErr("not_found", "no consultation %s", consultationID)
+			return SavedTranscript{}, errcode.Errorf(errcode.NotFound, "no consultation %s", consultationID)
 		}
 		return SavedTranscript{}, fmt.Errorf("save transcript of %s: %w", consultationID, err)
 	}
@@ -303,7 +304,7 @@ func (s *Service) SaveTranscript(ctx context.Context, by Caller, consultationID 
 // transcriptMessage checks message i of a transcript to be saved, naming it and the field in errors.
 func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, error) {
 	bad := func(field, format string, args ...any) error {
-		return userErr("bad_field", "messages[%d].%s %s", i, field, fmt.Sprintf(format, args...))
+		return errcode.Errorf(errcode.BadField, "messages[%d].%s %s", i, field, fmt.Sprintf(format, args...))
 	}
 	from := consult.Role(m.From)
 	if !from.Person() {
@@ -350,7 +351,7 @@ func (s *Service) Transcript(ctx context.Context, by Caller, consultationID stri
 	}
 	t, err := s.store.Transcript(ctx, consultationID)
 	if errors.Is(err, store.ErrNotFound) {
-		return TranscriptView{}, userErr("not_found", "no transcript has been saved for this consultation")
+		return TranscriptView{}, errcode.Errorf(errcode.NotFound, "no transcript has been saved for this consultation")
 	}
 	if err != nil {
 		return TranscriptView{}, fmt.Errorf("transcript of %s: %w", consultationID, err)

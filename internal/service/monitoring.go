@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/monitor"
@@ -55,13 +56,13 @@ func patientView(p consult.Patient) PatientView {
 func (s *Service) AddPatient(ctx context.Context, p consult.Provider, actor, name, birthDate string) (PatientView, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > MaxPatientName {
-		return PatientView{}, userErr("bad_field", "name must be 1 to %d characters", MaxPatientName)
+		return PatientView{}, errcode.Errorf(errcode.BadField, "name must be 1 to %d characters", MaxPatientName)
 	}
 	birthDate = strings.TrimSpace(birthDate)
 	if birthDate != "" {
 		d, err := time.Parse(time.DateOnly, birthDate)
 		if err != nil || d.After(s.now()) || d.Year() < 1880 {
-			return PatientView{}, userErr("bad_field", "birth_date must be a past date as YYYY-MM-DD, not %s", clip(birthDate))
+			return PatientView{}, errcode.Errorf(errcode.BadField, "birth_date must be a past date as YYYY-MM-DD, not %s", clip(birthDate))
 		}
 	}
 	pt := consult.Patient{ID: auth.NewPlainID("p-"), ProviderID: p.ID, Name: name, BirthDate: birthDate,
@@ -97,7 +98,7 @@ func (s *Service) ProviderPatient(ctx context.Context, p consult.Provider, id st
 func (s *Service) ownPatient(ctx context.Context, p consult.Provider, id string) (consult.Patient, error) {
 	pt, err := s.store.Patient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && pt.ProviderID != p.ID) {
-		return consult.Patient{}, userErr("not_found", "no patient %s", clip(id))
+		return consult.Patient{}, errcode.Errorf(errcode.NotFound, "no patient %s", clip(id))
 	}
 	if err != nil {
 		return consult.Patient{}, fmt.Errorf("patient %s: %w", id, err)
@@ -109,7 +110,7 @@ func (s *Service) ownPatient(ctx context.Context, p consult.Provider, id string)
 func (s *Service) PatientProvider(ctx context.Context, patientID string) (consult.Provider, error) {
 	pt, err := s.store.Patient(ctx, patientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return consult.Provider{}, userErr("not_found", "no patient %s", clip(patientID))
+		return consult.Provider{}, errcode.Errorf(errcode.NotFound, "no patient %s", clip(patientID))
 	}
 	if err != nil {
 		return consult.Provider{}, fmt.Errorf("patient %s: %w", patientID, err)
@@ -199,24 +200,24 @@ func (s *Service) EnrollDevice(ctx context.Context, code, name string) (Enrolled
 		name = "Device"
 	}
 	if utf8.RuneCountInString(name) > MaxDeviceName {
-		return EnrolledDevice{}, userErr("bad_field", "name must be at most %d characters", MaxDeviceName)
+		return EnrolledDevice{}, errcode.Errorf(errcode.BadField, "name must be at most %d characters", MaxDeviceName)
 	}
 	norm := normalizeCode(code)
 	if norm == "" {
 		s.enrollFailures.Allow()
-		return EnrolledDevice{}, userErr("bad_field", "code must be the 8-character enrollment code the provider created, such as K7QF-M2XD")
+		return EnrolledDevice{}, errcode.Errorf(errcode.BadField, "code must be the 8-character enrollment code the provider created, such as K7QF-M2XD")
 	}
 	// Codes are short enough to type, so guessing is throttled: every failed attempt takes a token
 	// of a server-wide allowance, and with none left every attempt waits.
 	if s.enrollFailures.Tokens() < 1 {
-		return EnrolledDevice{}, userErr("busy", "too many failed enrollment attempts on this server; try again in a minute")
+		return EnrolledDevice{}, errcode.Errorf(errcode.Busy, "too many failed enrollment attempts on this server; try again in a minute")
 	}
 	token, hash := auth.NewToken("td_")
 	d := monitor.Device{ID: auth.NewID("d_"), Name: name, TokenHash: hash, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	err := s.store.RedeemEnrollment(ctx, auth.HashToken(norm), s.now(), &d)
 	if errors.Is(err, store.ErrNotFound) {
 		s.enrollFailures.Allow()
-		return EnrolledDevice{}, userErr("bad_token", "this enrollment code is unknown, has been used, or has expired: ask the provider for a new one")
+		return EnrolledDevice{}, errcode.Errorf(errcode.BadToken, "this enrollment code is unknown, has been used, or has expired: ask the provider for a new one")
 	}
 	if err != nil {
 		return EnrolledDevice{}, fmt.Errorf("enroll device: %w", err)
@@ -225,7 +226,7 @@ func (s *Service) EnrollDevice(ctx context.Context, code, name string) (Enrolled
 	return EnrolledDevice{Device: deviceView(d), Token: token}, nil
 }
 
-var errDeviceToken = &Error{Code: "unauthenticated", Message: "the device token is unknown or has been revoked: enroll the device again with a new code"}
+var errDeviceToken = &errcode.Error{Code: errcode.Unauthenticated, Message: "the device token is unknown or has been revoked: enroll the device again with a new code"}
 
 // DeviceByToken returns the unrevoked device a token belongs to.
 func (s *Service) DeviceByToken(ctx context.Context, token string) (monitor.Device, error) {
@@ -262,13 +263,13 @@ func (s *Service) ListDevices(ctx context.Context, p consult.Provider, patientID
 func (s *Service) RevokeDevice(ctx context.Context, p consult.Provider, actor, deviceID string) (DeviceView, error) {
 	d, err := s.store.Device(ctx, deviceID)
 	if errors.Is(err, store.ErrNotFound) {
-		return DeviceView{}, userErr("not_found", "no device %s", clip(deviceID))
+		return DeviceView{}, errcode.Errorf(errcode.NotFound, "no device %s", clip(deviceID))
 	}
 	if err != nil {
 		return DeviceView{}, fmt.Errorf("device %s: %w", deviceID, err)
 	}
 	if _, err := s.ownPatient(ctx, p, d.PatientID); err != nil {
-		return DeviceView{}, userErr("not_found", "no device %s", clip(deviceID))
+		return DeviceView{}, errcode.Errorf(errcode.NotFound, "no device %s", clip(deviceID))
 	}
 	if err := s.store.RevokeDevice(ctx, d.ID, s.now()); err != nil {
 		return DeviceView{}, fmt.Errorf("revoke device %s: %w", d.ID, err)
@@ -317,9 +318,9 @@ func (s *Service) DeviceSession(ctx context.Context, d monitor.Device, present f
 
 // RejectionView is a reading of a batch that was refused. Its JSON form is part of the public API.
 type RejectionView struct {
-	Index   int    `json:"index"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Index   int          `json:"index"`
+	Code    errcode.Code `json:"code"`
+	Message string       `json:"message"`
 }
 
 // AlertView is an alert as the API, the event stream and signaling show it.
@@ -363,13 +364,13 @@ var batchIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 // refuses only itself.
 func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, readings []json.RawMessage) (UploadResult, error) {
 	if !batchIDPattern.MatchString(batchID) {
-		return UploadResult{}, userErr("bad_field", "batch_id must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, not %s", clip(batchID))
+		return UploadResult{}, errcode.Errorf(errcode.BadField, "batch_id must be 1 to 100 characters of A-Z a-z 0-9 _ . : -, not %s", clip(batchID))
 	}
 	if len(readings) == 0 {
-		return UploadResult{}, userErr("bad_field", "readings is missing or empty: send 1 to %d readings", MaxBatchReadings)
+		return UploadResult{}, errcode.Errorf(errcode.BadField, "readings is missing or empty: send 1 to %d readings", MaxBatchReadings)
 	}
 	if len(readings) > MaxBatchReadings {
-		return UploadResult{}, userErr("too_large", "a batch may have at most %d readings, this one has %d: split it", MaxBatchReadings, len(readings))
+		return UploadResult{}, errcode.Errorf(errcode.TooLarge, "a batch may have at most %d readings, this one has %d: split it", MaxBatchReadings, len(readings))
 	}
 	h := sha256.New()
 	for _, r := range readings {
@@ -389,14 +390,14 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, batchID string, 
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&r); err != nil {
-			result.Rejected = append(result.Rejected, monitor.Rejection{Index: i, Code: "bad_reading",
+			result.Rejected = append(result.Rejected, monitor.Rejection{Index: i, Code: errcode.BadReading,
 				Message: fmt.Sprintf("readings[%d]: not a reading: %s", i, jsonProblem(err))})
 			continue
 		}
 		r, err := vitals.Validate(r, now)
 		if err != nil {
 			var ve *vitals.Error
-			code := "bad_reading"
+			code := errcode.BadReading
 			if errors.As(err, &ve) {
 				code = ve.Code
 			}
@@ -472,7 +473,7 @@ func (s *Service) earlierBatch(ctx context.Context, d monitor.Device, batchID, b
 		return UploadResult{}, true, fmt.Errorf("batch %s of %s: %w", batchID, d.ID, err)
 	}
 	if b.BodyHash != bodyHash {
-		return UploadResult{}, true, userErr("conflict", "batch_id %s was used before with other readings: give every batch its own id", clip(batchID))
+		return UploadResult{}, true, errcode.Errorf(errcode.Conflict, "batch_id %s was used before with other readings: give every batch its own id", clip(batchID))
 	}
 	return uploadResult(batchID, b.Result, true), true, nil
 }
@@ -557,7 +558,7 @@ func (s *Service) PatientObservations(ctx context.Context, p consult.Provider, p
 	for i, c := range q.Codes {
 		sig, ok := vitals.Lookup(c)
 		if !ok {
-			return nil, false, userErr("bad_field", "code %s is not a signal telemed knows", clip(c))
+			return nil, false, errcode.Errorf(errcode.BadField, "code %s is not a signal telemed knows", clip(c))
 		}
 		q.Codes[i] = sig.Code
 	}
@@ -609,25 +610,25 @@ func (s *Service) SetThresholds(ctx context.Context, p consult.Provider, actor, 
 		return nil, err
 	}
 	if len(changes) == 0 {
-		return nil, userErr("bad_field", "thresholds is missing or empty: send {\"thresholds\": {\"<code>\": {\"low\": n, \"high\": n}}}")
+		return nil, errcode.Errorf(errcode.BadField, "thresholds is missing or empty: send {\"thresholds\": {\"<code>\": {\"low\": n, \"high\": n}}}")
 	}
 	valid := vitals.ThresholdCodes()
 	var changed []string
 	for code, th := range changes {
 		sig, ok := vitals.Lookup(code)
 		if !ok || !containsString(valid, code) {
-			return nil, userErr("bad_field", "thresholds: %s is not a code a threshold can be set for (codes: %s)", clip(code), strings.Join(valid, ", "))
+			return nil, errcode.Errorf(errcode.BadField, "thresholds: %s is not a code a threshold can be set for (codes: %s)", clip(code), strings.Join(valid, ", "))
 		}
 		for _, b := range []struct {
 			name string
 			v    *float64
 		}{{"low", th.Low}, {"high", th.High}} {
 			if b.v != nil && (*b.v < sig.Min || *b.v > sig.Max) {
-				return nil, userErr("bad_field", "thresholds.%s.%s: %g %s is outside the possible %g to %g", code, b.name, *b.v, sig.UnitDisplay, sig.Min, sig.Max)
+				return nil, errcode.Errorf(errcode.BadField, "thresholds.%s.%s: %g %s is outside the possible %g to %g", code, b.name, *b.v, sig.UnitDisplay, sig.Min, sig.Max)
 			}
 		}
 		if th.Low != nil && th.High != nil && *th.Low >= *th.High {
-			return nil, userErr("bad_field", "thresholds.%s: low (%g) must be below high (%g)", code, *th.Low, *th.High)
+			return nil, errcode.Errorf(errcode.BadField, "thresholds.%s: low (%g) must be below high (%g)", code, *th.Low, *th.High)
 		}
 		changed = append(changed, code)
 	}
@@ -702,13 +703,13 @@ func (s *Service) ExportObservations(ctx context.Context, p consult.Provider, ac
 func (s *Service) ExportObservation(ctx context.Context, p consult.Provider, actor, id string) (monitor.Observation, error) {
 	o, err := s.store.Observation(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return o, userErr("not_found", "no observation %s", clip(id))
+		return o, errcode.Errorf(errcode.NotFound, "no observation %s", clip(id))
 	}
 	if err != nil {
 		return o, fmt.Errorf("observation %s: %w", id, err)
 	}
 	if _, err := s.ownPatient(ctx, p, o.PatientID); err != nil {
-		return monitor.Observation{}, userErr("not_found", "no observation %s", clip(id))
+		return monitor.Observation{}, errcode.Errorf(errcode.NotFound, "no observation %s", clip(id))
 	}
 	s.Audit(ctx, consult.AuditEvent{Actor: actor, Action: consult.AuditExported, PatientID: o.PatientID, Detail: "Observation/" + id})
 	return o, nil

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
@@ -38,19 +39,6 @@ const (
 	settingLinkSecret = "link_secret"
 	settingSetupToken = "setup_token"
 )
-
-// Error is a failure a person can act on: Code is for programs, Message for people. Other errors are
-// internal faults, logged and shown only as "internal".
-type Error struct {
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func userErr(code, format string, args ...any) error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 // Options configure a Service.
 type Options struct {
@@ -121,7 +109,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
 }
 
-var errBusy = &Error{Code: "busy", Message: "too many sign-in attempts at once; try again in a moment"}
+var errBusy = &errcode.Error{Code: errcode.Busy, Message: "too many sign-in attempts at once; try again in a moment"}
 
 // withHashing runs f once a password-hashing slot is free, waiting a little for one.
 func (s *Service) withHashing(ctx context.Context, f func()) error {
@@ -170,17 +158,17 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 	name = strings.TrimSpace(name)
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
-		return consult.Provider{}, userErr("bad_field", "%q is not an email address", email)
+		return consult.Provider{}, errcode.Errorf(errcode.BadField, "%q is not an email address", email)
 	}
 	if name == "" || utf8.RuneCountInString(name) > 80 {
-		return consult.Provider{}, userErr("bad_field", "name must be 1 to 80 characters")
+		return consult.Provider{}, errcode.Errorf(errcode.BadField, "name must be 1 to 80 characters")
 	}
 	var hash string
 	if herr := s.withHashing(ctx, func() { hash, err = auth.HashPassword(password, s.params) }); herr != nil {
 		return consult.Provider{}, herr
 	}
 	if errors.Is(err, auth.ErrWeakPassword) {
-		return consult.Provider{}, userErr("weak_password", "%s", err.Error())
+		return consult.Provider{}, errcode.Errorf(errcode.WeakPassword, "%s", err.Error())
 	}
 	if err != nil {
 		return consult.Provider{}, err
@@ -188,7 +176,7 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 	p := consult.Provider{ID: auth.NewID("u_"), Email: email, Name: name, PasswordHash: hash, CreatedAt: s.now().UTC()}
 	if err := s.store.CreateProvider(ctx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return consult.Provider{}, userErr("conflict", "a provider with email %s already exists", email)
+			return consult.Provider{}, errcode.Errorf(errcode.Conflict, "a provider with email %s already exists", email)
 		}
 		return consult.Provider{}, fmt.Errorf("add provider %s: %w", email, err)
 	}
@@ -199,7 +187,7 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 func (s *Service) ProviderByEmail(ctx context.Context, email string) (consult.Provider, error) {
 	p, err := s.store.ProviderByEmail(ctx, strings.TrimSpace(email))
 	if errors.Is(err, store.ErrNotFound) {
-		return p, userErr("not_found", "no provider with email %s", email)
+		return p, errcode.Errorf(errcode.NotFound, "no provider with email %s", email)
 	}
 	return p, err
 }
@@ -224,7 +212,7 @@ func (s *Service) SetupNeeded(ctx context.Context) (bool, error) {
 func (s *Service) Setup(ctx context.Context, token, email, name, password string) (consult.Provider, error) {
 	want, err := s.store.Setting(ctx, settingSetupToken)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1)) {
-		return consult.Provider{}, userErr("bad_token", "this setup link is not valid: run telemed serve and use the link it prints")
+		return consult.Provider{}, errcode.Errorf(errcode.BadToken, "this setup link is not valid: run telemed serve and use the link it prints")
 	}
 	if err != nil {
 		return consult.Provider{}, err
@@ -233,7 +221,7 @@ func (s *Service) Setup(ctx context.Context, token, email, name, password string
 		if err != nil {
 			return consult.Provider{}, err
 		}
-		return consult.Provider{}, userErr("conflict", "setup is already done: sign in instead")
+		return consult.Provider{}, errcode.Errorf(errcode.Conflict, "setup is already done: sign in instead")
 	}
 	p, err := s.AddProvider(ctx, email, name, password)
 	if err != nil {
@@ -245,7 +233,7 @@ func (s *Service) Setup(ctx context.Context, token, email, name, password string
 	return p, nil
 }
 
-var errBadCredentials = &Error{Code: "bad_credentials", Message: "wrong email or password"}
+var errBadCredentials = &errcode.Error{Code: errcode.BadCredentials, Message: "wrong email or password"}
 
 // dummyHash keeps a sign-in with an unknown email as slow as one with a wrong password.
 var dummyHash = sync.OnceValue(func() string {

@@ -10,7 +10,8 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/protocol"
 )
 
 const (
@@ -110,7 +111,7 @@ func (c *conn) sendError(e *protocol.Error) {
 // fail sends a fatal error and closes the connection.
 func (c *conn) fail(e *protocol.Error) {
 	c.sendError(e)
-	c.close(closePolicy, e.Code)
+	c.close(closePolicy, string(e.Code))
 }
 
 func (c *conn) serve(ctx context.Context) {
@@ -163,19 +164,19 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 		c.dropped++
 		if c.dropped >= c.srv.opts.MaxDropped {
 			c.srv.opts.Logger.Warn("client disconnected for flooding", "dropped", c.dropped)
-			c.fail(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; disconnected."})
+			c.fail(&protocol.Error{Code: errcode.RateLimited, Message: "Too many messages; disconnected."})
 			return false
 		}
 		// Tell the client once a second, not once a message: answering every dropped message would
 		// itself flood the client being throttled.
 		if now := time.Now(); now.Sub(c.toldLimits) >= time.Second {
 			c.toldLimits = now
-			c.sendError(&protocol.Error{Code: protocol.CodeRateLimited, Message: "Too many messages; some were dropped. Slow down."})
+			c.sendError(&protocol.Error{Code: errcode.RateLimited, Message: "Too many messages; some were dropped. Slow down."})
 		}
 		return true
 	}
 	if typ != websocket.MessageText {
-		c.sendError(&protocol.Error{Code: protocol.CodeBadJSON, Message: "Messages must be JSON text frames."})
+		c.sendError(&protocol.Error{Code: errcode.BadJSON, Message: "Messages must be JSON text frames."})
 		return true
 	}
 	m, perr := protocol.Decode(data)
@@ -193,7 +194,7 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 	}
 	if c.p == nil {
 		if m.Type != protocol.TypeJoin {
-			c.sendError(&protocol.Error{Code: protocol.CodeNotJoined, Message: "Send join first.", RefID: m.ID})
+			c.sendError(&protocol.Error{Code: errcode.NotJoined, Message: "Send join first.", RefID: m.ID})
 			return true
 		}
 		p, err := c.srv.hub.join(ctx, c, m)
@@ -209,7 +210,7 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 	var err *protocol.Error
 	switch m.Type {
 	case protocol.TypeJoin:
-		err = &protocol.Error{Code: protocol.CodeAlreadyJoined, Message: "Already joined."}
+		err = &protocol.Error{Code: errcode.AlreadyJoined, Message: "Already joined."}
 	case protocol.TypeAdmit:
 		err = c.srv.hub.admit(ctx, c.p, m.Peer)
 	case protocol.TypeDecline:
@@ -287,7 +288,7 @@ func (c *conn) keepAliveCheck(ctx context.Context, start time.Time) bool {
 	}
 	now := time.Now()
 	if !c.joined.Load() && now.Sub(start) > o.JoinTimeout {
-		c.fail(&protocol.Error{Code: protocol.CodeNotJoined, Message: "No join received in time."})
+		c.fail(&protocol.Error{Code: errcode.NotJoined, Message: "No join received in time."})
 		return false
 	}
 	idle := now.Sub(time.Unix(0, c.lastSeen.Load()))

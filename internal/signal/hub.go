@@ -9,9 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/protocol"
 )
 
 // Ticket is what a valid link entitles its holder to, as the Gatekeeper decides.
@@ -82,17 +83,17 @@ func encode(v any) []byte {
 func joinError(err error) *protocol.Error {
 	switch {
 	case errors.Is(err, consult.ErrBadToken):
-		return &protocol.Error{Code: protocol.CodeBadToken, Message: "This link is not valid. Check that it was copied whole, or ask the clinic for a new one."}
+		return &protocol.Error{Code: errcode.BadToken, Message: "This link is not valid. Check that it was copied whole, or ask the clinic for a new one."}
 	case errors.Is(err, consult.ErrLinkExpired):
-		return &protocol.Error{Code: protocol.CodeLinkExpired, Message: "This link has expired. Ask your clinic for a new one."}
+		return &protocol.Error{Code: errcode.LinkExpired, Message: "This link has expired. Ask your clinic for a new one."}
 	case errors.Is(err, consult.ErrWrongConsultation):
-		return &protocol.Error{Code: protocol.CodeWrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
+		return &protocol.Error{Code: errcode.WrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
 	case errors.Is(err, consult.ErrEnded):
-		return &protocol.Error{Code: protocol.CodeEnded, Message: "This consultation has ended."}
+		return &protocol.Error{Code: errcode.Ended, Message: "This consultation has ended."}
 	case errors.Is(err, consult.ErrDeviceRevoked):
-		return &protocol.Error{Code: protocol.CodeBadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
+		return &protocol.Error{Code: errcode.BadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
 	default:
-		return &protocol.Error{Code: protocol.CodeInternal, Message: "The server could not check this link. Please try again in a moment."}
+		return &protocol.Error{Code: errcode.Internal, Message: "The server could not check this link. Please try again in a moment."}
 	}
 }
 
@@ -101,7 +102,7 @@ func joinError(err error) *protocol.Error {
 func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participant, *protocol.Error) {
 	t, err := h.opts.Gatekeeper(ctx, m.Consultation, m.Token)
 	if err != nil && !errors.Is(err, consult.ErrLinkExpired) {
-		if perr := joinError(err); perr.Code == protocol.CodeInternal {
+		if perr := joinError(err); perr.Code == errcode.Internal {
 			h.opts.Logger.Error("join: gatekeeper failed", "consultation", m.Consultation, "err", err)
 		}
 		return nil, joinError(err)
@@ -118,7 +119,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	if t.Role == consult.RoleProvider {
 		name = t.ProviderName
 	} else if name == "" {
-		return nil, &protocol.Error{Code: protocol.CodeBadField, Message: "Please enter your name before joining."}
+		return nil, &protocol.Error{Code: errcode.BadField, Message: "Please enter your name before joining."}
 	}
 
 	p := &participant{id: auth.NewID("p_"), role: t.Role, subject: t.Subject, name: name, resume: auth.NewID("r_") + auth.NewID("")}
@@ -127,7 +128,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: "The server is shutting down."}
+		return nil, &protocol.Error{Code: errcode.Internal, Message: "The server is shutting down."}
 	}
 	if _, gone := h.kicked[t.Subject]; gone && t.Subject != "" {
 		h.mu.Unlock()
@@ -145,9 +146,9 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		}
 		h.mu.Unlock()
 		if errors.Is(err, consult.ErrTooManyDevices) {
-			return nil, &protocol.Error{Code: protocol.CodeRoomFull, Message: fmt.Sprintf("%d devices are already in this consultation.", consult.MaxDevices)}
+			return nil, &protocol.Error{Code: errcode.RoomFull, Message: fmt.Sprintf("%d devices are already in this consultation.", consult.MaxDevices)}
 		}
-		return nil, &protocol.Error{Code: protocol.CodeWaitingRoomFull, Message: "The waiting room is full. Please try again in a few minutes."}
+		return nil, &protocol.Error{Code: errcode.WaitingRoomFull, Message: "The waiting room is full. Please try again in a few minutes."}
 	}
 	p.room, p.conn = r, c
 	p.log = h.opts.Logger.With("consultation", r.id, "participant", p.id, "role", p.role)
@@ -190,7 +191,7 @@ func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*partici
 		return nil, joinError(consult.ErrDeviceRevoked)
 	}
 	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role || p.subject != t.Subject {
-		return nil, &protocol.Error{Code: protocol.CodeBadResume, Message: "Your earlier place in this consultation has expired. Join again."}
+		return nil, &protocol.Error{Code: errcode.BadResume, Message: "Your earlier place in this consultation has expired. Join again."}
 	}
 	if p.grace != nil {
 		p.grace.Stop()
@@ -271,13 +272,13 @@ func (h *hub) announceJoinedLocked(p *participant) {
 func roomError(err error) *protocol.Error {
 	switch {
 	case errors.Is(err, consult.ErrForbidden):
-		return &protocol.Error{Code: protocol.CodeForbidden, Message: "Only the provider can admit or decline."}
+		return &protocol.Error{Code: errcode.Forbidden, Message: "Only the provider can admit or decline."}
 	case errors.Is(err, consult.ErrNotAdmitted):
-		return &protocol.Error{Code: protocol.CodeNotAdmitted, Message: "You are still in the waiting room."}
+		return &protocol.Error{Code: errcode.NotAdmitted, Message: "You are still in the waiting room."}
 	case errors.Is(err, consult.ErrRoomFull):
-		return &protocol.Error{Code: protocol.CodeRoomFull, Message: "A patient is already in this consultation."}
+		return &protocol.Error{Code: errcode.RoomFull, Message: "A patient is already in this consultation."}
 	default:
-		return &protocol.Error{Code: protocol.CodeUnknownPeer, Message: "That participant is not in this consultation."}
+		return &protocol.Error{Code: errcode.UnknownPeer, Message: "That participant is not in this consultation."}
 	}
 }
 
@@ -426,7 +427,7 @@ func (h *hub) kick(subject string) {
 	if subject == "" {
 		return
 	}
-	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: protocol.CodeBadToken, Message: "This device has been revoked."})
+	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.BadToken, Message: "This device has been revoked."})
 	h.mu.Lock()
 	h.kicked[subject] = struct{}{}
 	var ps []*participant
@@ -447,7 +448,7 @@ func (h *hub) kick(subject string) {
 		h.leaveIf(context.Background(), p, protocol.ReasonLeft, nil)
 	}
 	for _, c := range conns {
-		c.close(closePolicy, protocol.CodeBadToken)
+		c.close(closePolicy, string(errcode.BadToken))
 	}
 }
 
@@ -459,7 +460,7 @@ func (h *hub) end(id string) {
 		h.mu.Unlock()
 		return
 	}
-	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: protocol.CodeEnded, Message: "This consultation has ended."})
+	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.Ended, Message: "This consultation has ended."})
 	var conns []*conn
 	for _, p := range r.members {
 		h.router.Send(p.id, msg)
@@ -471,7 +472,7 @@ func (h *hub) end(id string) {
 	delete(h.rooms, id)
 	h.mu.Unlock()
 	for _, c := range conns {
-		c.close(closePolicy, protocol.CodeEnded)
+		c.close(closePolicy, string(errcode.Ended))
 	}
 }
 

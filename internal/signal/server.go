@@ -12,9 +12,10 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/origin"
-	"github.com/telemed/telemed/internal/protocol"
+	"github.com/telemed/telemed/protocol"
 )
 
 // Options configure a Server. Only Gatekeeper is required; every other field has the default its
@@ -131,7 +132,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusForbidden)
 		json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
-			"code": "bad_origin", "message": "This page may not open a consultation on this server."}})
+			"code": string(errcode.BadOrigin), "message": "This page may not open a consultation on this server."}})
 		return
 	}
 	// The Origin was checked above, with the server's own rules.

@@ -4,40 +4,42 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 func TestDecode(t *testing.T) {
 	cases := []struct {
 		name string
 		in   string
-		code string // "" for a valid message
+		code errcode.Code // "" for a valid message
 	}{
 		{"join", `{"type":"join","version":1,"consultation":"c_abc","token":"c_abc.patient.1.sig","name":" Ada "}`, ""},
-		{"join wrong version", `{"type":"join","version":2,"consultation":"c_abc","token":"t"}`, CodeUnsupportedVersion},
-		{"join without consultation", `{"type":"join","version":1,"token":"t"}`, CodeBadField},
-		{"join bad consultation id", `{"type":"join","version":1,"consultation":"../etc","token":"t"}`, CodeBadField},
-		{"join control characters in name", `{"type":"join","version":1,"consultation":"c","token":"t","name":"a\u0007b"}`, CodeBadField},
-		{"join name too long", `{"type":"join","version":1,"consultation":"c","token":"t","name":"` + strings.Repeat("é", 81) + `"}`, CodeBadField},
+		{"join wrong version", `{"type":"join","version":2,"consultation":"c_abc","token":"t"}`, errcode.UnsupportedVersion},
+		{"join without consultation", `{"type":"join","version":1,"token":"t"}`, errcode.BadField},
+		{"join bad consultation id", `{"type":"join","version":1,"consultation":"../etc","token":"t"}`, errcode.BadField},
+		{"join control characters in name", `{"type":"join","version":1,"consultation":"c","token":"t","name":"a\u0007b"}`, errcode.BadField},
+		{"join name too long", `{"type":"join","version":1,"consultation":"c","token":"t","name":"` + strings.Repeat("é", 81) + `"}`, errcode.BadField},
 		{"offer", `{"type":"offer","to":"p_1","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"}`, ""},
-		{"offer without to", `{"type":"offer","sdp":"v=0"}`, CodeBadField},
-		{"answer not SDP", `{"type":"answer","to":"p_1","sdp":"<script>"}`, CodeBadField},
+		{"offer without to", `{"type":"offer","sdp":"v=0"}`, errcode.BadField},
+		{"answer not SDP", `{"type":"answer","to":"p_1","sdp":"<script>"}`, errcode.BadField},
 		{"candidate", `{"type":"candidate","to":"p_1","candidate":{"candidate":"candidate:1 1 udp 1 192.0.2.1 5000 typ host","sdp_mid":"0"}}`, ""},
 		{"end of candidates", `{"type":"candidate","to":"p_1","candidate":{"candidate":"","sdp_mline_index":0}}`, ""},
-		{"candidate without mid", `{"type":"candidate","to":"p_1","candidate":{"candidate":"candidate:1"}}`, CodeBadField},
-		{"candidate not a candidate", `{"type":"candidate","to":"p_1","candidate":{"candidate":"hello","sdp_mid":"0"}}`, CodeBadField},
-		{"candidate missing", `{"type":"candidate","to":"p_1"}`, CodeBadField},
+		{"candidate without mid", `{"type":"candidate","to":"p_1","candidate":{"candidate":"candidate:1"}}`, errcode.BadField},
+		{"candidate not a candidate", `{"type":"candidate","to":"p_1","candidate":{"candidate":"hello","sdp_mid":"0"}}`, errcode.BadField},
+		{"candidate missing", `{"type":"candidate","to":"p_1"}`, errcode.BadField},
 		{"admit", `{"type":"admit","peer":"p_1"}`, ""},
-		{"admit without peer", `{"type":"admit"}`, CodeBadField},
+		{"admit without peer", `{"type":"admit"}`, errcode.BadField},
 		{"leave", `{"type":"leave"}`, ""},
 		{"ping with id", `{"type":"ping","id":42}`, ""},
-		{"unknown", `{"type":"subscribe"}`, CodeUnknownType},
-		{"no type", `{}`, CodeUnknownType},
-		{"array", `[]`, CodeBadJSON},
-		{"truncated", `{"type":"ping"`, CodeBadJSON},
-		{"trailing garbage", `{"type":"ping"} x`, CodeBadJSON},
-		{"not UTF-8", "{\"type\":\"\xff\"}", CodeBadJSON},
-		{"wrong field type", `{"type":"admit","peer":5,"id":9}`, CodeBadField},
-		{"too large", `{"type":"ping","x":"` + strings.Repeat("a", MaxMessageSize) + `"}`, CodeTooLarge},
+		{"unknown", `{"type":"subscribe"}`, errcode.UnknownType},
+		{"no type", `{}`, errcode.UnknownType},
+		{"array", `[]`, errcode.BadJSON},
+		{"truncated", `{"type":"ping"`, errcode.BadJSON},
+		{"trailing garbage", `{"type":"ping"} x`, errcode.BadJSON},
+		{"not UTF-8", "{\"type\":\"\xff\"}", errcode.BadJSON},
+		{"wrong field type", `{"type":"admit","peer":5,"id":9}`, errcode.BadField},
+		{"too large", `{"type":"ping","x":"` + strings.Repeat("a", MaxMessageSize) + `"}`, errcode.TooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

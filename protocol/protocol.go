@@ -1,5 +1,6 @@
 // Package protocol is the wire format of telemed's signaling protocol (docs/signaling.md): the
-// messages, their validation, and the error codes. The server and the Go client both use it.
+// messages and their validation; the error codes are package errcode's. The server and the Go
+// client both use it, and so may any program that speaks the protocol.
 package protocol
 
 import (
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // ProtocolVersion is the version of the signaling protocol this package speaks.
@@ -20,29 +23,6 @@ const (
 	MaxSDPSize       = 60 << 10
 	MaxCandidateSize = 1024
 	MaxNameLength    = 80
-)
-
-// Error codes sent in "error" messages. They are part of the protocol.
-const (
-	CodeTooLarge           = "too_large"
-	CodeBadJSON            = "bad_json"
-	CodeUnknownType        = "unknown_type"
-	CodeBadField           = "bad_field"
-	CodeNotJoined          = "not_joined"
-	CodeAlreadyJoined      = "already_joined"
-	CodeUnsupportedVersion = "unsupported_version"
-	CodeBadToken           = "bad_token"
-	CodeLinkExpired        = "link_expired"
-	CodeWrongConsultation  = "wrong_consultation"
-	CodeEnded              = "consultation_ended"
-	CodeForbidden          = "forbidden"
-	CodeNotAdmitted        = "not_admitted"
-	CodeUnknownPeer        = "unknown_peer"
-	CodeRoomFull           = "room_full"
-	CodeWaitingRoomFull    = "waiting_room_full"
-	CodeBadResume          = "bad_resume"
-	CodeRateLimited        = "rate_limited"
-	CodeInternal           = "internal"
 )
 
 // Message types.
@@ -100,14 +80,14 @@ type Message struct {
 
 // Error is a protocol error: what goes into an "error" message.
 type Error struct {
-	Code    string
+	Code    errcode.Code
 	Message string
 	RefID   *int64
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
-func protoErr(code, format string, args ...any) *Error {
+func protoErr(code errcode.Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -116,25 +96,25 @@ func protoErr(code, format string, args ...any) *Error {
 // field is wrong, the returned Message still carries what was read (its Type, say) beside the error.
 func Decode(data []byte) (Message, *Error) {
 	if len(data) > MaxMessageSize {
-		return Message{}, protoErr(CodeTooLarge, "message is %d bytes; the limit is %d", len(data), MaxMessageSize)
+		return Message{}, protoErr(errcode.TooLarge, "message is %d bytes; the limit is %d", len(data), MaxMessageSize)
 	}
 	if !utf8.Valid(data) {
-		return Message{}, protoErr(CodeBadJSON, "message is not UTF-8 text")
+		return Message{}, protoErr(errcode.BadJSON, "message is not UTF-8 text")
 	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Message{}, protoErr(CodeBadJSON, "message must be a JSON object")
+		return Message{}, protoErr(errcode.BadJSON, "message must be a JSON object")
 	}
 	var m Message
 	if err := json.Unmarshal(trimmed, &m); err != nil {
 		// A type mismatch in a known field is a bad field; anything else is bad JSON.
 		if te, ok := err.(*json.UnmarshalTypeError); ok {
-			e := protoErr(CodeBadField, "field %q has the wrong type", te.Field)
+			e := protoErr(errcode.BadField, "field %q has the wrong type", te.Field)
 			typ, id := peek(trimmed)
 			e.RefID = id
 			return Message{Type: typ}, e
 		}
-		return Message{}, protoErr(CodeBadJSON, "message is not valid JSON")
+		return Message{}, protoErr(errcode.BadJSON, "message is not valid JSON")
 	}
 	if err := m.validate(); err != nil {
 		err.RefID = m.ID
@@ -169,58 +149,58 @@ func (m *Message) validate() *Error {
 	switch m.Type {
 	case TypeJoin:
 		if m.Version != ProtocolVersion {
-			return protoErr(CodeUnsupportedVersion, "this server speaks protocol version %d", ProtocolVersion)
+			return protoErr(errcode.UnsupportedVersion, "this server speaks protocol version %d", ProtocolVersion)
 		}
 		if !validID(m.Consultation) {
-			return protoErr(CodeBadField, "join needs the consultation id from the link")
+			return protoErr(errcode.BadField, "join needs the consultation id from the link")
 		}
 		if m.Token == "" || len(m.Token) > 512 {
-			return protoErr(CodeBadField, "join needs the token from the link")
+			return protoErr(errcode.BadField, "join needs the token from the link")
 		}
 		m.Name = strings.TrimSpace(m.Name)
 		if n := utf8.RuneCountInString(m.Name); n > MaxNameLength || strings.ContainsFunc(m.Name, isControl) {
-			return protoErr(CodeBadField, "name must be at most %d characters of text", MaxNameLength)
+			return protoErr(errcode.BadField, "name must be at most %d characters of text", MaxNameLength)
 		}
 		if len(m.Resume) > 128 {
-			return protoErr(CodeBadField, "resume is too long")
+			return protoErr(errcode.BadField, "resume is too long")
 		}
 	case TypeAdmit, TypeDecline:
 		if !validID(m.Peer) {
-			return protoErr(CodeBadField, "%s needs the peer id of someone waiting", m.Type)
+			return protoErr(errcode.BadField, "%s needs the peer id of someone waiting", m.Type)
 		}
 	case TypeOffer, TypeAnswer:
 		if !validID(m.To) {
-			return protoErr(CodeBadField, "%s needs the peer id in \"to\"", m.Type)
+			return protoErr(errcode.BadField, "%s needs the peer id in \"to\"", m.Type)
 		}
 		if !strings.HasPrefix(m.SDP, "v=0") || len(m.SDP) > MaxSDPSize {
-			return protoErr(CodeBadField, "%s needs an SDP session description in \"sdp\"", m.Type)
+			return protoErr(errcode.BadField, "%s needs an SDP session description in \"sdp\"", m.Type)
 		}
 	case TypeCandidate:
 		if !validID(m.To) {
-			return protoErr(CodeBadField, "candidate needs the peer id in \"to\"")
+			return protoErr(errcode.BadField, "candidate needs the peer id in \"to\"")
 		}
 		c := m.Candidate
 		if c == nil {
-			return protoErr(CodeBadField, "candidate needs a \"candidate\" object")
+			return protoErr(errcode.BadField, "candidate needs a \"candidate\" object")
 		}
 		if len(c.Candidate) > MaxCandidateSize || (c.Candidate != "" && !strings.HasPrefix(c.Candidate, "candidate:")) {
-			return protoErr(CodeBadField, "candidate.candidate must be empty or an ICE candidate line")
+			return protoErr(errcode.BadField, "candidate.candidate must be empty or an ICE candidate line")
 		}
 		if c.SDPMid == nil && c.SDPMLineIndex == nil {
-			return protoErr(CodeBadField, "candidate needs sdp_mid or sdp_mline_index")
+			return protoErr(errcode.BadField, "candidate needs sdp_mid or sdp_mline_index")
 		}
 		if (c.SDPMid != nil && len(*c.SDPMid) > 64) || (c.UsernameFragment != nil && len(*c.UsernameFragment) > 256) {
-			return protoErr(CodeBadField, "candidate fields are too long")
+			return protoErr(errcode.BadField, "candidate fields are too long")
 		}
 	case TypeLeave, TypePing:
 	case "":
-		return protoErr(CodeUnknownType, "message has no \"type\"")
+		return protoErr(errcode.UnknownType, "message has no \"type\"")
 	default:
 		t := m.Type
 		if len(t) > 32 {
 			t = t[:32]
 		}
-		return protoErr(CodeUnknownType, "unknown message type %q", t)
+		return protoErr(errcode.UnknownType, "unknown message type %q", t)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package protocol
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/telemed/telemed/errcode"
 )
 
 // ICEServer is one entry of RTCConfiguration.iceServers.
@@ -97,10 +99,10 @@ type PeerLeft struct {
 
 // ErrorMessage is the "error" message.
 type ErrorMessage struct {
-	Type    string `json:"type"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	RefID   *int64 `json:"ref_id,omitempty"`
+	Type    string       `json:"type"`
+	Code    errcode.Code `json:"code"`
+	Message string       `json:"message"`
+	RefID   *int64       `json:"ref_id,omitempty"`
 }
 
 // Envelope reads only the type and sequence number of a message, so a client can pick the struct to
