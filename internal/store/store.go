@@ -17,9 +17,22 @@ var (
 	ErrConflict = errors.New("already exists")
 )
 
-// Store keeps providers, their sessions and API tokens, consultations, saved chat transcripts,
-// settings and the audit trail.
+// Store is everything telemed keeps: the per-context interfaces below, which one implementation
+// (sqlite now) provides together. A use case depends on the ones it uses, never on Store.
 type Store interface {
+	Accounts
+	Consultations
+	Monitoring
+	AuditLog
+	Settings
+
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Accounts keeps providers, their sign-in sessions and their API tokens.
+type Accounts interface {
 	CreateProvider(ctx context.Context, p consult.Provider) error
 	ProviderByEmail(ctx context.Context, email string) (consult.Provider, error)
 	ProviderByID(ctx context.Context, id string) (consult.Provider, error)
@@ -36,7 +49,10 @@ type Store interface {
 	CreateAPIToken(ctx context.Context, tokenHash, providerID, name string, now time.Time) error
 	// APITokenProvider returns the provider of an unrevoked API token.
 	APITokenProvider(ctx context.Context, tokenHash string) (consult.Provider, error)
+}
 
+// Consultations keeps consultations and their saved chat transcripts.
+type Consultations interface {
 	CreateConsultation(ctx context.Context, c consult.Consultation) error
 	Consultation(ctx context.Context, id string) (consult.Consultation, error)
 	// ListConsultations returns a provider's consultations, newest first.
@@ -49,25 +65,25 @@ type Store interface {
 	// Transcript returns a consultation's saved transcript, with its messages in the order they were
 	// saved; ErrNotFound when none has been saved.
 	Transcript(ctx context.Context, consultationID string) (consult.Transcript, error)
+}
 
-	Monitoring
-
+// AuditLog keeps the append-only audit trail.
+type AuditLog interface {
 	AppendAudit(ctx context.Context, e consult.AuditEvent) error
 	// Audit returns a consultation's audit trail, oldest first.
 	Audit(ctx context.Context, consultationID string) ([]consult.AuditEvent, error)
 	// PatientAudit returns the audit lines about a patient, oldest first.
 	PatientAudit(ctx context.Context, patientID string) ([]consult.AuditEvent, error)
+}
 
+// Settings keeps the server's named values (the link-signing secret, the setup token, the base URL).
+type Settings interface {
 	// EnsureSetting returns the value stored under key, storing value first if there is none. Nodes
 	// sharing a database agree on the value that won.
 	EnsureSetting(ctx context.Context, key, value string) (string, error)
 	Setting(ctx context.Context, key string) (string, error)
 	PutSetting(ctx context.Context, key, value string) error
 	DeleteSetting(ctx context.Context, key string) error
-
-	// Ping reports whether the store can serve requests.
-	Ping(ctx context.Context) error
-	Close() error
 }
 
 // Monitoring keeps patients, their devices, observations, thresholds and alerts.
