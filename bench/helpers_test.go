@@ -13,9 +13,9 @@ import (
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/loopback"
 	"github.com/telemed/telemed/internal/server"
-	"github.com/telemed/telemed/internal/service"
 )
 
 // benchPassword is the provider accounts' password (at least 12 characters).
@@ -27,7 +27,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a running telemed server on a free loopback port with one provider account.
 type env struct {
 	srv      *server.Server
-	svc      *service.Service
+	svc      server.Services
 	provider consult.Provider
 	dir      string // the data folder
 }
@@ -52,16 +52,16 @@ func startServer(tb testing.TB) *env {
 		tb.Fatalf("start server: %v", err)
 	}
 	tb.Cleanup(func() { srv.Close() })
-	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", benchPassword)
+	p, err := srv.Services().Accounts.AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", benchPassword)
 	if err != nil {
 		tb.Fatalf("add provider: %v", err)
 	}
-	return &env{srv: srv, svc: srv.Service(), provider: p, dir: dir}
+	return &env{srv: srv, svc: srv.Services(), provider: p, dir: dir}
 }
 
-func (e *env) newConsultation(tb testing.TB) service.ConsultationView {
+func (e *env) newConsultation(tb testing.TB) consultations.ConsultationView {
 	tb.Helper()
-	v, err := e.svc.CreateConsultation(context.Background(), e.provider, "bench", service.NewConsultation{Title: "Bench", TTL: time.Hour})
+	v, err := e.svc.Consultations.CreateConsultation(context.Background(), e.provider, "bench", consultations.NewConsultation{Title: "Bench", TTL: time.Hour})
 	if err != nil {
 		tb.Fatalf("create consultation: %v", err)
 	}

@@ -18,14 +18,14 @@ import (
 
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/config"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/vitals"
 )
 
 // ingestEnv is a server with one patient and devices enrolled to it.
 type ingestEnv struct {
 	*env
-	patient service.PatientView
+	patient monitoring.PatientView
 	tokens  []string
 }
 
@@ -33,17 +33,17 @@ func startIngest(b *testing.B, devices int) *ingestEnv {
 	b.Helper()
 	e := startServer(b)
 	ctx := context.Background()
-	pt, err := e.svc.AddPatient(ctx, e.provider, "bench", "Ada Lovelace", "")
+	pt, err := e.svc.Monitoring.AddPatient(ctx, e.provider, "bench", "Ada Lovelace", "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	ie := &ingestEnv{env: e, patient: pt}
 	for i := range devices {
-		enr, err := e.svc.CreateEnrollment(ctx, e.provider, "bench", pt.ID)
+		enr, err := e.svc.Monitoring.CreateEnrollment(ctx, e.provider, "bench", pt.ID)
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := e.svc.EnrollDevice(ctx, enr.Code, fmt.Sprint("device ", i))
+		d, err := e.svc.Monitoring.EnrollDevice(ctx, enr.Code, fmt.Sprint("device ", i))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -140,7 +140,7 @@ func benchIngestHTTP(b *testing.B, kind string, batchSize, devices int) {
 					b.Error(err)
 					return
 				}
-				var res service.UploadResult
+				var res monitoring.UploadResult
 				err = json.NewDecoder(resp.Body).Decode(&res)
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != 200 || res.Accepted != batchSize {
@@ -161,7 +161,7 @@ func benchIngestHTTP(b *testing.B, kind string, batchSize, devices int) {
 
 func benchIngestRaw(b *testing.B, kind string, batchSize int) {
 	ie := startIngest(b, 1)
-	d, err := ie.svc.DeviceByToken(context.Background(), ie.tokens[0])
+	d, err := ie.svc.Monitoring.DeviceByToken(context.Background(), ie.tokens[0])
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func benchIngestRaw(b *testing.B, kind string, batchSize int) {
 	}
 }
 
-func first(r []service.RejectionView) any {
+func first(r []monitoring.RejectionView) any {
 	if len(r) == 0 {
 		return nil
 	}

@@ -21,8 +21,8 @@ import (
 //	join       on an open socket, join until welcome (checks the link, records the audit line)
 //	ping       ping until pong on a joined socket: a round trip through the server's loops
 //	relay      an offer from the patient to the provider and an answer back (SDPs of 2.4 KB)
-//	linkcheck  service.Admit, the check of a link that join runs (two SQLite reads)
-//	audit      service.Audit, the audit line that join, admit and leave write (one SQLite insert)
+//	linkcheck  consultations.Admit, the check of a link that join runs (two SQLite reads)
+//	audit      consultations.Audit, the audit line that join, admit and leave write (one SQLite insert)
 //
 // A client may send 50 messages a second with bursts of 200, so ping and relay change connections
 // every 100 messages, outside the timer.
@@ -117,14 +117,14 @@ func BenchmarkSignalingSteps(b *testing.B) {
 	})
 	b.Run("linkcheck", func(b *testing.B) {
 		for range b.N {
-			if _, err := e.svc.Admit(context.Background(), id, token); err != nil {
+			if _, err := e.svc.Consultations.Admit(context.Background(), id, token); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("audit", func(b *testing.B) {
 		for range b.N {
-			e.svc.Audit(context.Background(), consult.AuditEvent{Actor: "bench", Action: consult.AuditJoined, ConsultationID: id, Detail: "bench"})
+			e.svc.Consultations.Audit(context.Background(), consult.AuditEvent{Actor: "bench", Action: consult.AuditJoined, ConsultationID: id, Detail: "bench"})
 		}
 	})
 }

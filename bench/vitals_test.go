@@ -11,7 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/client"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -89,7 +89,7 @@ func benchECGTelemed(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ie := startIngest(b, 1)
-	c, err := ie.svc.CreateConsultation(ctx, ie.provider, "bench", service.NewConsultation{Title: "Bench", TTL: time.Hour, PatientID: ie.patient.ID})
+	c, err := ie.svc.Consultations.CreateConsultation(ctx, ie.provider, "bench", consultations.NewConsultation{Title: "Bench", TTL: time.Hour, PatientID: ie.patient.ID})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,11 +109,11 @@ func benchECGTelemed(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer prov.Close()
-	d, err := ie.svc.DeviceByToken(ctx, ie.tokens[0])
+	d, err := ie.svc.Monitoring.DeviceByToken(ctx, ie.tokens[0])
 	if err != nil {
 		b.Fatal(err)
 	}
-	ds, err := ie.svc.DeviceSession(ctx, d, func(string) bool { return true })
+	ds, err := ie.svc.Monitoring.DeviceSession(ctx, d, func(string) bool { return true })
 	if err != nil || ds.Consultation == nil {
 		b.Fatalf("device session: %+v %v", ds, err)
 	}

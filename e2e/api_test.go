@@ -13,7 +13,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/errcode"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/consultations"
 )
 
 type apiClient struct {
@@ -108,7 +108,7 @@ func TestAPI(t *testing.T) {
 	// Cookie-authenticated writes must come from our own pages.
 	a.expectError("POST", "/api/v1/consultations", `{}`, map[string]string{"Origin": "https://evil.example"}, 403, "bad_origin")
 	a.expectError("POST", "/api/v1/consultations", `{}`, map[string]string{"Content-Type": "text/plain"}, 403, "bad_origin")
-	var created service.ConsultationView
+	var created consultations.ConsultationView
 	if resp := a.do("POST", "/api/v1/consultations", `{"title":"Follow-up","expires_in":"2h"}`, map[string]string{"Origin": e.srv.BaseURL()}, &created); resp.StatusCode != 201 {
 		t.Fatalf("create with session: %d", resp.StatusCode)
 	}
@@ -120,13 +120,15 @@ func TestAPI(t *testing.T) {
 	a.expectError("POST", "/api/v1/consultations", `{"title":"`+strings.Repeat("x", 201)+`"}`, nil, 400, "bad_field")
 	a.expectError("POST", "/api/v1/consultations", `{"colour":"blue"}`, nil, 400, "bad_json")
 
-	var list struct{ Consultations []service.ConsultationView }
+	var list struct {
+		Consultations []consultations.ConsultationView
+	}
 	if a.do("GET", "/api/v1/consultations", "", nil, &list); len(list.Consultations) != 1 || list.Consultations[0].ID != created.ID {
 		t.Fatalf("list = %+v", list)
 	}
 
 	// An API token acts as its provider, without a cookie or an Origin check.
-	token, err := e.svc.CreateAPIToken(context.Background(), e.provider.ID, "ehr")
+	token, err := e.svc.Accounts.CreateAPIToken(context.Background(), e.provider.ID, "ehr")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,18 +152,18 @@ func TestAPI(t *testing.T) {
 	ehr.expectError("GET", "/api/v1/me", "", map[string]string{"Authorization": "Basic abc"}, 401, "unauthenticated")
 
 	// Another provider sees none of it.
-	other, err := e.svc.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
+	other, err := e.svc.Accounts.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherToken, _ := e.svc.CreateAPIToken(context.Background(), other.ID, "x")
+	otherToken, _ := e.svc.Accounts.CreateAPIToken(context.Background(), other.ID, "x")
 	ehr.expectError("GET", "/api/v1/consultations/"+created.ID, "", map[string]string{"Authorization": "Bearer " + otherToken}, 404, "not_found")
 	ehr.expectError("POST", "/api/v1/consultations/"+created.ID+"/end", "", map[string]string{"Authorization": "Bearer " + otherToken}, 404, "not_found")
 
 	// Ending a consultation disconnects who is in it, and its links stop working.
 	ctx := ctxTimeout(t, 20*time.Second)
 	patient := mustJoin(t, ctx, client.Config{Link: created.JoinURL, Name: "Ada", NoReconnect: true})
-	var ended service.ConsultationView
+	var ended consultations.ConsultationView
 	if resp := a.do("POST", "/api/v1/consultations/"+created.ID+"/end", "", nil, &ended); resp.StatusCode != 200 || ended.Status != "ended" {
 		t.Fatalf("end: %d %+v", resp.StatusCode, ended)
 	}
@@ -188,7 +190,7 @@ func TestFirstRunSetup(t *testing.T) {
 	if a.do("GET", "/api/v1/setup", "", nil, &needed); !needed.Needed {
 		t.Fatal("a server without providers should need setup")
 	}
-	token, err := fresh.Service().SetupToken(context.Background())
+	token, err := fresh.Services().Accounts.SetupToken(context.Background())
 	if err != nil || token == "" {
 		t.Fatalf("setup token: %q %v", token, err)
 	}
@@ -203,7 +205,7 @@ func TestFirstRunSetup(t *testing.T) {
 	if a.do("GET", "/api/v1/setup", "", nil, &needed); needed.Needed {
 		t.Fatal("setup still needed after the first account")
 	}
-	if tok, _ := fresh.Service().SetupToken(context.Background()); tok != "" {
+	if tok, _ := fresh.Services().Accounts.SetupToken(context.Background()); tok != "" {
 		t.Fatal("setup token still offered after setup")
 	}
 }

@@ -222,7 +222,7 @@ func waitAudit(t *testing.T, e *env, consultationID string, want ...string) {
 	t.Helper()
 	var actions []string
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		audit, err := e.svc.AuditTrail(context.Background(), consultationID)
+		audit, err := e.svc.Consultations.AuditTrail(context.Background(), consultationID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/errcode"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/consultations"
 )
 
 // pageHelpersJS makes test files inside a page: random bytes, and the SHA-256 of a Blob by WebCrypto
@@ -223,7 +223,7 @@ func TestBrowserChatAndFiles(t *testing.T) {
 	// The provider saves the transcript: both messages, in order, in the consultation record.
 	click(t, provider, "#chat-save")
 	waitJS(t, provider, "transcript saved", `/saved/i.test(document.querySelector('#chat-save-status').textContent)`, 10*time.Second)
-	tr, err := e.svc.Transcript(context.Background(), service.ProviderCaller(e.provider, "test"), c.ID)
+	tr, err := e.svc.Consultations.Transcript(context.Background(), consultations.ProviderCaller(e.provider, "test"), c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

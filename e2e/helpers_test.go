@@ -15,9 +15,9 @@ import (
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/loopback"
 	"github.com/telemed/telemed/internal/server"
-	"github.com/telemed/telemed/internal/service"
 )
 
 const testPassword = "correct horse battery staple"
@@ -26,7 +26,7 @@ const testPassword = "correct horse battery staple"
 type env struct {
 	t        *testing.T
 	srv      *server.Server
-	svc      *service.Service
+	svc      server.Services
 	provider consult.Provider
 }
 
@@ -56,11 +56,11 @@ func startServer(t testing.TB, o server.Options) *env {
 func startServerEnv(t testing.TB, configure func(*config.Serve), o server.Options) *env {
 	t.Helper()
 	srv := startServerConfig(t, configure, o)
-	p, err := srv.Service().AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
+	p, err := srv.Services().Accounts.AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", testPassword)
 	if err != nil {
 		t.Fatalf("add provider: %v", err)
 	}
-	return &env{srv: srv, svc: srv.Service(), provider: p}
+	return &env{srv: srv, svc: srv.Services(), provider: p}
 }
 
 // startServerWithoutProvider starts a server as a first run finds it: no accounts.
@@ -96,9 +96,9 @@ func startServerConfig(t testing.TB, configure func(*config.Serve), o server.Opt
 	return srv
 }
 
-func (e *env) newConsultation(t testing.TB, ttl time.Duration) service.ConsultationView {
+func (e *env) newConsultation(t testing.TB, ttl time.Duration) consultations.ConsultationView {
 	t.Helper()
-	v, err := e.svc.CreateConsultation(context.Background(), e.provider, "test", service.NewConsultation{Title: "Follow-up", TTL: ttl})
+	v, err := e.svc.Consultations.CreateConsultation(context.Background(), e.provider, "test", consultations.NewConsultation{Title: "Follow-up", TTL: ttl})
 	if err != nil {
 		t.Fatalf("create consultation: %v", err)
 	}

@@ -28,11 +28,11 @@ func TestNoGoroutineLeak(t *testing.T) {
 	func() {
 		e := startServerWith(t, serverOptions())
 		defer e.Close()
-		p, err := e.Service().AddProvider(context.Background(), "leak@clinic.example", "Dr Leak", testPassword)
+		p, err := e.Services().Accounts.AddProvider(context.Background(), "leak@clinic.example", "Dr Leak", testPassword)
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := &env{srv: e, svc: e.Service(), provider: p}
+		env := &env{srv: e, svc: e.Services(), provider: p}
 		ctx := ctxTimeout(t, 30*time.Second)
 		c := env.newConsultation(t, time.Hour)
 		opened := make(chan struct{}, 1)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/monitoring"
 )
 
 // monitoringEnv is a running server with a provider, an API token, a patient and an enrolled device.
@@ -16,8 +16,8 @@ type monitoringEnv struct {
 	*env
 	api      *apiClient
 	provider map[string]string // the provider's API token header
-	patient  service.PatientView
-	device   service.EnrolledDevice
+	patient  monitoring.PatientView
+	device   monitoring.EnrolledDevice
 	dev      map[string]string // the device token header
 }
 
@@ -25,7 +25,7 @@ func startMonitoring(t *testing.T) *monitoringEnv {
 	t.Helper()
 	e := startServer(t, serverOptions())
 	m := &monitoringEnv{env: e, api: newAPIClient(t, e)}
-	token, err := e.svc.CreateAPIToken(context.Background(), e.provider.ID, "test")
+	token, err := e.svc.Accounts.CreateAPIToken(context.Background(), e.provider.ID, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func startMonitoring(t *testing.T) *monitoringEnv {
 	if resp := m.api.do("POST", "/api/v1/patients", `{"name":"Ada Lovelace","birth_date":"1950-12-10"}`, m.provider, &m.patient); resp.StatusCode != 201 || m.patient.ID == "" {
 		t.Fatalf("create patient: %d %+v", resp.StatusCode, m.patient)
 	}
-	var enr service.EnrollmentView
+	var enr monitoring.EnrollmentView
 	if resp := m.api.do("POST", "/api/v1/patients/"+m.patient.ID+"/enrollments", "", m.provider, &enr); resp.StatusCode != 201 || len(enr.Code) != 9 {
 		t.Fatalf("create enrollment: %d %+v", resp.StatusCode, enr)
 	}
@@ -90,7 +90,7 @@ func TestMonitoringAPI(t *testing.T) {
 	for _, b := range bad {
 		readings = append(readings, b.reading)
 	}
-	var res service.UploadResult
+	var res monitoring.UploadResult
 	if resp := a.do("POST", "/api/v1/observations", batch("b-1", readings...), m.dev, &res); resp.StatusCode != 200 {
 		t.Fatalf("upload: %d %+v", resp.StatusCode, res)
 	}
@@ -108,7 +108,7 @@ func TestMonitoringAPI(t *testing.T) {
 	}
 
 	// The same batch again stores nothing and gets the same answer.
-	var again service.UploadResult
+	var again monitoring.UploadResult
 	a.do("POST", "/api/v1/observations", batch("b-1", readings...), m.dev, &again)
 	if !again.Duplicate || again.Accepted != 3 || len(again.Rejected) != len(bad) || len(again.Alerts) != 1 {
 		t.Fatalf("repeated batch: %+v", again)
@@ -117,7 +117,7 @@ func TestMonitoringAPI(t *testing.T) {
 	a.expectError("POST", "/api/v1/observations", batch("b-1", good), m.dev, 409, "conflict")
 
 	var obs struct {
-		Observations []service.ObservationView
+		Observations []monitoring.ObservationView
 		Truncated    bool
 	}
 	a.do("GET", "/api/v1/patients/"+m.patient.ID+"/observations", "", m.provider, &obs)
@@ -127,7 +127,7 @@ func TestMonitoringAPI(t *testing.T) {
 	if o := obs.Observations[1]; o.Code != "2708-6" || *o.Value != 88 || !o.Time.Equal(now.Add(-2*time.Second)) {
 		t.Fatalf("second observation: %+v", o)
 	}
-	var alerts struct{ Alerts []service.AlertView }
+	var alerts struct{ Alerts []monitoring.AlertView }
 	a.do("GET", "/api/v1/patients/"+m.patient.ID+"/alerts", "", m.provider, &alerts)
 	if len(alerts.Alerts) != 1 || alerts.Alerts[0].Name != "SpO2" {
 		t.Fatalf("alerts in the record: %+v", alerts.Alerts)
@@ -139,7 +139,7 @@ func TestMonitoringAPI(t *testing.T) {
 	a.expectError("POST", "/api/v1/observations", `{"readings":[`+good+`]}`, m.dev, 400, "bad_field")
 	a.expectError("POST", "/api/v1/observations", `{"batch_id":"b 2","readings":[`+good+`]}`, m.dev, 400, "bad_field")
 	a.expectError("POST", "/api/v1/observations", `{"batch_id":"b-2","readings":[]}`, m.dev, 400, "bad_field")
-	many := make([]string, service.MaxBatchReadings+1)
+	many := make([]string, monitoring.MaxBatchReadings+1)
 	for i := range many {
 		many[i] = good
 	}
@@ -190,11 +190,11 @@ func TestMonitoringAPI(t *testing.T) {
 	}
 
 	// Another provider sees nothing of this patient.
-	other, err := m.svc.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
+	other, err := m.svc.Accounts.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherToken, _ := m.svc.CreateAPIToken(context.Background(), other.ID, "x")
+	otherToken, _ := m.svc.Accounts.CreateAPIToken(context.Background(), other.ID, "x")
 	oh := map[string]string{"Authorization": "Bearer " + otherToken}
 	for _, p := range []string{"", "/observations", "/thresholds", "/alerts", "/devices"} {
 		a.expectError("GET", "/api/v1/patients/"+m.patient.ID+p, "", oh, 404, "not_found")
@@ -202,7 +202,7 @@ func TestMonitoringAPI(t *testing.T) {
 	a.expectError("DELETE", "/api/v1/devices/"+m.device.Device.ID, "", oh, 404, "not_found")
 
 	// Revoked: the token stops working at once.
-	var dev service.DeviceView
+	var dev monitoring.DeviceView
 	if resp := a.do("DELETE", "/api/v1/devices/"+m.device.Device.ID, "", m.provider, &dev); resp.StatusCode != 200 || dev.RevokedAt == nil {
 		t.Fatalf("revoke: %d %+v", resp.StatusCode, dev)
 	}
@@ -282,7 +282,7 @@ func TestMonitoringEvents(t *testing.T) {
 // TestEnrollmentGuessing: enrollment codes are short, so failed attempts are throttled server-wide.
 func TestEnrollmentGuessing(t *testing.T) {
 	m := startMonitoring(t)
-	for i := range service.EnrollFailureBurst {
+	for i := range monitoring.EnrollFailureBurst {
 		var e apiError
 		if resp := m.api.do("POST", "/api/v1/devices/enroll", fmt.Sprintf(`{"code":"AAAA-%04d"}`, 2222+i%7000), nil, &e); resp.StatusCode == 429 {
 			t.Fatalf("attempt %d already throttled", i)

@@ -12,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/telemed/telemed/internal/agent"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -61,7 +61,7 @@ func TestBrowserLiveVitals(t *testing.T) {
 	if resp := m.api.do("PUT", "/api/v1/patients/"+m.patient.ID+"/thresholds", `{"thresholds":{"2708-6":{"low":99.9}}}`, m.provider, nil); resp.StatusCode != 200 {
 		t.Fatalf("set threshold: %d", resp.StatusCode)
 	}
-	c, err := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{Title: "Review", PatientID: m.patient.ID})
+	c, err := m.svc.Consultations.CreateConsultation(ctx, m.env.provider, "test", consultations.NewConsultation{Title: "Review", PatientID: m.patient.ID})
 	if err != nil {
 		t.Fatal(err)
 	}

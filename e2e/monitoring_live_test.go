@@ -16,8 +16,9 @@ import (
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consultations"
+	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/server"
-	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/store"
 	"github.com/telemed/telemed/vitals"
 )
@@ -150,7 +151,7 @@ func key(r vitals.Reading) string {
 func TestMonitoringLive(t *testing.T) {
 	m := startMonitoring(t)
 	ctx := ctxTimeout(t, 90*time.Second)
-	c, err := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{Title: "Review", PatientID: m.patient.ID})
+	c, err := m.svc.Consultations.CreateConsultation(ctx, m.env.provider, "test", consultations.NewConsultation{Title: "Review", PatientID: m.patient.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestMonitoringLive(t *testing.T) {
 
 	// Everything taken reaches the store; the live readings are among it, equal.
 	drain(t, dir)
-	var obs struct{ Observations []service.ObservationView }
+	var obs struct{ Observations []monitoring.ObservationView }
 	m.api.do("GET", "/api/v1/patients/"+m.patient.ID+"/observations?from="+url.QueryEscape(time.Now().Add(-time.Hour).Format(time.RFC3339)), "", m.provider, &obs)
 	stored := map[string]bool{}
 	for _, o := range obs.Observations {
@@ -272,21 +273,21 @@ func TestAgentOfflineExactlyOnce(t *testing.T) {
 	srv := startServerAt(t, "127.0.0.1:0", dataDir)
 	addr := srv.Addr().String()
 	base := srv.BaseURL()
-	m := &monitoringEnv{env: &env{srv: srv, svc: srv.Service()}}
-	p, err := srv.Service().AddProvider(ctx, "grace@clinic.example", "Dr Grace Hopper", testPassword)
+	m := &monitoringEnv{env: &env{srv: srv, svc: srv.Services()}}
+	p, err := srv.Services().Accounts.AddProvider(ctx, "grace@clinic.example", "Dr Grace Hopper", testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.env.provider = p
-	pt, err := m.svc.AddPatient(ctx, p, "test", "Ada Lovelace", "")
+	pt, err := m.svc.Monitoring.AddPatient(ctx, p, "test", "Ada Lovelace", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := m.svc.CreateEnrollment(ctx, p, "test", pt.ID)
+	enr, err := m.svc.Monitoring.CreateEnrollment(ctx, p, "test", pt.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.device, err = m.svc.EnrollDevice(ctx, enr.Code, "Home kit"); err != nil {
+	if m.device, err = m.svc.Monitoring.EnrollDevice(ctx, enr.Code, "Home kit"); err != nil {
 		t.Fatal(err)
 	}
 	dir := enrolledDir(t, m, base)
@@ -349,7 +350,7 @@ func TestAgentOfflineExactlyOnce(t *testing.T) {
 			taken[key(mustValid(t, r))]++
 		}
 	}
-	storedObs, _, err := srv.Service().ExportObservations(ctx, p, "test", store.ObservationQuery{PatientID: pt.ID}, "test")
+	storedObs, _, err := srv.Services().Monitoring.ExportObservations(ctx, p, "test", store.ObservationQuery{PatientID: pt.ID}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +404,7 @@ func mustValid(t *testing.T, r vitals.Reading) vitals.Reading {
 func TestRevokedDeviceLeavesCall(t *testing.T) {
 	m := startMonitoring(t)
 	ctx := ctxTimeout(t, 60*time.Second)
-	c, err := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{PatientID: m.patient.ID})
+	c, err := m.svc.Consultations.CreateConsultation(ctx, m.env.provider, "test", consultations.NewConsultation{PatientID: m.patient.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +412,7 @@ func TestRevokedDeviceLeavesCall(t *testing.T) {
 	defer prov.Close()
 
 	var link struct {
-		Consultation *service.DeviceConsultation
+		Consultation *monitoring.DeviceConsultation
 	}
 	m.api.do("GET", "/api/v1/device", "", m.dev, &link)
 	if link.Consultation == nil || link.Consultation.ID != c.ID {
@@ -430,8 +431,8 @@ func TestRevokedDeviceLeavesCall(t *testing.T) {
 
 	// Another patient's consultation: the device's link is for its own patient's only, and its token
 	// cannot be moved into another consultation's link.
-	other, _ := m.svc.AddPatient(ctx, m.env.provider, "test", "Someone Else", "")
-	oc, _ := m.svc.CreateConsultation(ctx, m.env.provider, "test", service.NewConsultation{PatientID: other.ID})
+	other, _ := m.svc.Monitoring.AddPatient(ctx, m.env.provider, "test", "Someone Else", "")
+	oc, _ := m.svc.Consultations.CreateConsultation(ctx, m.env.provider, "test", consultations.NewConsultation{PatientID: other.ID})
 	token := link.Consultation.Link[strings.Index(link.Consultation.Link, "#t=")+3:]
 	forged := strings.Replace(oc.StartURL[:strings.Index(oc.StartURL, "#t=")+3]+token, c.ID, oc.ID, 1)
 	if _, err := client.Join(ctx, client.Config{Link: forged, Name: "x", API: loopbackAPI(), NoReconnect: true}); err == nil {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/server"
-	"github.com/telemed/telemed/internal/service"
 )
 
 // linkToken is the token in a consultation link's fragment.
@@ -74,11 +74,11 @@ func TestTranscript(t *testing.T) {
 	if err != nil || time.Since(savedAt) > time.Minute || time.Until(savedAt) > time.Second {
 		t.Fatalf("saved_at %v: %v", saved["saved_at"], err)
 	}
-	var got service.TranscriptView
+	var got consultations.TranscriptView
 	if resp := a.do("GET", path, "", providerLink, &got); resp.StatusCode != 200 {
 		t.Fatalf("read with the provider link: %d", resp.StatusCode)
 	}
-	want := []service.TranscriptMessage{
+	want := []consultations.TranscriptMessage{
 		{From: "patient", Name: "Ada", Text: "Hello", At: "2026-11-24T10:00:00.123Z"},
 		{From: "provider", Name: "Dr Grace Hopper", Text: "Take 5 mg of <b>amlodipine</b> once a day", At: "2026-11-24T10:00:01Z"},
 		{From: "patient", Name: "", Text: "Merci 👋", At: "2026-11-24T10:00:02.123456789Z"},
@@ -97,7 +97,7 @@ func TestTranscript(t *testing.T) {
 	}
 
 	// The provider's API token works too, and names the provider in the audit trail.
-	token, err := e.svc.CreateAPIToken(context.Background(), e.provider.ID, "ehr")
+	token, err := e.svc.Accounts.CreateAPIToken(context.Background(), e.provider.ID, "ehr")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestTranscript(t *testing.T) {
 	}
 
 	// Every save is audited, with a count and never the text.
-	trail, err := e.svc.AuditTrail(context.Background(), c.ID)
+	trail, err := e.svc.Consultations.AuditTrail(context.Background(), c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +153,11 @@ func TestTranscript(t *testing.T) {
 	if refusal.Error.Message != "only the provider can save the transcript" {
 		t.Fatalf("patient refused with %q", refusal.Error.Message)
 	}
-	otherProvider, err := e.svc.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
+	otherProvider, err := e.svc.Accounts.AddProvider(context.Background(), "other@clinic.example", "Dr Other", testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherToken, _ := e.svc.CreateAPIToken(context.Background(), otherProvider.ID, "x")
+	otherToken, _ := e.svc.Accounts.CreateAPIToken(context.Background(), otherProvider.ID, "x")
 	a.expectError("POST", path, one, bearer(otherToken), 404, "not_found")
 	a.expectError("GET", path, "", bearer(otherToken), 404, "not_found")
 	a.expectError("POST", "/api/v1/consultations/c_nothing/transcript", one, bearer(token), 404, "not_found")
@@ -201,7 +201,7 @@ func TestTranscript(t *testing.T) {
 
 	// A provider link stops working once the consultation ends or the link expires; the provider's own
 	// credentials still work.
-	if _, err := e.svc.EndConsultation(context.Background(), e.provider, "test", c.ID); err != nil {
+	if _, err := e.svc.Consultations.EndConsultation(context.Background(), e.provider, "test", c.ID); err != nil {
 		t.Fatal(err)
 	}
 	a.expectError("POST", path, one, providerLink, 403, "bad_token")
@@ -230,7 +230,7 @@ func TestTranscriptWithSession(t *testing.T) {
 	if resp := a.do("POST", path, body, map[string]string{"Origin": e.srv.BaseURL()}, &saved); resp.StatusCode != 200 || saved["messages"] != float64(2) {
 		t.Fatalf("save with a session: %d %v", resp.StatusCode, saved)
 	}
-	var got service.TranscriptView
+	var got consultations.TranscriptView
 	if resp := a.do("GET", path, "", nil, &got); resp.StatusCode != 200 || got.SavedBy != e.provider.ID || len(got.Messages) != 2 {
 		t.Fatalf("read with a session: %d %+v", resp.StatusCode, got)
 	}

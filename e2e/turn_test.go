@@ -282,7 +282,7 @@ func TestWelcomeWithoutTURN(t *testing.T) {
 // without one.
 func TestMetricsEndpoint(t *testing.T) {
 	e := startServer(t, serverOptions())
-	token, err := e.svc.CreateAPIToken(context.Background(), e.provider.ID, "prometheus")
+	token, err := e.svc.Accounts.CreateAPIToken(context.Background(), e.provider.ID, "prometheus")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,3 +125,13 @@ func New(code Code, message string) *Error { return &Error{Code: code, Message: 
 func Errorf(code Code, format string, args ...any) error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// Quote quotes a value sent by a client for an error message, shortened to 40 characters if
+// longer: errors repeat what was sent, not all of it.
+func Quote(v string) string {
+	const n = 40
+	if r := []rune(v); len(r) > n {
+		return fmt.Sprintf("%q…", string(r[:n]))
+	}
+	return fmt.Sprintf("%q", v)
+}

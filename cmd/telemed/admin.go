@@ -14,20 +14,20 @@ import (
 	"golang.org/x/term"
 
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/server"
-	"github.com/telemed/telemed/internal/service"
 	"github.com/telemed/telemed/internal/store"
 	"github.com/telemed/telemed/internal/store/sqlite"
 )
 
-// openService opens the data folder for a one-off command, beside a running server or not.
-func openService(ctx context.Context, dataDir, baseURL string) (*service.Service, func(), error) {
+// openServices opens the data folder for a one-off command, beside a running server or not.
+func openServices(ctx context.Context, dataDir, baseURL string) (server.Services, func(), error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("data folder %s: %w", dataDir, err)
+		return server.Services{}, nil, fmt.Errorf("data folder %s: %w", dataDir, err)
 	}
 	st, err := sqlite.Open(ctx, config.DatabasePath(dataDir))
 	if err != nil {
-		return nil, nil, err
+		return server.Services{}, nil, err
 	}
 	if baseURL == "" {
 		baseURL, err = st.Setting(ctx, server.SettingBaseURL)
@@ -36,13 +36,13 @@ func openService(ctx context.Context, dataDir, baseURL string) (*service.Service
 		}
 		if err != nil {
 			st.Close()
-			return nil, nil, err
+			return server.Services{}, nil, err
 		}
 	}
-	svc, err := service.New(ctx, service.Options{Store: st, BaseURL: strings.TrimRight(baseURL, "/")})
+	svc, err := server.NewServices(ctx, st, strings.TrimRight(baseURL, "/"), nil, nil)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return server.Services{}, nil, err
 	}
 	return svc, func() { st.Close() }, nil
 }
@@ -72,12 +72,12 @@ func providerAdd(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	svc, closeStore, err := openService(ctx, *data, "")
+	svc, closeStore, err := openServices(ctx, *data, "")
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.AddProvider(ctx, *email, *name, password)
+	p, err := svc.Accounts.AddProvider(ctx, *email, *name, password)
 	if err != nil {
 		return fmt.Errorf("provider add: %w", err)
 	}
@@ -120,7 +120,7 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs, data := newFlags("telemed consult new", stderr)
 	email := fs.String("provider", "", "`email` of the provider who holds the consultation (required)")
 	title := fs.String("title", "", "a title the provider and patient see")
-	expires := fs.Duration("expires-in", service.DefaultLinkTTL, "how long the links work")
+	expires := fs.Duration("expires-in", consultations.DefaultLinkTTL, "how long the links work")
 	baseURL := fs.String("base-url", "", "public `URL` for the links (default: the one the server last ran with)")
 	asJSON := fs.Bool("json", false, "print the consultation as JSON, as the API returns it (id, start_url, join_url, expires_at, ...)")
 	if err := config.Parse(fs, args, nil); err != nil {
@@ -129,16 +129,16 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *email == "" {
 		return errors.New("consult new: --provider is required")
 	}
-	svc, closeStore, err := openService(ctx, *data, *baseURL)
+	svc, closeStore, err := openServices(ctx, *data, *baseURL)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.ProviderByEmail(ctx, *email)
+	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
 	if err != nil {
 		return fmt.Errorf("consult new: %w", err)
 	}
-	v, err := svc.CreateConsultation(ctx, p, p.ID+" (cli)", service.NewConsultation{Title: *title, TTL: *expires})
+	v, err := svc.Consultations.CreateConsultation(ctx, p, p.ID+" (cli)", consultations.NewConsultation{Title: *title, TTL: *expires})
 	if err != nil {
 		return fmt.Errorf("consult new: %w", err)
 	}
@@ -162,16 +162,16 @@ func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *email == "" {
 		return errors.New("token create: --provider is required")
 	}
-	svc, closeStore, err := openService(ctx, *data, "")
+	svc, closeStore, err := openServices(ctx, *data, "")
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.ProviderByEmail(ctx, *email)
+	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}
-	token, err := svc.CreateAPIToken(ctx, p.ID, *name)
+	token, err := svc.Accounts.CreateAPIToken(ctx, p.ID, *name)
 	if err != nil {
 		return err
 	}

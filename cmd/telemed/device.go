@@ -299,16 +299,16 @@ func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *patientID == "" {
 		return errors.New("device enroll: --patient is required (the patient's id, which telemed patient add printed)")
 	}
-	svc, closeStore, err := openService(ctx, *data, *baseURL)
+	svc, closeStore, err := openServices(ctx, *data, *baseURL)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.PatientProvider(ctx, *patientID)
+	p, err := svc.Monitoring.PatientProvider(ctx, *patientID)
 	if err != nil {
 		return fmt.Errorf("device enroll: %w", err)
 	}
-	e, err := svc.CreateEnrollment(ctx, p, p.ID+" (cli)", *patientID)
+	e, err := svc.Monitoring.CreateEnrollment(ctx, p, p.ID+" (cli)", *patientID)
 	if err != nil {
 		return fmt.Errorf("device enroll: %w", err)
 	}
@@ -334,16 +334,16 @@ func patientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *email == "" || *name == "" {
 		return errors.New("patient add: --provider and --name are required")
 	}
-	svc, closeStore, err := openService(ctx, *data, "")
+	svc, closeStore, err := openServices(ctx, *data, "")
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.ProviderByEmail(ctx, *email)
+	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
 	if err != nil {
 		return fmt.Errorf("patient add: %w", err)
 	}
-	pt, err := svc.AddPatient(ctx, p, p.ID+" (cli)", *name, *birth)
+	pt, err := svc.Monitoring.AddPatient(ctx, p, p.ID+" (cli)", *name, *birth)
 	if err != nil {
 		return fmt.Errorf("patient add: %w", err)
 	}

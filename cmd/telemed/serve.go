@@ -42,7 +42,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "The built-in STUN/TURN is off (--turn=false)\n")
 	}
 	fmt.Fprintln(stdout)
-	setup, err := srv.Service().SetupToken(ctx)
+	setup, err := srv.Services().Accounts.SetupToken(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/fhir"
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/store"
@@ -29,6 +31,14 @@ func (a *api) fhirRoutes(mux *http.ServeMux) {
 		writeFHIR(w, http.StatusNotFound, fhir.NewOperationOutcome(fhir.IssueNotFound,
 			"no such FHIR endpoint: this server has Patient/{id}, Observation/{id}, Observation?patient=... and metadata"))
 	})
+}
+
+// Export is what the FHIR API needs (monitoring.Service has it): each read is audited as an export.
+type Export interface {
+	ExportPatient(ctx context.Context, p consult.Provider, actor, patientID, detail string) (consult.Patient, error)
+	ExportObservation(ctx context.Context, p consult.Provider, actor, id string) (monitor.Observation, error)
+	ExportObservations(ctx context.Context, p consult.Provider, actor string, q store.ObservationQuery, detail string) ([]monitor.Observation, int, error)
+	DeviceName(ctx context.Context, id string) string
 }
 
 func writeFHIR(w http.ResponseWriter, status int, r fhir.Resource) {
@@ -100,15 +110,12 @@ func (a *api) fhirMetadata(w http.ResponseWriter, r *http.Request) {
 	if !jsonFormat(w, r) {
 		return
 	}
-	writeFHIR(w, http.StatusOK, fhir.NewCapabilityStatement(a.baseURL(), "", a.Service.Now()))
+	writeFHIR(w, http.StatusOK, fhir.NewCapabilityStatement(a.BaseURL, "", a.Now()))
 }
-
-// baseURL is the server's external URL, which FHIR references and links start with.
-func (a *api) baseURL() string { return a.Service.BaseURL() }
 
 func (a *api) fhirPatient(w http.ResponseWriter, r *http.Request, c caller) {
 	id := r.PathValue("id")
-	p, err := a.Service.ExportPatient(r.Context(), c.provider, c.actor, id, "Patient/"+id)
+	p, err := a.Export.ExportPatient(r.Context(), c.provider, c.actor, id, "Patient/"+id)
 	if err != nil {
 		a.fhirFail(w, r, err)
 		return
@@ -117,7 +124,7 @@ func (a *api) fhirPatient(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (a *api) fhirObservation(w http.ResponseWriter, r *http.Request, c caller) {
-	o, err := a.Service.ExportObservation(r.Context(), c.provider, c.actor, r.PathValue("id"))
+	o, err := a.Export.ExportObservation(r.Context(), c.provider, c.actor, r.PathValue("id"))
 	if err != nil {
 		a.fhirFail(w, r, err)
 		return
@@ -130,7 +137,7 @@ func (a *api) fhirObservation(w http.ResponseWriter, r *http.Request, c caller) 
 func (a *api) deviceName(r *http.Request, o monitor.Observation, cache map[string]string) string {
 	name, ok := cache[o.DeviceID]
 	if !ok {
-		name = a.Service.DeviceName(r.Context(), o.DeviceID)
+		name = a.Export.DeviceName(r.Context(), o.DeviceID)
 		cache[o.DeviceID] = name
 	}
 	return name
@@ -149,7 +156,7 @@ func (a *api) fhirSearch(w http.ResponseWriter, r *http.Request, c caller) {
 	if q.Count == 0 {
 		sq.Limit = -1 // only the total
 	}
-	obs, total, err := a.Service.ExportObservations(r.Context(), c.provider, c.actor, sq, "Observation?"+q.Query())
+	obs, total, err := a.Export.ExportObservations(r.Context(), c.provider, c.actor, sq, "Observation?"+q.Query())
 	if err != nil {
 		a.fhirFail(w, r, err)
 		return
@@ -159,5 +166,5 @@ func (a *api) fhirSearch(w http.ResponseWriter, r *http.Request, c caller) {
 	for _, o := range obs {
 		page = append(page, fhir.NewObservation(o, a.deviceName(r, o, names)))
 	}
-	writeFHIR(w, http.StatusOK, fhir.NewSearchSet(a.baseURL(), q, total, page, a.Service.Now()))
+	writeFHIR(w, http.StatusOK, fhir.NewSearchSet(a.BaseURL, q, total, page, a.Now()))
 }

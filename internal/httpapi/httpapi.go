@@ -17,9 +17,6 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
-	"github.com/telemed/telemed/internal/consult"
-	"github.com/telemed/telemed/internal/origin"
-	"github.com/telemed/telemed/internal/service"
 )
 
 // SessionCookie is the name of the provider's session cookie.
@@ -38,7 +35,22 @@ const transcriptReadTimeout = 5 * time.Minute
 
 // Options configure the HTTP handler.
 type Options struct {
-	Service *service.Service
+	// Accounts signs providers in and out and creates the first account.
+	Accounts Accounts
+	// Consultations serves the consultation and transcript endpoints.
+	Consultations Consultations
+	// Patients serves a provider's patients' records.
+	Patients Patients
+	// Events streams a patient's record as it changes.
+	Events Events
+	// Devices serves the endpoints that monitoring devices call.
+	Devices Devices
+	// Export serves the FHIR API.
+	Export Export
+	// BaseURL is the server's public URL, which FHIR references and links start with.
+	BaseURL string
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
 	// Signaling handles GET /ws.
 	Signaling http.Handler
 	// EndConsultation is told when a consultation is ended, to disconnect its participants.
@@ -76,6 +88,9 @@ func New(o Options) http.Handler {
 	}
 	if o.DeviceRevoked == nil {
 		o.DeviceRevoked = func(string) {}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Present == nil {
 		o.Present = func(string) bool { return false }
@@ -189,6 +204,7 @@ func writeError(w http.ResponseWriter, status int, code errcode.Code, message st
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": message}})
 }
 
+// statusOfCode is the HTTP status of each code of errcode.API.
 var statusOfCode = map[errcode.Code]int{
 	errcode.BadField:        http.StatusBadRequest,
 	errcode.BadJSON:         http.StatusBadRequest,
@@ -200,18 +216,19 @@ var statusOfCode = map[errcode.Code]int{
 	errcode.NotFound:        http.StatusNotFound,
 	errcode.Busy:            http.StatusTooManyRequests,
 	errcode.Conflict:        http.StatusConflict,
+	errcode.BadOrigin:       http.StatusForbidden,
+	errcode.Internal:        http.StatusInternalServerError,
 }
 
-// fail writes err: a service.Error as itself, anything else as an opaque internal error.
+// fail writes err: an errcode.Error as itself, anything else as an opaque internal error. A code
+// with no status here is a fault of the server (a test holds every API code to this table).
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var se *errcode.Error
 	if errors.As(err, &se) {
-		status, ok := statusOfCode[se.Code]
-		if !ok {
-			status = http.StatusBadRequest
+		if status, ok := statusOfCode[se.Code]; ok {
+			writeError(w, status, se.Code, se.Message)
+			return
 		}
-		writeError(w, status, se.Code, se.Message)
-		return
 	}
 	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, errcode.Internal, "something went wrong on the server; it has been logged")
@@ -256,84 +273,4 @@ func decodeLimit(r *http.Request, v any, limit int64) error {
 		return &errcode.Error{Code: errcode.BadJSON, Message: "request body is not the expected JSON: " + msg}
 	}
 	return nil
-}
-
-// caller is the provider behind a request, and how they authenticated.
-type caller struct {
-	provider consult.Provider
-	actor    string // for the audit trail
-}
-
-// authError is why a request could not be authenticated as a provider.
-type authError struct{ message string }
-
-// authenticate returns the provider behind a request: an API token in "Authorization: Bearer", or a
-// session cookie.
-func (a *api) authenticate(r *http.Request) (caller, *authError) {
-	if authz := r.Header.Get("Authorization"); authz != "" {
-		token, ok := strings.CutPrefix(authz, "Bearer ")
-		if !ok {
-			return caller{}, &authError{"Authorization must be \"Bearer <token>\""}
-		}
-		p, err := a.Service.APITokenProvider(r.Context(), strings.TrimSpace(token))
-		if err != nil {
-			return caller{}, &authError{"the API token is unknown or revoked"}
-		}
-		return caller{provider: p, actor: p.ID + " (api)"}, nil
-	}
-	cookie, err := r.Cookie(SessionCookie)
-	if err != nil {
-		return caller{}, &authError{"sign in first"}
-	}
-	p, err := a.Service.SessionProvider(r.Context(), cookie.Value)
-	if err != nil {
-		return caller{}, &authError{"your session has expired; sign in again"}
-	}
-	return caller{provider: p, actor: p.ID}, nil
-}
-
-// provider wraps a handler that needs a signed-in provider (session cookie or API token).
-func (a *api) provider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		c, aerr := a.authenticate(r)
-		if aerr != nil {
-			writeError(w, http.StatusUnauthorized, errcode.Unauthenticated, aerr.message)
-			return
-		}
-		h(w, r, c)
-	}
-}
-
-// providerOrLink wraps a handler that a provider may call signed in or with an API token, and that
-// whoever holds a consultation link token may call with "Authorization: Bearer <link token>"; the
-// service decides what the link allows. Link tokens ("<consultation>.<role>.<expiry>.<signature>")
-// contain dots and API tokens ("tm_" and base64url) never do, which tells them apart.
-func (a *api) providerOrLink(h func(http.ResponseWriter, *http.Request, service.Caller)) http.HandlerFunc {
-	asProvider := a.provider(func(w http.ResponseWriter, r *http.Request, c caller) {
-		h(w, r, service.ProviderCaller(c.provider, c.actor))
-	})
-	return func(w http.ResponseWriter, r *http.Request) {
-		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.Contains(token, ".") {
-			h(w, r, service.LinkCaller(strings.TrimSpace(token)))
-			return
-		}
-		asProvider(w, r)
-	}
-}
-
-// sameOrigin is the CSRF check for cookie-authenticated writes: a JSON content type (which a form on
-// another site cannot send without a preflight) and, when the browser says where it comes from, our origin.
-func (a *api) sameOrigin(r *http.Request) bool {
-	if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && !strings.HasPrefix(ct, "application/json") {
-		return false
-	}
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return false
-	}
-	return origin.Allowed(r, a.AllowedOrigins)
-}
-
-func (a *api) setCookie(w http.ResponseWriter, value string, maxAge int) {
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: a.SecureCookies, SameSite: http.SameSiteLaxMode})
 }

@@ -4,6 +4,8 @@
 package monitor
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/telemed/telemed/errcode"
@@ -132,4 +134,24 @@ func (t Thresholds) Check(o Observation, states States) []Alert {
 		check(c.Code, c.Value, c.Unit)
 	}
 	return out
+}
+
+// Judge returns the alerts that a batch of observations raises against the thresholds, judged in
+// the order the readings were measured (not the order they arrived), starting from where the
+// patient's signals stood (states, which it leaves as they stand after the batch), and the states
+// that the batch changed: only those need to be written back. The alerts have no ids yet.
+func Judge(t Thresholds, states States, obs []Observation) (alerts []Alert, changed States) {
+	before := maps.Clone(states)
+	byTime := slices.Clone(obs)
+	slices.SortStableFunc(byTime, func(a, b Observation) int { return a.Reading.Time.Compare(b.Reading.Time) })
+	for _, o := range byTime {
+		alerts = append(alerts, t.Check(o, states)...)
+	}
+	changed = States{}
+	for code, bound := range states {
+		if was, ok := before[code]; !ok || was != bound {
+			changed[code] = bound
+		}
+	}
+	return alerts, changed
 }

@@ -1,11 +1,10 @@
-// Package server assembles a running telemed from its configuration: store, service, signaling and
-// HTTP. `telemed serve` runs one; end-to-end tests start one on a free port with a temporary folder.
+// Package server assembles a running telemed from its configuration: store, use cases, signaling,
+// TURN and HTTP. `telemed serve` runs one; end-to-end tests start one on a free port with a temporary folder.
 package server
 
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,11 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/telemed/telemed/internal/accounts"
+	"github.com/telemed/telemed/internal/audit"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/httpapi"
-	"github.com/telemed/telemed/internal/service"
+	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/internal/store"
 	"github.com/telemed/telemed/internal/store/sqlite"
 	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/web"
@@ -49,7 +52,7 @@ type Server struct {
 	cfg      config.Serve
 	log      *slog.Logger
 	store    *sqlite.Store
-	svc      *service.Service
+	services Services
 	signal   *signal.Server
 	http     *http.Server
 	listener net.Listener
@@ -65,36 +68,31 @@ type Server struct {
 	alertsDone chan struct{}
 }
 
-// forwardAlerts shows each new alert to the providers in a consultation of its patient, until ctx ends.
-func (s *Server) forwardAlerts(ctx context.Context) {
-	defer close(s.alertsDone)
-	events, cancel := s.svc.Subscribe(service.SubscribeOptions{AlertsOnly: true})
-	defer func() { cancel() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-events:
-			if !ok {
-				s.log.Warn("alerts came faster than they could be shown in consultations; some were not shown there (they are in the patients' records)")
-				events, cancel = s.svc.Subscribe(service.SubscribeOptions{AlertsOnly: true})
-				continue
-			}
-			body, err := json.Marshal(e.Alert)
-			if err != nil {
-				s.log.Error("encode alert", "err", err)
-				continue
-			}
-			cs, err := s.store.OpenConsultationsOfPatient(ctx, e.PatientID, time.Now())
-			if err != nil {
-				s.log.Warn("alert not shown in consultations", "patient", e.PatientID, "err", err)
-				continue
-			}
-			for _, c := range cs {
-				s.signal.SendAlert(c.ID, body)
-			}
-		}
+// Services are telemed's use cases, built on one store.
+type Services struct {
+	Accounts      *accounts.Service
+	Consultations *consultations.Service
+	Monitoring    *monitoring.Service
+}
+
+// NewServices builds the use cases on st, for a server whose public URL is baseURL: serve runs them,
+// and so does a one-off command beside it. now is the clock (time.Now if nil), log receives what
+// an operator should see (slog.Default() if nil).
+func NewServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger) (Services, error) {
+	links, err := consultations.LoadLinks(ctx, st, baseURL)
+	if err != nil {
+		return Services{}, err
 	}
+	trail := audit.New(st, now, log)
+	var out Services
+	if out.Accounts, err = accounts.New(accounts.Options{Store: st, Now: now, Logger: log}); err != nil {
+		return Services{}, err
+	}
+	if out.Consultations, err = consultations.New(consultations.Options{Store: st, Links: links, Audit: trail, Now: now}); err != nil {
+		return Services{}, err
+	}
+	out.Monitoring, err = monitoring.New(monitoring.Options{Store: st, Audit: trail, DeviceLinks: links, BaseURL: links.BaseURL(), Now: now})
+	return out, err
 }
 
 // Start opens the data folder, listens, and serves until Close.
@@ -135,12 +133,11 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		ln.Close()
 		return fmt.Errorf("record base URL: %w", err)
 	}
-	svc, err := service.New(ctx, service.Options{Store: s.store, BaseURL: s.baseURL, Logger: s.log, Now: o.Now})
-	if err != nil {
+	if s.services, err = NewServices(ctx, s.store, s.baseURL, o.Now, s.log); err != nil {
 		ln.Close()
 		return err
 	}
-	s.svc = svc
+	svc := s.services
 	s.now = o.Now
 
 	reg := prometheus.NewRegistry()
@@ -159,6 +156,32 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		}
 	}
 
+	sig, err := signal.NewServer(s.signalOptions(o))
+	if err != nil {
+		ln.Close()
+		s.closeTURN()
+		return err
+	}
+	s.signal = sig
+
+	handler := httpapi.New(httpapi.Options{
+		Accounts: svc.Accounts, Consultations: svc.Consultations,
+		Patients: svc.Monitoring, Events: svc.Monitoring, Devices: svc.Monitoring, Export: svc.Monitoring,
+		BaseURL: s.baseURL, Now: o.Now, Signaling: sig, EndConsultation: sig.EndConsultation, Static: web.Static,
+		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
+		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
+		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Present: sig.Present, DeviceRevoked: sig.Kick,
+	})
+	s.serve(handler)
+	return nil
+}
+
+// signalOptions are the signaling server's options: the tests' (o.Signal) with the configuration's
+// ICE servers and origins, and the consultations' gatekeeper and audit.
+func (s *Server) signalOptions(o Options) signal.Options {
+	svc := s.services
 	so := o.Signal
 	if so.ICEServers == nil {
 		so.ICEServers = s.iceServers
@@ -171,36 +194,30 @@ func (s *Server) start(ctx context.Context, o Options) error {
 	so.AllowedOrigins = append(so.AllowedOrigins, s.cfg.OriginHosts()...)
 	so.AllowedOrigins = append(so.AllowedOrigins, hostOf(s.baseURL))
 	so.Gatekeeper = func(ctx context.Context, id, token string) (signal.Ticket, error) {
-		t, err := svc.Admit(ctx, id, token)
+		t, err := svc.Consultations.Admit(ctx, id, token)
 		if err != nil {
 			return signal.Ticket{}, err
 		}
 		return signal.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
 			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject}, nil
 	}
-	so.Audit = func(ctx context.Context, e consult.AuditEvent) { svc.Audit(context.WithoutCancel(ctx), e) }
-	sig, err := signal.NewServer(so)
-	if err != nil {
-		ln.Close()
-		s.closeTURN()
-		return err
+	so.Audit = func(ctx context.Context, e consult.AuditEvent) {
+		svc.Consultations.Audit(context.WithoutCancel(ctx), e)
 	}
-	s.signal = sig
+	return so
+}
 
-	handler := httpapi.New(httpapi.Options{
-		Service: svc, Signaling: sig, EndConsultation: sig.EndConsultation, Static: web.Static,
-		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
-		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
-		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Present: sig.Present, DeviceRevoked: sig.Kick,
-	})
+// serve serves handler on the listener until Close, and forwards alerts into consultations meanwhile.
+func (s *Server) serve(handler http.Handler) {
 	// Requests run under base, which Close cancels first: event streams end instead of holding up
 	// the shutdown.
 	base, cancelBase := context.WithCancel(context.Background())
 	s.cancelBase = cancelBase
 	s.alertsDone = make(chan struct{})
-	go s.forwardAlerts(base)
+	go func() {
+		defer close(s.alertsDone)
+		s.services.Monitoring.ForwardAlerts(base, s.signal, s.log.With("component", "alerts"))
+	}()
 	// Deadlines for plain requests; net/http clears them on the WebSocket upgrade.
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return base },
@@ -210,16 +227,15 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		var err error
 		if s.cfg.TLSCert != "" {
 			s.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			err = s.http.ServeTLS(s.listener, s.cfg.TLSCert, s.cfg.TLSKey)
 		} else {
-			err = s.http.Serve(ln)
+			err = s.http.Serve(s.listener)
 		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		s.served <- err
 	}()
-	return nil
 }
 
 func derivedBaseURL(a *net.TCPAddr, tls bool) string {
@@ -245,8 +261,8 @@ func (s *Server) BaseURL() string { return s.baseURL }
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.listener.Addr() }
 
-// Service is the running service, for tests and tools.
-func (s *Server) Service() *service.Service { return s.svc }
+// Services are the running use cases, for tests and tools.
+func (s *Server) Services() Services { return s.services }
 
 // Done delivers the error that stopped serving, or nil after Close.
 func (s *Server) Done() <-chan error { return s.served }

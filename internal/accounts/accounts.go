@@ -1,7 +1,7 @@
-// Package service is what telemed does, independent of how it is asked: create provider accounts and
-// consultations, sign people in, and decide who may join which consultation. The command line, the
-// HTTP API and the signaling server all go through it.
-package service
+// Package accounts is who may act as a provider: provider accounts, their sign-in sessions and API
+// tokens, and the one-time setup that creates the first account in the browser. It hashes passwords
+// with argon2id, a bounded number at a time.
+package accounts
 
 import (
 	"context"
@@ -18,69 +18,55 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
-
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
 )
 
-// Defaults and limits of consultations and sessions.
-const (
-	DefaultLinkTTL = 24 * time.Hour
-	MinLinkTTL     = 5 * time.Minute
-	MaxLinkTTL     = 30 * 24 * time.Hour
-	SessionTTL     = 12 * time.Hour
-	MaxTitleLength = 200
-)
+// SessionTTL is how long a browser session lasts.
+const SessionTTL = 12 * time.Hour
 
-const (
-	settingLinkSecret = "link_secret"
-	settingSetupToken = "setup_token"
-)
+// MaxNameLength bounds a provider's name, in Unicode code points after trimming.
+const MaxNameLength = 80
+
+const settingSetupToken = "setup_token"
+
+// Store is what accounts keeps: providers, sessions and tokens, and the setup token among the settings.
+type Store interface {
+	store.Accounts
+	Setting(ctx context.Context, key string) (string, error)
+	EnsureSetting(ctx context.Context, key, value string) (string, error)
+	DeleteSetting(ctx context.Context, key string) error
+}
 
 // Options configure a Service.
 type Options struct {
-	Store store.Store
-	// BaseURL is the public URL that links start with, without a trailing slash.
-	BaseURL string
+	Store Store
 	// Now returns the current time; time.Now if nil.
 	Now func() time.Time
 	// PasswordParams are argon2id's costs; auth.DefaultPasswordParams if zero.
 	PasswordParams auth.PasswordParams
-	// Logger receives audit failures; slog.Default() if nil.
+	// Logger receives what an operator should know (a setup token that could not be removed);
+	// slog.Default() if nil.
 	Logger *slog.Logger
 }
 
-// Service carries out telemed's use cases.
+// Service carries out the accounts use cases.
 type Service struct {
 	// hashing bounds the argon2id computations under way: each takes 64 MiB, so unbounded sign-in
 	// attempts would be a way to exhaust the server's memory.
 	hashing chan struct{}
-	store   store.Store
-	links   *auth.LinkSigner
-	baseURL string
+	store   Store
 	now     func() time.Time
 	params  auth.PasswordParams
 	log     *slog.Logger
-	events  broker
-	// patientLocks serialise the alert states of one patient's uploads.
-	patientLocks stripedLocks
-	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
-	// EnrollFailureBurst.
-	enrollFailures *rate.Limiter
 }
 
-// EnrollFailureBurst is how many failed device enrollments in a row the server allows before it
-// makes every attempt wait (one more a second). With codes of 31^8, that leaves a guesser a chance
-// of about one in a million a day for each code outstanding.
-const EnrollFailureBurst = 30
-
-// New returns a Service, creating the link-signing secret in the store on first use.
-func New(ctx context.Context, o Options) (*Service, error) {
+// New returns a Service.
+func New(o Options) (*Service, error) {
 	if o.Store == nil {
-		return nil, errors.New("service: Store is required")
+		return nil, errors.New("accounts: Store is required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -91,22 +77,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	secret, err := o.Store.EnsureSetting(ctx, settingLinkSecret, randomHex(32))
-	if err != nil {
-		return nil, fmt.Errorf("load link secret: %w", err)
-	}
-	raw, err := hex.DecodeString(secret)
-	if err != nil {
-		return nil, fmt.Errorf("load link secret: %w", err)
-	}
-	links, err := auth.NewLinkSigner(raw)
-	if err != nil {
-		return nil, err
-	}
-	return &Service{store: o.Store, links: links, baseURL: strings.TrimRight(o.BaseURL, "/"),
-		now: o.Now, params: o.PasswordParams, log: o.Logger,
-		hashing:        make(chan struct{}, max(2, runtime.NumCPU())),
-		enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
+	return &Service{store: o.Store, now: o.Now, params: o.PasswordParams, log: o.Logger,
+		hashing: make(chan struct{}, max(2, runtime.NumCPU()))}, nil
 }
 
 var errBusy = &errcode.Error{Code: errcode.Busy, Message: "too many sign-in attempts at once; try again in a moment"}
@@ -135,23 +107,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// BaseURL is the public URL that links start with, without a trailing slash.
-func (s *Service) BaseURL() string { return s.baseURL }
-
-// Now returns the service's current time.
-func (s *Service) Now() time.Time { return s.now() }
-
-// Audit appends to the audit trail. A failure is logged, not returned: the audit must not stop a call
-// that is under way, but an operator must see that a line is missing.
-func (s *Service) Audit(ctx context.Context, e consult.AuditEvent) {
-	if e.At.IsZero() {
-		e.At = s.now()
-	}
-	if err := s.store.AppendAudit(ctx, e); err != nil {
-		s.log.Error("audit write failed", "action", e.Action, "consultation", e.ConsultationID, "err", err)
-	}
-}
-
 // AddProvider creates a provider account.
 func (s *Service) AddProvider(ctx context.Context, email, name, password string) (consult.Provider, error) {
 	email = strings.TrimSpace(email)
@@ -160,8 +115,8 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 	if err != nil || addr.Address != email || len(email) > 254 {
 		return consult.Provider{}, errcode.Errorf(errcode.BadField, "%q is not an email address", email)
 	}
-	if name == "" || utf8.RuneCountInString(name) > 80 {
-		return consult.Provider{}, errcode.Errorf(errcode.BadField, "name must be 1 to 80 characters")
+	if name == "" || utf8.RuneCountInString(name) > MaxNameLength {
+		return consult.Provider{}, errcode.Errorf(errcode.BadField, "name must be 1 to %d characters", MaxNameLength)
 	}
 	var hash string
 	if herr := s.withHashing(ctx, func() { hash, err = auth.HashPassword(password, s.params) }); herr != nil {

@@ -1,177 +1,16 @@
-package service
+package consultations
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/telemed/telemed/errcode"
-	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
 )
-
-// ConsultationView is a consultation as its provider sees it, with its two links. Its JSON form is part
-// of the public API.
-type ConsultationView struct {
-	ID        string         `json:"id"`
-	Title     string         `json:"title"`
-	PatientID string         `json:"patient_id,omitempty"`
-	Status    consult.Status `json:"status"`
-	CreatedAt time.Time      `json:"created_at"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	StartURL  string         `json:"start_url"`
-	JoinURL   string         `json:"join_url"`
-}
-
-// NewConsultation holds what a caller may choose about a new consultation.
-type NewConsultation struct {
-	Title string
-	// TTL is how long the links work; DefaultLinkTTL if zero.
-	TTL time.Duration
-	// PatientID, if set, makes it a consultation of one of the provider's patients, which the
-	// patient's devices join.
-	PatientID string
-}
-
-// CreateConsultation creates a consultation for the provider and returns it with its links.
-func (s *Service) CreateConsultation(ctx context.Context, p consult.Provider, actor string, n NewConsultation) (ConsultationView, error) {
-	title := strings.TrimSpace(n.Title)
-	if utf8.RuneCountInString(title) > MaxTitleLength {
-		return ConsultationView{}, errcode.Errorf(errcode.BadField, "title must be at most %d characters", MaxTitleLength)
-	}
-	ttl := n.TTL
-	if ttl == 0 {
-		ttl = DefaultLinkTTL
-	}
-	if ttl < MinLinkTTL || ttl > MaxLinkTTL {
-		return ConsultationView{}, errcode.Errorf(errcode.BadField, "expires_in must be between %s and %s", MinLinkTTL, "720h")
-	}
-	if n.PatientID != "" {
-		if _, err := s.ownPatient(ctx, p, n.PatientID); err != nil {
-			return ConsultationView{}, errcode.Errorf(errcode.BadField, "patient_id: no patient %s", clip(n.PatientID))
-		}
-	}
-	now := s.now().UTC().Truncate(time.Second)
-	c := consult.Consultation{ID: auth.NewID("c_"), ProviderID: p.ID, PatientID: n.PatientID, Title: title, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := s.store.CreateConsultation(ctx, c); err != nil {
-		return ConsultationView{}, fmt.Errorf("create consultation: %w", err)
-	}
-	s.Audit(ctx, consult.AuditEvent{Actor: actor, Action: consult.AuditCreated, ConsultationID: c.ID,
-		Detail: "expires " + c.ExpiresAt.Format(time.RFC3339)})
-	return s.view(c), nil
-}
-
-func (s *Service) view(c consult.Consultation) ConsultationView {
-	return ConsultationView{
-		ID: c.ID, Title: c.Title, PatientID: c.PatientID, Status: c.Status(s.now()), CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
-		StartURL: s.link(c, consult.RoleProvider), JoinURL: s.link(c, consult.RolePatient),
-	}
-}
-
-func (s *Service) link(c consult.Consultation, role consult.Role) string {
-	token := s.links.Sign(auth.LinkClaims{ConsultationID: c.ID, Role: role, ExpiresAt: c.ExpiresAt})
-	return s.baseURL + "/c/" + c.ID + "#t=" + token
-}
-
-// ProviderConsultation returns one of the provider's consultations.
-func (s *Service) ProviderConsultation(ctx context.Context, p consult.Provider, id string) (ConsultationView, error) {
-	c, err := s.ownConsultation(ctx, p, id)
-	if err != nil {
-		return ConsultationView{}, err
-	}
-	return s.view(c), nil
-}
-
-func (s *Service) ownConsultation(ctx context.Context, p consult.Provider, id string) (consult.Consultation, error) {
-	c, err := s.store.Consultation(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && c.ProviderID != p.ID) {
-		return consult.Consultation{}, errcode.Errorf(errcode.NotFound, "no consultation %s", id)
-	}
-	return c, err
-}
-
-// ListConsultations returns the provider's most recent consultations.
-func (s *Service) ListConsultations(ctx context.Context, p consult.Provider) ([]ConsultationView, error) {
-	cs, err := s.store.ListConsultations(ctx, p.ID, 200)
-	if err != nil {
-		return nil, fmt.Errorf("list consultations: %w", err)
-	}
-	out := make([]ConsultationView, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, s.view(c))
-	}
-	return out, nil
-}
-
-// EndConsultation ends one of the provider's consultations: its links stop working.
-func (s *Service) EndConsultation(ctx context.Context, p consult.Provider, actor, id string) (ConsultationView, error) {
-	c, err := s.ownConsultation(ctx, p, id)
-	if err != nil {
-		return ConsultationView{}, err
-	}
-	if err := s.store.EndConsultation(ctx, id, s.now()); err != nil {
-		return ConsultationView{}, fmt.Errorf("end consultation %s: %w", id, err)
-	}
-	s.Audit(ctx, consult.AuditEvent{Actor: actor, Action: consult.AuditEnded, ConsultationID: id})
-	c, err = s.store.Consultation(ctx, id)
-	return s.view(c), err
-}
-
-// Ticket is what a valid link entitles its holder to.
-type Ticket struct {
-	Consultation consult.Consultation
-	Role         consult.Role
-	ProviderName string
-	// Expired is set when the link has expired. A holder may still resume a place it already had.
-	Expired bool
-	// Subject is the device a device's link was issued to.
-	Subject string
-}
-
-// Admit checks a link token for a consultation. It returns the consult.Err* errors for a bad, expired
-// or foreign link and for an ended consultation.
-func (s *Service) Admit(ctx context.Context, consultationID, token string) (Ticket, error) {
-	claims, err := s.links.Verify(consultationID, token, s.now())
-	expired := errors.Is(err, consult.ErrLinkExpired)
-	if err != nil && !expired {
-		return Ticket{}, err
-	}
-	c, err := s.store.Consultation(ctx, consultationID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Ticket{}, consult.ErrWrongConsultation
-	}
-	if err != nil {
-		return Ticket{}, fmt.Errorf("admit to %s: %w", consultationID, err)
-	}
-	if c.EndedAt != nil {
-		return Ticket{}, consult.ErrEnded
-	}
-	if claims.Role == consult.RoleDevice {
-		// A device's link names it: a device revoked since, or moved to another patient, is refused,
-		// on a resume too.
-		d, err := s.store.Device(ctx, claims.Subject)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && (d.RevokedAt != nil || c.PatientID == "" || d.PatientID != c.PatientID)) {
-			return Ticket{}, consult.ErrDeviceRevoked
-		}
-		if err != nil {
-			return Ticket{}, fmt.Errorf("admit device to %s: %w", consultationID, err)
-		}
-	}
-	p, err := s.store.ProviderByID(ctx, c.ProviderID)
-	if err != nil {
-		return Ticket{}, fmt.Errorf("admit to %s: %w", consultationID, err)
-	}
-	return Ticket{Consultation: c, Role: claims.Role, Subject: claims.Subject, ProviderName: p.Name, Expired: expired}, nil
-}
-
-// AuditTrail returns a consultation's audit trail, oldest first.
-func (s *Service) AuditTrail(ctx context.Context, consultationID string) ([]consult.AuditEvent, error) {
-	return s.store.Audit(ctx, consultationID)
-}
 
 // Limits of a saved chat transcript. The text limit is the chat protocol's (docs/datachannels.md).
 const (
@@ -296,7 +135,7 @@ func (s *Service) SaveTranscript(ctx context.Context, by Caller, consultationID 
 		}
 		return SavedTranscript{}, fmt.Errorf("save transcript of %s: %w", consultationID, err)
 	}
-	s.Audit(ctx, consult.AuditEvent{At: t.SavedAt, Actor: actor, Action: consult.AuditTranscriptSaved, ConsultationID: consultationID,
+	s.audit.Record(ctx, consult.AuditEvent{At: t.SavedAt, Actor: actor, Action: consult.AuditTranscriptSaved, ConsultationID: consultationID,
 		Detail: plural(len(msgs), "message")})
 	return SavedTranscript{ConsultationID: consultationID, SavedAt: t.SavedAt, Messages: len(msgs)}, nil
 }
@@ -308,7 +147,7 @@ func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, e
 	}
 	from := consult.Role(m.From)
 	if !from.Person() {
-		return consult.TranscriptMessage{}, bad("from", "must be \"provider\" or \"patient\", not %s", clip(m.From))
+		return consult.TranscriptMessage{}, bad("from", "must be \"provider\" or \"patient\", not %s", errcode.Quote(m.From))
 	}
 	name := consult.TrimChatText(m.Name)
 	if n := utf8.RuneCountInString(name); n > MaxTranscriptName {
@@ -323,18 +162,9 @@ func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, e
 	}
 	at, err := time.Parse(time.RFC3339Nano, m.At)
 	if err != nil {
-		return consult.TranscriptMessage{}, bad("at", "must be an RFC 3339 time such as \"2026-11-24T10:00:00.123Z\", not %s", clip(m.At))
+		return consult.TranscriptMessage{}, bad("at", "must be an RFC 3339 time such as \"2026-11-24T10:00:00.123Z\", not %s", errcode.Quote(m.At))
 	}
 	return consult.TranscriptMessage{From: from, Name: name, Text: text, At: at.UTC()}, nil
-}
-
-// clip quotes a value for an error message, shortened if long: errors repeat what was sent, not all of it.
-func clip(v string) string {
-	const n = 40
-	if utf8.RuneCountInString(v) <= n {
-		return fmt.Sprintf("%q", v)
-	}
-	return fmt.Sprintf("%q…", string([]rune(v)[:n]))
 }
 
 func plural(n int, noun string) string {

@@ -1,4 +1,4 @@
-package service
+package monitoring
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/telemed/telemed/internal/auth"
+	"github.com/telemed/telemed/internal/audit"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/store"
 	"github.com/telemed/telemed/internal/store/sqlite"
+	"github.com/telemed/telemed/vitals"
 )
 
 // pausingStates is a store whose AlertStates, for an upload whose context carries a pause, tells
@@ -42,12 +44,12 @@ func TestConcurrentUploadsKeepAlertState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s, err := New(ctx, Options{Store: pausingStates{st}, PasswordParams: auth.PasswordParams{Time: 1, Memory: 64, Threads: 1}})
+	s, err := New(Options{Store: pausingStates{st}, Audit: audit.New(st, nil, nil), DeviceLinks: noLinks{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.AddProvider(ctx, "a@b.example", "Dr A", "correct horse battery staple")
-	if err != nil {
+	p := consult.Provider{ID: "u_1", Email: "a@b.example", Name: "Dr A", PasswordHash: "x", CreatedAt: time.Now()}
+	if err := st.CreateProvider(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	pt, _ := s.AddPatient(ctx, p, "t", "Ada", "")
@@ -70,8 +72,7 @@ func TestConcurrentUploadsKeepAlertState(t *testing.T) {
 	start := time.Now().Add(-time.Hour)
 	at := func(i int) string { return start.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano) }
 	spo2 := func(i, v int) int {
-		res, err := s.Upload(ctx, oxi, fmt.Sprint("oxi-", i), []json.RawMessage{json.RawMessage(
-			fmt.Sprintf(`{"code":"2708-6","value":%d,"unit":"%%","time":%q}`, v, at(i)))})
+		res, err := s.Upload(ctx, oxi, testBatch(fmt.Sprint("oxi-", i), fmt.Sprintf(`{"code":"2708-6","value":%d,"unit":"%%","time":%q}`, v, at(i))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +86,7 @@ func TestConcurrentUploadsKeepAlertState(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		bp := fmt.Sprintf(`{"code":"85354-9","time":%q,"components":[{"code":"8480-6","value":120,"unit":"mm[Hg]"},{"code":"8462-4","value":80,"unit":"mm[Hg]"}]}`, at(1))
-		if _, err := s.Upload(context.WithValue(ctx, pauseKey{}, hold), cuff, "cuff-1", []json.RawMessage{json.RawMessage(bp)}); err != nil {
+		if _, err := s.Upload(context.WithValue(ctx, pauseKey{}, hold), cuff, testBatch("cuff-1", bp)); err != nil {
 			t.Error(err)
 		}
 	})
@@ -100,4 +101,21 @@ func TestConcurrentUploadsKeepAlertState(t *testing.T) {
 	if n := spo2(3, 87); n != 1 {
 		t.Fatalf("SpO2 87 after 97: %d alerts, want 1 (the cuff's upload wrote back a stale state)", n)
 	}
+}
+
+// noLinks makes no device links: these tests join no consultation.
+type noLinks struct{}
+
+func (noLinks) DeviceURL(consult.Consultation, string, time.Time) string { return "" }
+
+// testBatch is a batch of readings as the HTTP edge decodes it.
+func testBatch(id string, readings ...string) Batch {
+	raw := make([]json.RawMessage, len(readings))
+	b := Batch{ID: id, Readings: make([]SentReading, len(readings))}
+	for i, r := range readings {
+		raw[i] = json.RawMessage(r)
+		b.Readings[i].Reading, b.Readings[i].Err = vitals.Decode(raw[i])
+	}
+	b.BodyHash = BodyHash(raw)
+	return b
 }
