@@ -16,8 +16,10 @@ type Code string
 // String returns the code as it is sent.
 func (c Code) String() string { return string(c) }
 
-// Codes shared by several surfaces.
+// The codes, by the surfaces that send them.
 const (
+	// Codes shared by several surfaces.
+
 	// BadField: a field is missing, of the wrong type, or out of range; the message names it.
 	BadField Code = "bad_field"
 	// BadJSON: not JSON of the expected shape (HTTP), or not a JSON object of UTF-8 text (signaling).
@@ -31,10 +33,9 @@ const (
 	Busy Code = "busy"
 	// Internal: a fault of the server; details are in its log, never in the message.
 	Internal Code = "internal"
-)
 
-// Codes of the HTTP API only.
-const (
+	// Codes of the HTTP API only.
+
 	// WeakPassword: a new password is too short or too common.
 	WeakPassword Code = "weak_password"
 	// BadCredentials: the email or password of a sign-in is wrong.
@@ -47,10 +48,9 @@ const (
 	Conflict Code = "conflict"
 	// BadOrigin: a browser request from another site, or a cookie-authenticated write that is not JSON.
 	BadOrigin Code = "bad_origin"
-)
 
-// Codes of the signaling protocol only.
-const (
+	// Codes of the signaling protocol only.
+
 	UnknownType        Code = "unknown_type"        // a message's type is missing or unknown
 	NotJoined          Code = "not_joined"          // a message other than join or ping before join
 	AlreadyJoined      Code = "already_joined"      // a second join
@@ -65,18 +65,16 @@ const (
 	WaitingRoomFull    Code = "waiting_room_full"   // no place left in the waiting room
 	BadResume          Code = "bad_resume"          // the resume secret is unknown or expired
 	RateLimited        Code = "rate_limited"        // over the message rate limit
-)
 
-// Codes of a reading refused within an upload.
-const (
+	// Codes of a reading refused within an upload.
+
 	UnknownCode Code = "unknown_code" // not a signal telemed knows
 	BadUnit     Code = "bad_unit"     // not the signal's UCUM unit
 	OutOfRange  Code = "out_of_range" // not physiologically possible, or in the future
 	BadReading  Code = "bad_reading"  // missing or contradictory fields
-)
 
-// Codes of a file transfer over a data channel (TooLarge and Busy too).
-const (
+	// Codes of a file transfer over a data channel (TooLarge and Busy too).
+
 	BadFrame     Code = "bad_frame"     // a frame that cannot be read
 	OutOfOrder   Code = "out_of_order"  // a chunk not where the previous one ended
 	SizeMismatch Code = "size_mismatch" // more or less data than offered

@@ -31,11 +31,7 @@ func toJSON(p consult.Provider) providerJSON {
 
 func (a *api) setupNeeded(w http.ResponseWriter, r *http.Request) {
 	needed, err := a.Accounts.SetupNeeded(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]bool{"needed": needed})
+	a.reply(w, r, http.StatusOK, map[string]bool{"needed": needed}, err)
 }
 
 func (a *api) setup(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/consultations"
+	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/origin"
 )
 
@@ -95,4 +96,21 @@ func (a *api) sameOrigin(r *http.Request) bool {
 func (a *api) setCookie(w http.ResponseWriter, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: a.SecureCookies, SameSite: http.SameSiteLaxMode})
+}
+
+// device wraps a handler that needs a device token.
+func (a *api) device(h func(http.ResponseWriter, *http.Request, monitor.Device)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			writeError(w, http.StatusUnauthorized, errcode.Unauthenticated, "send the device token as \"Authorization: Bearer td_...\"")
+			return
+		}
+		d, err := a.Devices.DeviceByToken(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		h(w, r, d)
+	}
 }

@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -25,11 +23,7 @@ type Consultations interface {
 
 func (a *api) listConsultations(w http.ResponseWriter, r *http.Request, c caller) {
 	list, err := a.Consultations.ListConsultations(r.Context(), c.provider)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"consultations": list})
+	a.reply(w, r, http.StatusOK, map[string]any{"consultations": list}, err)
 }
 
 func (a *api) createConsultation(w http.ResponseWriter, r *http.Request, c caller) {
@@ -52,20 +46,12 @@ func (a *api) createConsultation(w http.ResponseWriter, r *http.Request, c calle
 		ttl = d
 	}
 	v, err := a.Consultations.CreateConsultation(r.Context(), c.provider, c.actor, consultations.NewConsultation{Title: req.Title, TTL: ttl, PatientID: req.PatientID})
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
+	a.reply(w, r, http.StatusCreated, v, err)
 }
 
 func (a *api) getConsultation(w http.ResponseWriter, r *http.Request, c caller) {
 	v, err := a.Consultations.ProviderConsultation(r.Context(), c.provider, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	a.reply(w, r, http.StatusOK, v, err)
 }
 
 func (a *api) endConsultation(w http.ResponseWriter, r *http.Request, c caller) {
@@ -85,33 +71,19 @@ func (a *api) saveTranscript(w http.ResponseWriter, r *http.Request, by consulta
 		a.fail(w, r, err)
 		return
 	}
-	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(transcriptReadTimeout)); err != nil {
-		a.Logger.Debug("could not extend the read deadline for a transcript", "err", err)
-	}
 	var req struct {
 		Messages []consultations.TranscriptMessage `json:"messages"`
 	}
-	if err := decodeLimit(r, &req, maxTranscriptBody); err != nil {
-		if errors.Is(err, errTooLarge) {
-			err = &errcode.Error{Code: errcode.TooLarge, Message: fmt.Sprintf(
-				"the transcript is too large: its request body may be at most %d MiB", maxTranscriptBody>>20)}
-		}
+	if err := a.decodeLarge(w, r, &req, largeBody{limit: maxTranscriptBody, readTimeout: transcriptReadTimeout,
+		what: "the transcript is too large: its request body may be at most %d MiB"}); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	saved, err := a.Consultations.SaveTranscript(r.Context(), by, id, req.Messages)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, saved)
+	a.reply(w, r, http.StatusOK, saved, err)
 }
 
 func (a *api) getTranscript(w http.ResponseWriter, r *http.Request, by consultations.Caller) {
 	v, err := a.Consultations.Transcript(r.Context(), by, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	a.reply(w, r, http.StatusOK, v, err)
 }

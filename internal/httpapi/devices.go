@@ -3,13 +3,9 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/vitals"
@@ -30,23 +26,6 @@ type Devices interface {
 	Upload(ctx context.Context, d monitor.Device, b monitoring.Batch) (monitoring.UploadResult, error)
 }
 
-// device wraps a handler that needs a device token.
-func (a *api) device(h func(http.ResponseWriter, *http.Request, monitor.Device)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			writeError(w, http.StatusUnauthorized, errcode.Unauthenticated, "send the device token as \"Authorization: Bearer td_...\"")
-			return
-		}
-		d, err := a.Devices.DeviceByToken(r.Context(), strings.TrimSpace(token))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		h(w, r, d)
-	}
-}
-
 func (a *api) enrollDevice(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Code string `json:"code"`
@@ -57,44 +36,26 @@ func (a *api) enrollDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := a.Devices.EnrollDevice(r.Context(), req.Code, req.Name)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
+	a.reply(w, r, http.StatusCreated, v, err)
 }
 
 func (a *api) deviceSession(w http.ResponseWriter, r *http.Request, d monitor.Device) {
 	v, err := a.Devices.DeviceSession(r.Context(), d, a.Present)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	a.reply(w, r, http.StatusOK, v, err)
 }
 
 func (a *api) upload(w http.ResponseWriter, r *http.Request, d monitor.Device) {
-	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadReadTimeout)); err != nil {
-		a.Logger.Debug("could not extend the read deadline for an upload", "err", err)
-	}
 	var req struct {
 		BatchID  string            `json:"batch_id"`
 		Readings []json.RawMessage `json:"readings"`
 	}
-	if err := decodeLimit(r, &req, maxUploadBody); err != nil {
-		if errors.Is(err, errTooLarge) {
-			err = &errcode.Error{Code: errcode.TooLarge, Message: fmt.Sprintf(
-				"the batch is too large: its body may be at most %d MiB; send fewer readings at a time", maxUploadBody>>20)}
-		}
+	if err := a.decodeLarge(w, r, &req, largeBody{limit: maxUploadBody, readTimeout: uploadReadTimeout,
+		what: "the batch is too large: its body may be at most %d MiB; send fewer readings at a time"}); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	res, err := a.Devices.Upload(r.Context(), d, decodeBatch(req.BatchID, req.Readings))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	a.reply(w, r, http.StatusOK, res, err)
 }
 
 // decodeBatch decodes each reading of a batch on its own, so that one malformed reading refuses

@@ -45,7 +45,9 @@ func TestFail(t *testing.T) {
 			logged.Reset()
 			w := httptest.NewRecorder()
 			a.fail(w, httptest.NewRequest("GET", "/api/v1/x", nil), c.err)
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
 				t.Fatal(err)
 			}

@@ -220,6 +220,15 @@ var statusOfCode = map[errcode.Code]int{
 	errcode.Internal:        http.StatusInternalServerError,
 }
 
+// reply writes v with status, or err if it is not nil.
+func (a *api) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 // fail writes err: an errcode.Error as itself, anything else as an opaque internal error. A code
 // with no status here is a fault of the server (a test holds every API code to this table).
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -232,6 +241,28 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, errcode.Internal, "something went wrong on the server; it has been logged")
+}
+
+// largeBody is what a request that may carry a large body allows.
+type largeBody struct {
+	limit int64
+	// readTimeout replaces the server's read deadline: a large body may come over a slow link.
+	readTimeout time.Duration
+	// what is the too_large message, with a %d for the limit in MiB.
+	what string
+}
+
+// decodeLarge reads a JSON body of at most l.limit bytes into v, once the caller is authorized, with
+// l.readTimeout to send it in; too_large beyond the limit.
+func (a *api) decodeLarge(w http.ResponseWriter, r *http.Request, v any, l largeBody) error {
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(l.readTimeout)); err != nil {
+		a.Logger.Debug("could not extend the read deadline for a large body", "path", r.URL.Path, "err", err)
+	}
+	err := decodeLimit(r, v, l.limit)
+	if errors.Is(err, errTooLarge) {
+		return errcode.Errorf(errcode.TooLarge, l.what, l.limit>>20)
+	}
+	return err
 }
 
 // errTooLarge is decodeLimit's answer to a body over its limit.

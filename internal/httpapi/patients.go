@@ -61,47 +61,27 @@ func (a *api) createPatient(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	v, err := a.Patients.AddPatient(r.Context(), c.provider, c.actor, req.Name, req.BirthDate)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
+	a.reply(w, r, http.StatusCreated, v, err)
 }
 
 func (a *api) listPatients(w http.ResponseWriter, r *http.Request, c caller) {
 	list, err := a.Patients.ListPatients(r.Context(), c.provider)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"patients": list})
+	a.reply(w, r, http.StatusOK, map[string]any{"patients": list}, err)
 }
 
 func (a *api) getPatient(w http.ResponseWriter, r *http.Request, c caller) {
 	v, err := a.Patients.ProviderPatient(r.Context(), c.provider, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	a.reply(w, r, http.StatusOK, v, err)
 }
 
 func (a *api) createEnrollment(w http.ResponseWriter, r *http.Request, c caller) {
 	v, err := a.Patients.CreateEnrollment(r.Context(), c.provider, c.actor, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
+	a.reply(w, r, http.StatusCreated, v, err)
 }
 
 func (a *api) listDevices(w http.ResponseWriter, r *http.Request, c caller) {
 	list, err := a.Patients.ListDevices(r.Context(), c.provider, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": list})
+	a.reply(w, r, http.StatusOK, map[string]any{"devices": list}, err)
 }
 
 func (a *api) revokeDevice(w http.ResponseWriter, r *http.Request, c caller) {
@@ -155,20 +135,12 @@ func (a *api) patientObservations(w http.ResponseWriter, r *http.Request, c call
 		sq.Limit = n
 	}
 	obs, truncated, err := a.Patients.PatientObservations(r.Context(), c.provider, r.PathValue("id"), sq)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"observations": obs, "truncated": truncated, "from": sq.From.UTC(), "to": sq.To.UTC()})
+	a.reply(w, r, http.StatusOK, map[string]any{"observations": obs, "truncated": truncated, "from": sq.From.UTC(), "to": sq.To.UTC()}, err)
 }
 
 func (a *api) getThresholds(w http.ResponseWriter, r *http.Request, c caller) {
 	t, err := a.Patients.Thresholds(r.Context(), c.provider, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"thresholds": t})
+	a.reply(w, r, http.StatusOK, map[string]any{"thresholds": t}, err)
 }
 
 func (a *api) putThresholds(w http.ResponseWriter, r *http.Request, c caller) {
@@ -180,11 +152,7 @@ func (a *api) putThresholds(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	t, err := a.Patients.SetThresholds(r.Context(), c.provider, c.actor, r.PathValue("id"), req.Thresholds)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"thresholds": t})
+	a.reply(w, r, http.StatusOK, map[string]any{"thresholds": t}, err)
 }
 
 func (a *api) patientAlerts(w http.ResponseWriter, r *http.Request, c caller) {
@@ -198,11 +166,7 @@ func (a *api) patientAlerts(w http.ResponseWriter, r *http.Request, c caller) {
 		limit = n
 	}
 	list, err := a.Patients.Alerts(r.Context(), c.provider, r.PathValue("id"), limit)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": list})
+	a.reply(w, r, http.StatusOK, map[string]any{"alerts": list}, err)
 }
 
 type auditLine struct {
