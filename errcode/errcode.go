@@ -24,7 +24,7 @@ const (
 	BadField Code = "bad_field"
 	// BadJSON: not JSON of the expected shape (HTTP), or not a JSON object of UTF-8 text (signaling).
 	BadJSON Code = "bad_json"
-	// TooLarge: a body, message, batch or file over its limit.
+	// TooLarge: a transcript or batch body, a batch, a signaling message or a file over its limit.
 	TooLarge Code = "too_large"
 	// BadToken: a link, setup or enrollment token that is malformed, tampered with, used or for
 	// another role.
@@ -36,7 +36,7 @@ const (
 
 	// Codes of the HTTP API only.
 
-	// WeakPassword: a new password is too short or too common.
+	// WeakPassword: a new password is too short.
 	WeakPassword Code = "weak_password"
 	// BadCredentials: the email or password of a sign-in is wrong.
 	BadCredentials Code = "bad_credentials"
@@ -44,7 +44,7 @@ const (
 	Unauthenticated Code = "unauthenticated"
 	// NotFound: no such record, or one of another provider.
 	NotFound Code = "not_found"
-	// Conflict: the record exists already (an email, a batch id used with other readings).
+	// Conflict: it exists already (setup done, an email taken, a batch id used with other readings).
 	Conflict Code = "conflict"
 	// BadOrigin: a browser request from another site, or a cookie-authenticated write that is not JSON.
 	BadOrigin Code = "bad_origin"
