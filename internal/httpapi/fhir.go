@@ -90,20 +90,33 @@ func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var se *errcode.Error
-	if errors.As(err, &se) {
-		status, issue := http.StatusBadRequest, fhir.IssueInvalid
-		switch se.Code {
-		case errcode.NotFound:
-			status, issue = http.StatusNotFound, fhir.IssueNotFound
-		case errcode.Unauthenticated:
-			status, issue = http.StatusUnauthorized, fhir.IssueSecurity
+	if errors.As(err, &se) && se.Code != errcode.Internal {
+		// The same status as the JSON API; a code without one is the server's fault, as there.
+		if status, ok := statusOfCode[se.Code]; ok {
+			writeFHIR(w, status, fhir.NewOperationOutcome(fhirIssue(status), se.Message))
+			return
 		}
-		writeFHIR(w, status, fhir.NewOperationOutcome(issue, se.Message))
-		return
 	}
 	a.Logger.Error("FHIR request failed", "path", r.URL.Path, "err", err)
 	writeFHIR(w, http.StatusInternalServerError, fhir.NewOperationOutcome(fhir.IssueException,
 		"something went wrong on the server; it has been logged"))
+}
+
+// fhirIssue is the OperationOutcome issue type of an error answered with status.
+func fhirIssue(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return fhir.IssueSecurity
+	case http.StatusForbidden:
+		return fhir.IssueForbidden
+	case http.StatusNotFound:
+		return fhir.IssueNotFound
+	case http.StatusRequestEntityTooLarge:
+		return fhir.IssueTooCostly
+	case http.StatusTooManyRequests:
+		return fhir.IssueThrottled
+	}
+	return fhir.IssueInvalid
 }
 
 func (a *api) fhirMetadata(w http.ResponseWriter, r *http.Request) {

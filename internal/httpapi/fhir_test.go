@@ -60,6 +60,10 @@ func fhirExport(t *testing.T) *fakeExport {
 			return consult.Patient{ID: id, ProviderID: alice.ID, Name: "Bob Jones", BirthDate: "1950-02-03"}, nil
 		case "broken":
 			return consult.Patient{}, errors.New("sqlite: database is locked")
+		case "busy":
+			return consult.Patient{}, errcode.New(errcode.Busy, "too many exports at once")
+		case "unmapped":
+			return consult.Patient{}, errcode.New(errcode.RoomFull, "sqlite: database is locked (a signaling code)")
 		}
 		return consult.Patient{}, errcode.New(errcode.NotFound, "no such patient")
 	}}
@@ -103,6 +107,8 @@ func TestFHIRErrors(t *testing.T) {
 		{"XML before credentials", anonymous("GET", "/fhir/r4/Patient/pat-1?_format=application/fhir%2Bxml"), http.StatusNotAcceptable, fhir.IssueNotSupported},
 		{"not found", request("GET", "/fhir/r4/Patient/pat-2", ""), http.StatusNotFound, fhir.IssueNotFound},
 		{"the server's fault", request("GET", "/fhir/r4/Patient/broken", ""), http.StatusInternalServerError, fhir.IssueException},
+		{"busy, as in the JSON API", request("GET", "/fhir/r4/Patient/busy", ""), http.StatusTooManyRequests, fhir.IssueThrottled},
+		{"a code without a status is the server's fault", request("GET", "/fhir/r4/Patient/unmapped", ""), http.StatusInternalServerError, fhir.IssueException},
 		{"a search without patient", request("GET", "/fhir/r4/Observation?code=8867-4", ""), http.StatusBadRequest, fhir.IssueInvalid},
 		{"an unsupported search parameter", request("GET", "/fhir/r4/Observation?patient=pat-1&subject=x", ""), http.StatusBadRequest, fhir.IssueNotSupported},
 		{"no such endpoint", request("GET", "/fhir/r4/Encounter/e-1", ""), http.StatusNotFound, fhir.IssueNotFound},

@@ -51,7 +51,7 @@ type Options struct {
 	BaseURL string
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
-	// Signaling handles GET /ws.
+	// Signaling handles GET /ws. Default: a 404, for a handler without signaling.
 	Signaling http.Handler
 	// EndConsultation is told when a consultation is ended, to disconnect its participants.
 	EndConsultation func(id string)
@@ -91,6 +91,9 @@ func New(o Options) http.Handler {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Signaling == nil {
+		o.Signaling = http.NotFoundHandler()
 	}
 	if o.Present == nil {
 		o.Present = func(string) bool { return false }
