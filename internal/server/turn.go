@@ -1,63 +1,28 @@
 package server
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/ice"
 	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/protocol"
 )
 
-// turnSecretFile is where a generated TURN secret is kept, so that credentials survive a restart and
-// an operator can give the same secret to external TURN servers.
-const turnSecretFile = "turn-secret"
-
 // turnSecret returns --turn-secret, or the secret kept in the data folder, made on first use.
-func turnSecret(cfg config.Serve) ([]byte, error) {
-	if cfg.TURNSecret != "" {
-		return []byte(cfg.TURNSecret), nil
-	}
-	path := filepath.Join(cfg.DataDir, turnSecretFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		secret := strings.TrimSpace(string(b))
-		if len(secret) < 16 {
-			return nil, fmt.Errorf("TURN secret in %s: use at least 16 characters, or delete the file to have one generated", path)
-		}
-		return []byte(secret), nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("TURN secret %s: %w", path, err)
-	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	secret := base64.RawURLEncoding.EncodeToString(raw)
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("keep TURN secret in %s: %w", path, err)
-	}
-	return []byte(secret), nil
-}
+func turnSecret(cfg config.Serve) ([]byte, error) { return ice.LoadSecret(cfg.DataDir, cfg.TURNSecret) }
 
 // startTURN runs the embedded STUN/TURN server as the configuration says.
 func (s *Server) startTURN(o Options, reg prometheus.Registerer) error {
 	cfg := s.cfg
 	lo, hi, _ := cfg.RelayPorts()
 	allow, _ := cfg.AllowPeerPrefixes()
-	relayIP, guessed := s.relayIP()
+	relayIP, guessed := ice.RelayAddress(cfg.TURNPublicIP, cfg.TURNAddr)
 	to := turn.Options{
 		Addr: cfg.TURNAddr, RelayIP: relayIP, MinPort: lo, MaxPort: hi, Secret: s.turnSecret,
 		Filter:    turn.PeerFilter{Allow: allow, AllowLoopback: cfg.TURNAllowLoopback},
@@ -92,63 +57,19 @@ func (s *Server) startTURN(o Options, reg prometheus.Registerer) error {
 	return nil
 }
 
-// relayIP is the address relayed candidates carry: --turn-public-ip, else the TURN listener's own
-// address, else the address this machine would use to reach the internet.
-func (s *Server) relayIP() (ip netip.Addr, guessed bool) {
-	if a, err := netip.ParseAddr(s.cfg.TURNPublicIP); err == nil {
-		return a, false
-	}
-	host, _, _ := net.SplitHostPort(s.cfg.TURNAddr)
-	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
-		return a, false
-	}
-	// No packet is sent: connecting a UDP socket only asks the routing table for a source address.
-	if c, err := net.Dial("udp4", "192.0.2.1:9"); err == nil {
-		defer c.Close()
-		if a, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP); ok {
-			return a.Unmap(), true
-		}
-	}
-	return netip.MustParseAddr("127.0.0.1"), true
-}
-
 // iceServers builds a participant's ICE servers: the embedded STUN/TURN and any --turn-server, the
 // TURN ones with a fresh credential that names the participant.
 func (s *Server) iceServers(participantID string) []protocol.ICEServer {
-	var stunURLs, turnURLs []string
+	servers := ice.Servers{Host: s.cfg.TURNPublicIP, WebHost: hostName(s.baseURL), External: s.cfg.TURNServers,
+		Secret: s.turnSecret, CredentialTTL: s.cfg.TURNCredentialTTL, Now: s.now}
+	if servers.Host == "" {
+		servers.Host = servers.WebHost
+	}
 	if s.turn != nil {
-		host := s.cfg.TURNPublicIP
-		if host == "" {
-			host = hostName(s.baseURL)
-		}
-		hp := net.JoinHostPort(host, strconv.Itoa(turn.Port(s.turn.UDPAddr())))
-		stunURLs = append(stunURLs, "stun:"+hp)
-		turnURLs = append(turnURLs, "turn:"+hp+"?transport=udp", "turn:"+hp+"?transport=tcp")
-		if a := s.turn.TLSAddr(); a != nil {
-			// The certificate names the web host, so TLS clients are sent there.
-			turnURLs = append(turnURLs, "turns:"+net.JoinHostPort(hostName(s.baseURL), strconv.Itoa(turn.Port(a)))+"?transport=tcp")
-		}
+		servers.UDPPort = turn.Port(s.turn.UDPAddr())
+		servers.TLSPort = turn.Port(s.turn.TLSAddr())
 	}
-	for _, u := range s.cfg.TURNServers {
-		if strings.HasPrefix(u, "stun:") {
-			stunURLs = append(stunURLs, u)
-		} else {
-			turnURLs = append(turnURLs, u)
-		}
-	}
-	out := []protocol.ICEServer{}
-	if len(stunURLs) > 0 {
-		out = append(out, protocol.ICEServer{URLs: stunURLs})
-	}
-	if len(turnURLs) > 0 {
-		now := time.Now
-		if s.now != nil {
-			now = s.now
-		}
-		c := turn.NewCredential(s.turnSecret, participantID, now().Add(s.cfg.TURNCredentialTTL))
-		out = append(out, protocol.ICEServer{URLs: turnURLs, Username: c.Username, Credential: c.Password})
-	}
-	return out
+	return servers.For(participantID)
 }
 
 // hostName is the host of a base URL, without port or brackets.
