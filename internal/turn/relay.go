@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	pionturn "github.com/pion/turn/v5"
+
+	"github.com/telemed/telemed/internal/turn/udpbatch"
 )
 
 // relayGenerator opens relay sockets in the configured port range and wraps them to count what they
@@ -22,8 +24,8 @@ func (r *relayGenerator) AllocatePacketConn(c pionturn.AllocateListenerConfig) (
 		r.s.log.Warn("turn: cannot open a relay socket", "user", c.UserID, "err", err)
 		return nil, nil, err
 	}
-	setBuffers(conn)
-	return &relayConn{PacketConn: newBatchConn(conn, relayBatch, false), s: r.s}, addr, nil
+	udpbatch.SetBuffers(conn)
+	return &relayConn{PacketConn: udpbatch.New(conn, relayBatch, false), s: r.s}, addr, nil
 }
 
 // errNoTCPRelays: the guard refuses TCP allocations before pion asks for one; this is the second line.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +23,8 @@ import (
 	"github.com/pion/transport/v5/reuseport"
 	pionturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/telemed/telemed/internal/turn/udpbatch"
 )
 
 // Defaults.
@@ -103,11 +106,38 @@ type Server struct {
 
 // Start listens and serves until Close.
 func Start(o Options) (*Server, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, log: o.Logger, secret: o.Secret, filter: &o.Filter, relayIP: o.RelayIP.Unmap(),
+		users: map[string]int{}}
+	if s.metrics, err = newMetrics(s, o.Registerer); err != nil {
+		return nil, fmt.Errorf("turn: metrics: %w", err)
+	}
+	l, err := openListeners(o)
+	if err != nil {
+		return nil, err
+	}
+	s.udpAddr, s.tcpAddr = l.udp[0].LocalAddr(), l.tcp[0].Addr()
+	if l.tls != nil {
+		s.tlsAddr = l.tls.Addr()
+	}
+	s.pion, err = pionturn.NewServer(s.pionConfig(l))
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("turn: %w", err)
+	}
+	return s, nil
+}
+
+// withDefaults checks o and fills in what is left to its default.
+func (o Options) withDefaults() (Options, error) {
 	if len(o.Secret) == 0 {
-		return nil, ErrNoSecret
+		return o, ErrNoSecret
 	}
 	if !o.RelayIP.IsValid() {
-		return nil, ErrNoRelayIP
+		return o, ErrNoRelayIP
 	}
 	if o.Realm == "" {
 		o.Realm = DefaultRealm
@@ -119,7 +149,7 @@ func Start(o Options) (*Server, error) {
 		o.MinPort, o.MaxPort = DefaultMinPort, DefaultMaxPort
 	}
 	if o.MinPort == 0 || o.MaxPort < o.MinPort {
-		return nil, fmt.Errorf("turn: relay ports %d-%d: want MIN-MAX with 0 < MIN <= MAX", o.MinPort, o.MaxPort)
+		return o, fmt.Errorf("turn: relay ports %d-%d: want MIN-MAX with 0 < MIN <= MAX", o.MinPort, o.MaxPort)
 	}
 	if o.UDPSockets <= 0 {
 		o.UDPSockets = runtime.GOMAXPROCS(0)
@@ -132,7 +162,7 @@ func Start(o Options) (*Server, error) {
 	}
 	host, _, err := net.SplitHostPort(o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("turn: address %q: %w", o.Addr, err)
+		return o, fmt.Errorf("turn: address %q: %w", o.Addr, err)
 	}
 	if o.RelayBind == "" {
 		o.RelayBind = host
@@ -143,20 +173,19 @@ func Start(o Options) (*Server, error) {
 			o.RelayBind = "0.0.0.0"
 		}
 	}
-	s := &Server{opts: o, log: o.Logger, secret: o.Secret, filter: &o.Filter, relayIP: o.RelayIP.Unmap(),
-		users: map[string]int{}}
-	if s.metrics, err = newMetrics(s, o.Registerer); err != nil {
-		return nil, fmt.Errorf("turn: metrics: %w", err)
-	}
+	return o, nil
+}
 
-	var udp []net.PacketConn
-	var tcps []net.Listener
-	closeListeners := func() {
-		closeAll(udp, nil)
-		for _, l := range tcps {
-			l.Close()
-		}
-	}
+// listeners are the sockets the relay serves clients on.
+type listeners struct {
+	udp []net.PacketConn
+	tcp []net.Listener
+	tls net.Listener // nil without TURN over TLS
+}
+
+// openListeners listens on every address of o.Addr, UDP and TCP on one port, and on o.TLSAddr.
+func openListeners(o Options) (*listeners, error) {
+	l := &listeners{}
 	port := ""
 	for _, addr := range listenAddrs(o.Addr) {
 		if port != "" {
@@ -166,25 +195,37 @@ func Start(o Options) (*Server, error) {
 		}
 		u, t, err := listenPair(addr, o.UDPSockets)
 		if err != nil {
-			closeListeners()
+			l.close()
 			return nil, fmt.Errorf("turn: listen on %s: %w", addr, err)
 		}
-		udp, tcps = append(udp, u...), append(tcps, t)
+		l.udp, l.tcp = append(l.udp, u...), append(l.tcp, t)
 		port = strconv.Itoa(Port(t.Addr()))
 	}
-	tcp := tcps[0]
-	var tlsLn net.Listener
 	if o.TLSConfig != nil {
 		ln, err := net.Listen("tcp", o.TLSAddr)
 		if err != nil {
-			closeListeners()
+			l.close()
 			return nil, fmt.Errorf("turn: listen on %s (TLS): %w", o.TLSAddr, err)
 		}
-		tlsLn = tls.NewListener(ln, o.TLSConfig)
-		s.tlsAddr = ln.Addr()
+		l.tls = tls.NewListener(ln, o.TLSConfig)
 	}
-	s.udpAddr, s.tcpAddr = udp[0].LocalAddr(), tcp.Addr()
+	return l, nil
+}
 
+func (l *listeners) close() {
+	closeAll(l.udp, nil)
+	for _, t := range l.tcp {
+		t.Close()
+	}
+	if l.tls != nil {
+		l.tls.Close()
+	}
+}
+
+// pionConfig is pion/turn's configuration for the relay on l: every socket behind the guard, our
+// authentication, quota, peer filter and relay port range.
+func (s *Server) pionConfig(l *listeners) pionturn.ServerConfig {
+	o := s.opts
 	g := &guard{s: s}
 	relay := func() *relayGenerator {
 		return &relayGenerator{s: s, RelayAddressGeneratorPortRange: &pionturn.RelayAddressGeneratorPortRange{
@@ -200,32 +241,28 @@ func Start(o Options) (*Server, error) {
 		EventHandler:       s.events(),
 		AllocationLifetime: o.AllocationLifetime,
 	}
-	for _, c := range udp {
+	for _, c := range l.udp {
 		cfg.PacketConnConfigs = append(cfg.PacketConnConfigs, pionturn.PacketConnConfig{
-			PacketConn: &guardedPacketConn{PacketConn: newBatchConn(c, listenerBatch, true), g: g}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+			PacketConn: &guardedPacketConn{PacketConn: udpbatch.New(c, listenerBatch, true), g: g}, RelayAddressGenerator: relay(), PermissionHandler: permit})
 	}
 	idle := o.AllocationLifetime
 	if idle == 0 {
 		idle = 10 * time.Minute
 	}
 	idle += time.Minute
-	for _, l := range tcps {
-		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
-			Listener: &guardedListener{Listener: l, g: g, transport: "tcp", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
+	tcp := l.tcp
+	if l.tls != nil {
+		tcp = append(slices.Clone(tcp), l.tls)
 	}
-	if tlsLn != nil {
-		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
-			Listener: &guardedListener{Listener: tlsLn, g: g, transport: "tls", idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
-	}
-	s.pion, err = pionturn.NewServer(cfg)
-	if err != nil {
-		closeListeners()
-		if tlsLn != nil {
-			tlsLn.Close()
+	for _, t := range tcp {
+		transport := "tcp"
+		if t == l.tls {
+			transport = "tls"
 		}
-		return nil, fmt.Errorf("turn: %w", err)
+		cfg.ListenerConfigs = append(cfg.ListenerConfigs, pionturn.ListenerConfig{
+			Listener: &guardedListener{Listener: t, g: g, transport: transport, idle: idle}, RelayAddressGenerator: relay(), PermissionHandler: permit})
 	}
-	return s, nil
+	return cfg
 }
 
 // listenAddrs expands an unspecified host into one address per local IP address of its family.
@@ -281,7 +318,7 @@ func listenPair(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		setBuffers(first)
+		udpbatch.SetBuffers(first)
 		conns := []net.PacketConn{first}
 		bound := first.LocalAddr().String()
 		for len(conns) < n {
@@ -290,7 +327,7 @@ func listenPair(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 				closeAll(conns, nil)
 				return nil, nil, err
 			}
-			setBuffers(c)
+			udpbatch.SetBuffers(c)
 			conns = append(conns, c)
 		}
 		tcp, err := net.Listen("tcp", bound)

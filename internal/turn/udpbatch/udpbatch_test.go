@@ -1,4 +1,4 @@
-package turn
+package udpbatch
 
 import (
 	"fmt"
@@ -16,13 +16,13 @@ func TestBatchConn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		setBuffers(c)
+		SetBuffers(c)
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
 	rawA, rawB := listen(), listen()
-	a := newBatchConn(rawA, 8, true)
-	b := newBatchConn(rawB, 8, false)
+	a := New(rawA, 8, true)
+	b := New(rawB, 8, false)
 
 	const writers, each = 8, 30 // 240 datagrams: fewer than the queue bound (256), so none is dropped
 	var wg sync.WaitGroup
@@ -66,7 +66,7 @@ func TestBatchConnDropsPastTheQueueBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	c := newBatchConn(raw, 8, true).(*batchConn)
+	c := New(raw, 8, true).(*Conn)
 	c.wmu.Lock()
 	c.flushing = true // as if another writer were sending
 	c.wmu.Unlock()

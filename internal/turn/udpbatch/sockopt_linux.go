@@ -1,4 +1,4 @@
-package turn
+package udpbatch
 
 import (
 	"net"
@@ -9,9 +9,9 @@ import (
 // a few milliseconds at the rate a busy relay reads, and what does not fit is lost.
 const socketBuffer = 4 << 20
 
-// setBuffers enlarges c's kernel buffers. As root SO_RCVBUFFORCE passes net.core.rmem_max; otherwise
+// SetBuffers enlarges c's kernel buffers. As root SO_RCVBUFFORCE passes net.core.rmem_max; otherwise
 // the kernel caps the size silently, which is still no worse than the default.
-func setBuffers(c net.PacketConn) {
+func SetBuffers(c net.PacketConn) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return

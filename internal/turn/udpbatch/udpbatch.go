@@ -1,4 +1,6 @@
-package turn
+// Package udpbatch is a UDP socket that reads with recvmmsg and writes with sendmmsg: the TURN relay's
+// sockets, where one system call and one wake-up per datagram would be most of a packet's cost.
+package udpbatch
 
 import (
 	"net"
@@ -9,7 +11,7 @@ import (
 )
 
 // Batching is the lever that matters for a relay in Go: on loopback or a fast network most of a
-// relayed packet's cost is the system call and the wake-up of the goroutine that makes it. batchConn
+// relayed packet's cost is the system call and the wake-up of the goroutine that makes it. Conn
 // reads with recvmmsg, so that one call and one wake-up serve every datagram waiting in the socket,
 // and writes with sendmmsg when several goroutines write at once (every allocation's relay goroutine
 // writes to the client through the same listener socket): the first writer sends what the others
@@ -32,9 +34,9 @@ const maxQueued = 256
 
 var sendBuffers = sync.Pool{New: func() any { b := make([]byte, datagramSize); return &b }}
 
-// batchConn is a UDP socket that reads and writes in batches. One goroutine reads (pion has one read
+// Conn is a UDP socket that reads and writes in batches. One goroutine reads (pion has one read
 // loop per socket); any number write.
-type batchConn struct {
+type Conn struct {
 	*net.UDPConn
 	b batcher
 
@@ -49,14 +51,14 @@ type batchConn struct {
 	flushing    bool
 }
 
-// newBatchConn wraps c with room for slots datagrams per read, and batches writes if batchWrites (for
+// New wraps c with room for slots datagrams per read, and batches writes if batchWrites (for
 // a socket many goroutines write to). It returns c itself when c is not a UDP socket.
-func newBatchConn(c net.PacketConn, slots int, batchWrites bool) net.PacketConn {
+func New(c net.PacketConn, slots int, batchWrites bool) net.PacketConn {
 	u, ok := c.(*net.UDPConn)
 	if !ok {
 		return c
 	}
-	bc := &batchConn{UDPConn: u, rmsgs: make([]ipv4.Message, slots), batchWrites: batchWrites}
+	bc := &Conn{UDPConn: u, rmsgs: make([]ipv4.Message, slots), batchWrites: batchWrites}
 	if a, ok := u.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil && !a.IP.IsUnspecified() {
 		bc.b = ipv6.NewPacketConn(u)
 	} else {
@@ -70,7 +72,7 @@ func newBatchConn(c net.PacketConn, slots int, batchWrites bool) net.PacketConn 
 }
 
 // ReadFrom returns the next datagram of the current batch, reading a new batch when it is used up.
-func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
+func (c *Conn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if c.ri >= c.rn {
 		n, err := c.b.ReadBatch(c.rmsgs, 0)
 		if err != nil {
@@ -85,7 +87,7 @@ func (c *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo queues p and sends the queue unless another writer is already sending it. UDP may lose a
 // datagram anywhere on the way, so a send error is not reported to the writer of a queued one.
-func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !c.batchWrites || len(p) > datagramSize {
 		return c.UDPConn.WriteTo(p, addr)
 	}
@@ -124,7 +126,7 @@ func (c *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 // send writes batch, skipping a datagram the kernel refuses (an unreachable peer, say) rather than
 // giving up on the ones after it, and returns the buffers to the pool.
-func (c *batchConn) send(batch []ipv4.Message) error {
+func (c *Conn) send(batch []ipv4.Message) error {
 	var first error
 	for sent := 0; sent < len(batch); {
 		n, err := c.b.WriteBatch(batch[sent:], 0)
