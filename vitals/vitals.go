@@ -231,6 +231,27 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 		return r, refuse(errcode.UnknownCode, "code %s is not a signal telemed knows (known: %s)", clip(r.Code), strings.Join(knownCodes(), ", "))
 	}
 	what := s.Code + " " + strings.ToLower(s.Display)
+	r, err := checkTimeAndDevice(what, r, now)
+	if err != nil {
+		return r, err
+	}
+	switch s.Kind {
+	case KindValue:
+		if len(r.Components) > 0 || len(r.Samples) > 0 {
+			return r, refuse(errcode.BadReading, "%s: has one value; send value and unit, no components or samples", what)
+		}
+		return r, checkValue(what, s, r.Value, r.Unit)
+	case KindPanel:
+		return checkPanel(what, s, r)
+	case KindWaveform:
+		return r, checkWaveform(what, s, r)
+	}
+	return r, nil
+}
+
+// checkTimeAndDevice checks when a reading was measured and the name of what measured it, and
+// returns it with both canonical.
+func checkTimeAndDevice(what string, r Reading, now time.Time) (Reading, error) {
 	// The year is judged in UTC, as the time is kept: 2000-01-01T00:00+01:00 is still 1999.
 	if r.Time.IsZero() || r.Time.UTC().Year() < 2000 {
 		return r, refuse(errcode.BadReading, "%s: time is missing or before 2000; send when it was measured, in RFC 3339", what)
@@ -245,70 +266,69 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 		strings.IndexFunc(r.Device, unicode.IsControl) >= 0 {
 		return r, refuse(errcode.BadReading, "%s: device must be a name of at most %d characters without control characters", what, MaxDeviceName)
 	}
-	switch s.Kind {
-	case KindValue:
-		if len(r.Components) > 0 || len(r.Samples) > 0 {
-			return r, refuse(errcode.BadReading, "%s: has one value; send value and unit, no components or samples", what)
+	return r, nil
+}
+
+// checkPanel checks a panel's components and returns the reading with them in the catalog's order.
+func checkPanel(what string, s Signal, r Reading) (Reading, error) {
+	if r.Value != nil || len(r.Samples) > 0 {
+		return r, refuse(errcode.BadReading, "%s: is a panel; send its components, not a value", what)
+	}
+	var out []Component
+	for _, cs := range s.Components {
+		var found *Component
+		for i := range r.Components {
+			if r.Components[i].Code == cs.Code {
+				if found != nil {
+					return r, refuse(errcode.BadReading, "%s: component %s appears twice", what, cs.Code)
+				}
+				found = &r.Components[i]
+			}
 		}
-		if err := checkValue(what, s, r.Value, r.Unit); err != nil {
+		if found == nil {
+			return r, refuse(errcode.BadReading, "%s: component %s (%s) is missing", what, cs.Code, strings.ToLower(cs.Display))
+		}
+		if err := checkValue(what+" component "+cs.Code, cs, found.Value, found.Unit); err != nil {
 			return r, err
 		}
-	case KindPanel:
-		if r.Value != nil || len(r.Samples) > 0 {
-			return r, refuse(errcode.BadReading, "%s: is a panel; send its components, not a value", what)
-		}
-		var out []Component
-		for _, cs := range s.Components {
-			var found *Component
-			for i := range r.Components {
-				if r.Components[i].Code == cs.Code {
-					if found != nil {
-						return r, refuse(errcode.BadReading, "%s: component %s appears twice", what, cs.Code)
-					}
-					found = &r.Components[i]
-				}
-			}
-			if found == nil {
-				return r, refuse(errcode.BadReading, "%s: component %s (%s) is missing", what, cs.Code, strings.ToLower(cs.Display))
-			}
-			if err := checkValue(what+" component "+cs.Code, cs, found.Value, found.Unit); err != nil {
-				return r, err
-			}
-			out = append(out, *found)
-		}
-		if len(r.Components) != len(out) {
-			for _, c := range r.Components {
-				if _, ok := componentOf(s, c.Code); !ok {
-					return r, refuse(errcode.UnknownCode, "%s: component %s is not part of this panel (its components: %s, %s)",
-						what, clip(c.Code), s.Components[0].Code, s.Components[1].Code)
-				}
-			}
-		}
-		if r.Code == BloodPressure && *out[0].Value <= *out[1].Value {
-			return r, refuse(errcode.OutOfRange, "%s: systolic %g must be above diastolic %g", what, *out[0].Value, *out[1].Value)
-		}
-		r.Components = out
-		r.Unit = ""
-	case KindWaveform:
-		if r.Value != nil || len(r.Components) > 0 {
-			return r, refuse(errcode.BadReading, "%s: is a waveform; send samples and period_ms, not a value", what)
-		}
-		if r.Unit != s.Unit {
-			return r, refuse(errcode.BadUnit, "%s: unit must be %q, not %s", what, s.Unit, clip(r.Unit))
-		}
-		if len(r.Samples) == 0 || len(r.Samples) > MaxSamples {
-			return r, refuse(errcode.BadReading, "%s: needs 1 to %d samples, has %d", what, MaxSamples, len(r.Samples))
-		}
-		if !(r.PeriodMS >= MinPeriodMS && r.PeriodMS <= MaxPeriodMS) {
-			return r, refuse(errcode.BadReading, "%s: period_ms must be between %g and %g, not %g", what, MinPeriodMS, MaxPeriodMS, r.PeriodMS)
-		}
-		for i, v := range r.Samples {
-			if math.IsNaN(v) || v < s.Min || v > s.Max {
-				return r, refuse(errcode.OutOfRange, "%s: sample %d is %g %s, outside the possible %g to %g", what, i, v, s.Unit, s.Min, s.Max)
+		out = append(out, *found)
+	}
+	if len(r.Components) != len(out) {
+		for _, c := range r.Components {
+			if _, ok := componentOf(s, c.Code); !ok {
+				return r, refuse(errcode.UnknownCode, "%s: component %s is not part of this panel (its components: %s, %s)",
+					what, clip(c.Code), s.Components[0].Code, s.Components[1].Code)
 			}
 		}
 	}
+	if r.Code == BloodPressure && *out[0].Value <= *out[1].Value {
+		return r, refuse(errcode.OutOfRange, "%s: systolic %g must be above diastolic %g", what, *out[0].Value, *out[1].Value)
+	}
+	r.Components = out
+	r.Unit = ""
 	return r, nil
+}
+
+// checkWaveform checks a waveform's unit, samples and sampling period.
+func checkWaveform(what string, s Signal, r Reading) error {
+	if r.Value != nil || len(r.Components) > 0 {
+		return refuse(errcode.BadReading, "%s: is a waveform; send samples and period_ms, not a value", what)
+	}
+	if r.Unit != s.Unit {
+		return refuse(errcode.BadUnit, "%s: unit must be %q, not %s", what, s.Unit, clip(r.Unit))
+	}
+	if len(r.Samples) == 0 || len(r.Samples) > MaxSamples {
+		return refuse(errcode.BadReading, "%s: needs 1 to %d samples, has %d", what, MaxSamples, len(r.Samples))
+	}
+	if !(r.PeriodMS >= MinPeriodMS && r.PeriodMS <= MaxPeriodMS) {
+		return refuse(errcode.BadReading, "%s: period_ms must be between %g and %g, not %g", what, MinPeriodMS, MaxPeriodMS, r.PeriodMS)
+	}
+	for i, v := range r.Samples {
+		if math.IsNaN(v) || v < s.Min || v > s.Max {
+			return refuse(errcode.OutOfRange, "%s: sample %d is %g %s, outside the possible %g to %g", what, i, v, s.Unit, s.Min, s.Max)
+		}
+	}
+	return nil
 }
 
 func checkValue(what string, s Signal, v *float64, unit string) error {
