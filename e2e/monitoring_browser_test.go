@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/vitals"
 )
@@ -69,8 +70,8 @@ func TestBrowserLiveVitals(t *testing.T) {
 	patient := newBrowser(t, chromium)
 	startBrowserCall(t, provider, patient, c.StartURL, c.JoinURL)
 
-	oxi := newTap(t, agent.SimPulseOximeter, 250*time.Millisecond, 7)
-	heart := newTap(t, agent.SimECG, 0, 7)
+	oxi := newTap(t, source.SimPulseOximeter, 250*time.Millisecond, 7)
+	heart := newTap(t, source.SimECG, 0, 7)
 	dir := enrolledDir(t, m, m.srv.BaseURL())
 	a, stop := runAgent(t, agent.Options{Dir: dir, Sources: []agent.Source{oxi, heart},
 		PollInterval: 200 * time.Millisecond, FlushInterval: 250 * time.Millisecond})

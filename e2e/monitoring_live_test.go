@@ -15,6 +15,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/monitoring"
@@ -48,7 +49,7 @@ func (t *tap) readings() []vitals.Reading {
 
 func newTap(t *testing.T, name string, interval time.Duration, seed uint64) *tap {
 	t.Helper()
-	s, err := agent.NewSim(name, agent.SimOptions{Interval: interval, Seed: seed})
+	s, err := source.NewSim(name, source.SimOptions{Interval: interval, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +170,8 @@ func TestMonitoringLive(t *testing.T) {
 	}})
 	defer prov.Close()
 
-	oxi := newTap(t, agent.SimPulseOximeter, 250*time.Millisecond, 1)
-	heart := newTap(t, agent.SimECG, 0, 2)
+	oxi := newTap(t, source.SimPulseOximeter, 250*time.Millisecond, 1)
+	heart := newTap(t, source.SimECG, 0, 2)
 	dir := enrolledDir(t, m, m.srv.BaseURL())
 	a, stop := runAgent(t, agent.Options{Dir: dir, Sources: []agent.Source{oxi, heart},
 		PollInterval: 200 * time.Millisecond, FlushInterval: 200 * time.Millisecond})
@@ -293,8 +294,8 @@ func TestAgentOfflineExactlyOnce(t *testing.T) {
 	dir := enrolledDir(t, m, base)
 
 	fast := func(seed uint64) []*tap {
-		return []*tap{newTap(t, agent.SimPulseOximeter, 50*time.Millisecond, seed), newTap(t, agent.SimResp, 100*time.Millisecond, seed),
-			newTap(t, agent.SimECG, 0, seed)}
+		return []*tap{newTap(t, source.SimPulseOximeter, 50*time.Millisecond, seed), newTap(t, source.SimResp, 100*time.Millisecond, seed),
+			newTap(t, source.SimECG, 0, seed)}
 	}
 	var taps []*tap
 	sources := func(ts []*tap) []agent.Source {

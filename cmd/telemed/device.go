@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/config"
 )
 
@@ -28,8 +29,8 @@ func (s *simList) String() string { return strings.Join(*s, ",") }
 func (s *simList) Set(v string) error {
 	for _, name := range strings.Split(v, ",") { // TELEMED_SIM=pulse-oximeter,ecg sets several
 		name = strings.TrimSpace(name)
-		if !slices.Contains(agent.SimNames(), name) {
-			return fmt.Errorf("no simulated device %q: choose from %s", name, strings.Join(agent.SimNames(), ", "))
+		if !slices.Contains(source.SimNames(), name) {
+			return fmt.Errorf("no simulated device %q: choose from %s", name, strings.Join(source.SimNames(), ", "))
 		}
 		if slices.Contains(*s, name) {
 			return fmt.Errorf("%s is given twice", name)
@@ -48,10 +49,10 @@ func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	dir := fs.String("dir", agent.DefaultDir, "`folder` of the device's credentials and queue")
 	name := fs.String("name", "", "the device's `name` as the provider sees it, given at enrollment (default: from its sources)")
 	var sims simList
-	fs.Var(&sims, "sim", "simulate a `device`: "+strings.Join(agent.SimNames(), ", ")+" (repeat for several)")
+	fs.Var(&sims, "sim", "simulate a `device`: "+strings.Join(source.SimNames(), ", ")+" (repeat for several)")
 	fromStdin := fs.Bool("stdin", false, "read readings as JSON lines from standard input (docs/monitoring.md)")
-	bpInterval := fs.Duration("bp-interval", agent.DefaultSimInterval(agent.SimBPCuff), "how often the simulated bp-cuff measures")
-	tempInterval := fs.Duration("temp-interval", agent.DefaultSimInterval(agent.SimThermometer), "how often the simulated thermometer measures")
+	bpInterval := fs.Duration("bp-interval", source.DefaultSimInterval(source.SimBPCuff), "how often the simulated bp-cuff measures")
+	tempInterval := fs.Duration("temp-interval", source.DefaultSimInterval(source.SimThermometer), "how often the simulated thermometer measures")
 	seed := fs.Uint64("seed", 0, "seed of the simulated patient and noise (default: from the device's id, the same each run)")
 	noLive := fs.Bool("no-live", false, "only upload; do not join consultations of the patient")
 	verbose := fs.Bool("verbose", false, "log every upload and connection step")
@@ -94,24 +95,24 @@ func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		h.Write([]byte(creds.DeviceID))
 		*seed = h.Sum64()
 	}
-	patient := agent.NewPatient(*seed)
+	patient := source.NewPatient(*seed)
 	var sources []agent.Source
 	for _, s := range sims {
-		o := agent.SimOptions{Seed: *seed, Patient: patient}
+		o := source.SimOptions{Seed: *seed, Patient: patient}
 		switch s {
-		case agent.SimBPCuff:
+		case source.SimBPCuff:
 			o.Interval = *bpInterval
-		case agent.SimThermometer:
+		case source.SimThermometer:
 			o.Interval = *tempInterval
 		}
-		sim, err := agent.NewSim(s, o)
+		sim, err := source.NewSim(s, o)
 		if err != nil {
 			return fmt.Errorf("device: %w", err)
 		}
 		sources = append(sources, sim)
 	}
 	if *fromStdin {
-		sources = append(sources, &agent.LineSource{R: stdin, OnBadLine: func(n int, err error) {
+		sources = append(sources, &source.LineSource{R: stdin, OnBadLine: func(n int, err error) {
 			fmt.Fprintf(stderr, "telemed device: stdin line %d skipped: %v\n", n, err)
 		}})
 	}

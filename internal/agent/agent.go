@@ -20,7 +20,8 @@ import (
 	"github.com/telemed/telemed/vitals"
 )
 
-// Source is something that measures: a simulated device (Sim) or a bridge's output (LineSource).
+// Source is something that measures: a simulated device (source.Sim) or a bridge's output
+// (source.LineSource).
 type Source interface {
 	// Name names the source in logs.
 	Name() string

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -592,7 +593,7 @@ func TestRevoked(t *testing.T) {
 	})
 	revoked := httptest.NewServer(mux)
 	defer revoked.Close()
-	therm, _ := NewSim(SimThermometer, SimOptions{})
+	therm, _ := source.NewSim(source.SimThermometer, source.SimOptions{})
 	a2 := newTestAgent(t, enrolledDir(t, f.URL), Options{ServerURL: revoked.URL, Sources: []Source{therm}})
 	a2.o.NoLive = false
 	a2.o.PollInterval = 10 * time.Millisecond
@@ -628,8 +629,8 @@ func TestGracefulStop(t *testing.T) {
 	dir := enrolledDir(t, f.URL)
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close() // nothing listens there any more
-	sim, _ := NewSim(SimPulseOximeter, SimOptions{Interval: 5 * time.Millisecond})
-	ecg, _ := NewSim(SimECG, SimOptions{})
+	sim, _ := source.NewSim(source.SimPulseOximeter, source.SimOptions{Interval: 5 * time.Millisecond})
+	ecg, _ := source.NewSim(source.SimECG, source.SimOptions{})
 	a := newTestAgent(t, dir, Options{ServerURL: down.URL, Sources: []Source{sim, ecg}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

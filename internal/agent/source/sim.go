@@ -1,4 +1,7 @@
-package agent
+// Package source is where the device agent's readings come from: simulated devices (Sim) measuring a
+// simulated patient, and a bridge writing JSON lines to standard input (LineSource). Each is an
+// agent.Source.
+package source
 
 import (
 	"context"
