@@ -8,17 +8,25 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/agent/queue"
+	"github.com/telemed/telemed/internal/agent/waveform"
 	"github.com/telemed/telemed/vitals"
 )
+
+// QueueDir is the queue's folder in the agent's folder.
+const QueueDir = "queue"
+
+// Waiting counts what an agent folder's queue holds that the server has not answered: its batches,
+// and a pending segment as one more. It does not change the queue, so it may be asked while an agent
+// runs.
+func Waiting(dir string) (int, error) { return queue.Waiting(filepath.Join(dir, QueueDir)) }
 
 // Source is something that measures: a simulated device (source.Sim) or a bridge's output
 // (source.LineSource).
@@ -106,7 +114,7 @@ type Agent struct {
 	creds  Credentials
 	server string
 	log    *slog.Logger
-	q      *queue
+	q      *queue.Queue
 	unlock func()
 
 	taken, lost, uploaded, accepted, rejected, dropped, streamed atomic.Int64
@@ -160,7 +168,7 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := openQueue(filepath.Join(o.Dir, "queue"), o.Logger, o.Now)
+	q, err := queue.Open(filepath.Join(o.Dir, QueueDir), o.Logger, o.Now)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -173,7 +181,7 @@ func (a *Agent) Credentials() Credentials { return a.creds }
 
 // Status returns what the agent has done so far.
 func (a *Agent) Status() Status {
-	queued := a.q.count()
+	queued := a.q.Count()
 	a.mu.Lock()
 	live := a.liveID
 	a.mu.Unlock()
@@ -265,7 +273,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // readings can come.
 func (a *Agent) dispatch(ctx context.Context, readings <-chan vitals.Reading, inputDone chan<- struct{}) {
 	defer close(inputDone)
-	j := &joiner{cur: map[string]*joined{}, out: a.enqueue}
+	j := waveform.NewJoiner(a.enqueue)
 	tick := time.NewTicker(a.o.FlushInterval)
 	defer tick.Stop()
 	seal := func() {
@@ -277,13 +285,13 @@ func (a *Agent) dispatch(ctx context.Context, readings <-chan vitals.Reading, in
 		select {
 		case r, ok := <-readings:
 			if !ok {
-				j.flushAll()
+				j.FlushAll()
 				seal()
 				return
 			}
 			a.take(j, r)
 		case <-tick.C:
-			j.flushStale()
+			j.FlushStale()
 			seal()
 		case <-ctx.Done():
 			// Take what the sources hand over until they have ended, then keep it for the next run.
@@ -302,7 +310,7 @@ func (a *Agent) dispatch(ctx context.Context, readings <-chan vitals.Reading, in
 					break drain
 				}
 			}
-			j.flushAll()
+			j.FlushAll()
 			seal()
 			return
 		}
@@ -315,10 +323,10 @@ const stopGrace = 2 * time.Second
 
 // take queues a reading and streams it live. A waveform is queued in pieces of about a second and
 // streamed in pieces of 20 ms.
-func (a *Agent) take(j *joiner, r vitals.Reading) {
+func (a *Agent) take(j *waveform.Joiner, r vitals.Reading) {
 	a.sendLive(r)
 	if len(r.Samples) > 0 {
-		j.add(r)
+		j.Add(r)
 		return
 	}
 	a.enqueue(r)
@@ -346,7 +354,7 @@ func (a *Agent) sendLive(r vitals.Reading) {
 	}
 	pieces := []vitals.Reading{r}
 	if len(r.Samples) > 0 {
-		pieces = splitWaveform(r, livePiece)
+		pieces = waveform.Split(r, livePiece)
 	}
 	for _, p := range pieces {
 		if err := s.SendReading(p); err != nil {
@@ -355,83 +363,6 @@ func (a *Agent) sendLive(r vitals.Reading) {
 		}
 	}
 	a.streamed.Add(1)
-}
-
-// splitWaveform cuts a waveform into pieces of at most d (at least one sample each).
-func splitWaveform(r vitals.Reading, d time.Duration) []vitals.Reading {
-	n := max(1, int(d.Seconds()*1000/r.PeriodMS))
-	if len(r.Samples) <= n {
-		return []vitals.Reading{r}
-	}
-	var out []vitals.Reading
-	for i := 0; i < len(r.Samples); i += n {
-		p := r
-		p.Samples = r.Samples[i:min(i+n, len(r.Samples))]
-		p.Time = r.Time.Add(time.Duration(float64(i) * r.PeriodMS * float64(time.Millisecond)))
-		out = append(out, p)
-	}
-	return out
-}
-
-// joiner joins the pieces of a waveform into readings of about a second for the queue: 250 samples
-// of ECG in one reading, not 50 of 5.
-type joiner struct {
-	cur map[string]*joined // by signal, device and sampling
-	out func(vitals.Reading)
-}
-
-type joined struct {
-	r    vitals.Reading
-	grew bool // since the last flushStale
-}
-
-func (j *joiner) add(r vitals.Reading) {
-	key := r.Code + "\x00" + r.Device + "\x00" + r.Unit + "\x00" + strconv.FormatFloat(r.PeriodMS, 'g', -1, 64)
-	second := int(math.Round(1000 / r.PeriodMS))
-	c := j.cur[key]
-	if c != nil {
-		next := c.r.Time.Add(time.Duration(float64(len(c.r.Samples)) * r.PeriodMS * float64(time.Millisecond)))
-		gap := r.Time.Sub(next).Abs()
-		if gap > time.Duration(r.PeriodMS/2*float64(time.Millisecond)) || len(c.r.Samples)+len(r.Samples) > vitals.MaxSamples {
-			j.out(c.r)
-			delete(j.cur, key)
-			c = nil
-		}
-	}
-	if c == nil {
-		if len(r.Samples) >= second {
-			j.out(r)
-			return
-		}
-		r.Samples = append(make([]float64, 0, second), r.Samples...)
-		j.cur[key] = &joined{r: r, grew: true}
-		return
-	}
-	c.r.Samples = append(c.r.Samples, r.Samples...)
-	c.grew = true
-	if len(c.r.Samples) >= second {
-		j.out(c.r)
-		delete(j.cur, key)
-	}
-}
-
-// flushStale queues the waveforms that did not grow since the last call: their source paused.
-func (j *joiner) flushStale() {
-	for k, c := range j.cur {
-		if !c.grew {
-			j.out(c.r)
-			delete(j.cur, k)
-			continue
-		}
-		c.grew = false
-	}
-}
-
-func (j *joiner) flushAll() {
-	for k, c := range j.cur {
-		j.out(c.r)
-		delete(j.cur, k)
-	}
 }
 
 // backoff is the wait before the attempt after one that failed: from 250 ms, doubling, up to max.

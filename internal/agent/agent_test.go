@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telemed/telemed/internal/agent/queue"
 	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/vitals"
 )
@@ -674,40 +675,6 @@ func TestGracefulStop(t *testing.T) {
 	}
 }
 
-func TestJoiner(t *testing.T) {
-	var out []vitals.Reading
-	j := &joiner{cur: map[string]*joined{}, out: func(r vitals.Reading) { out = append(out, r) }}
-	piece := func(i int) vitals.Reading {
-		return vitals.Reading{Code: vitals.ECG, Unit: "mV", PeriodMS: 4, Time: t0.Add(time.Duration(i) * 20 * time.Millisecond),
-			Samples: []float64{float64(i), 0, 0, 0, 0}}
-	}
-	for i := range 120 {
-		j.add(piece(i))
-	}
-	if len(out) != 2 || len(out[0].Samples) != 250 || !out[1].Time.Equal(t0.Add(time.Second)) || out[1].Samples[5] != 51 {
-		t.Fatalf("joined %d readings", len(out))
-	}
-	// A gap starts a new reading; a pause flushes.
-	j.add(piece(200))
-	j.flushStale()
-	j.flushStale()
-	if len(out) != 4 || len(out[2].Samples) != 100 || len(out[3].Samples) != 5 {
-		t.Fatalf("after a gap and a pause: %d readings", len(out))
-	}
-	// Pieces of a second or more go as they are.
-	long := piece(300)
-	long.Samples = make([]float64, 400)
-	j.add(long)
-	if len(out) != 5 || len(out[4].Samples) != 400 {
-		t.Fatalf("a long piece: %d readings", len(out))
-	}
-	// Live, a waveform goes in pieces of 20 ms.
-	ps := splitWaveform(long, livePiece)
-	if len(ps) != 80 || len(ps[1].Samples) != 5 || !ps[1].Time.Equal(long.Time.Add(20*time.Millisecond)) {
-		t.Errorf("split into %d pieces", len(ps))
-	}
-}
-
 // TestDamagedBatch: a batch file that cannot be read is moved to DIR/rejected, and the queue goes on.
 func TestDamagedBatch(t *testing.T) {
 	f := newFakeServer(t, nil)
@@ -729,5 +696,35 @@ func TestDamagedBatch(t *testing.T) {
 	}
 	if _, err := os.Stat(results[0].SetAside); err != nil {
 		t.Error(err)
+	}
+}
+
+// batchBody is an upload body as the server receives it.
+type batchBody struct {
+	BatchID  string           `json:"batch_id"`
+	Readings []vitals.Reading `json:"readings"`
+}
+
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+func hr(v float64, i int) vitals.Reading {
+	return vitals.Reading{Code: vitals.HeartRate, Value: vitals.Float(v), Unit: "/min", Time: t0.Add(time.Duration(i) * time.Second)}
+}
+
+// countListings counts the listings of a queue's folder until the test ends.
+func countListings(t *testing.T) func() int {
+	var mu sync.Mutex
+	n := 0
+	queue.ListDir = func(dir string) ([]os.DirEntry, error) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		return os.ReadDir(dir)
+	}
+	t.Cleanup(func() { queue.ListDir = os.ReadDir })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
 	}
 }

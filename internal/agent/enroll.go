@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/agent/queue"
 )
 
 // Credentials are what enrollment gives a device: who it is, whose readings it sends, and the token
@@ -197,7 +198,7 @@ func SaveCredentials(dir string, c Credentials) error {
 	if err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
-	if err := writeFileSynced(dir, CredentialsFile, append(data, '\n')); err != nil {
+	if err := queue.WriteFile(dir, CredentialsFile, append(data, '\n')); err != nil {
 		return fmt.Errorf("save credentials in %s: %w", dir, err)
 	}
 	return nil

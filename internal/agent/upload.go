@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/agent/queue"
 )
 
 // UploadResult is what became of one batch the server answered for good.
@@ -72,18 +73,18 @@ func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error
 	b := backoff{max: a.o.RetryMax}
 	trouble := "" // the kind of trouble logged in this episode; "" while uploads go through
 	for ctx.Err() == nil {
-		name, ok := a.q.oldest()
+		name, ok := a.q.Oldest()
 		if !ok {
 			select {
 			case <-inputDone:
-				if a.q.pending() {
+				if a.q.Pending() {
 					a.log.Warn("readings could not be sealed into a batch; the next run sends them")
 				}
 				return nil // everything taken is uploaded
 			default:
 			}
 			select {
-			case <-a.q.sealed:
+			case <-a.q.Sealed():
 			case <-inputDone:
 			case <-ctx.Done():
 				return nil
@@ -100,7 +101,7 @@ func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error
 			if retry.kind != trouble {
 				trouble = retry.kind
 				a.log.Warn("cannot upload: "+retry.why+"; the readings wait in the queue, and are sent when the server takes them",
-					"batches", a.q.count(), "err", err)
+					"batches", a.q.Count(), "err", err)
 			}
 			if b.wait(ctx, retry.after) != nil {
 				return nil
@@ -113,7 +114,7 @@ func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error
 		a.online.Store(true)
 		if trouble != "" {
 			trouble = ""
-			a.log.Info("the server answers again; sending the queue", "batches", a.q.count())
+			a.log.Info("the server answers again; sending the queue", "batches", a.q.Count())
 		}
 		b.reset()
 	}
@@ -123,17 +124,17 @@ func (a *Agent) uploadLoop(ctx context.Context, inputDone <-chan struct{}) error
 // uploadBatch sends one batch. It returns nil once the batch is done with (stored, or refused whole
 // and moved aside), an *errRetry when it should be sent again, and ErrRevoked.
 func (a *Agent) uploadBatch(ctx context.Context, name string) error {
-	id := batchIDOf(name)
-	body, err := a.q.read(name)
+	id := queue.BatchID(name)
+	body, err := a.q.Read(name)
 	if err == nil && !json.Valid(body) {
 		err = errors.New("not JSON")
 	}
 	if err != nil {
 		a.dropped.Add(1)
-		to, merr := a.q.moveTo(name, filepath.Join(a.o.Dir, RejectedDir))
+		to, merr := a.q.MoveTo(name, filepath.Join(a.o.Dir, RejectedDir))
 		if merr != nil {
 			a.log.Error("a queued batch cannot be read, nor moved aside; the next run tries it again", "batch", id, "err", err, "move", merr)
-			a.q.skip(name)
+			a.q.Skip(name)
 		} else {
 			a.log.Error("a queued batch cannot be read; it is kept in "+filepath.Dir(to)+" and the queue goes on", "batch", id, "err", err, "file", to)
 		}
@@ -171,7 +172,7 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 			return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, answerError(resp, data)), kind: "odd 200",
 				why: "what answers at " + a.server + " is not telemed's upload API: check --server, and for a proxy or captive portal in the way"}
 		}
-		if err := a.q.remove(name); err != nil {
+		if err := a.q.Remove(name); err != nil {
 			a.log.Error("batch uploaded but cannot be removed from the queue; the next run sends it again and the server takes it as a duplicate", "batch", id, "err", err)
 		}
 		a.uploaded.Add(1)
@@ -191,11 +192,11 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 		// hold up every batch after it. It is kept aside, not deleted: a person may look at it, and
 		// send it again (an older server refusing a newer agent's batch, say) by moving it back.
 		a.dropped.Add(1)
-		to, err := a.q.moveTo(name, filepath.Join(a.o.Dir, RejectedDir))
+		to, err := a.q.MoveTo(name, filepath.Join(a.o.Dir, RejectedDir))
 		if err != nil {
 			a.log.Error("the server refused a whole batch, and it cannot be moved aside: it stays in the queue's folder and the next run sends it again",
 				"batch", id, "status", s, "code", e.Code, "message", e.Message, "err", err)
-			a.q.skip(name)
+			a.q.Skip(name)
 		} else {
 			a.log.Error("the server refused a whole batch; it is kept in "+filepath.Dir(to)+" and the queue goes on",
 				"batch", id, "status", s, "code", e.Code, "message", e.Message, "file", to)

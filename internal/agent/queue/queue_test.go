@@ -1,4 +1,4 @@
-package agent
+package queue
 
 import (
 	"encoding/json"
@@ -20,9 +20,9 @@ func hr(v float64, i int) vitals.Reading {
 	return vitals.Reading{Code: vitals.HeartRate, Value: vitals.Float(v), Unit: "/min", Time: t0.Add(time.Duration(i) * time.Second)}
 }
 
-func openTestQueue(t *testing.T, dir string) *queue {
+func openTestQueue(t *testing.T, dir string) *Queue {
 	t.Helper()
-	q, err := openQueue(dir, slog.New(slog.DiscardHandler), func() time.Time { return t0 })
+	q, err := Open(dir, slog.New(slog.DiscardHandler), func() time.Time { return t0 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,9 @@ type batchBody struct {
 	Readings []vitals.Reading `json:"readings"`
 }
 
-func readBatch(t *testing.T, q *queue, name string) batchBody {
+func readBatch(t *testing.T, q *Queue, name string) batchBody {
 	t.Helper()
-	data, err := q.read(name)
+	data, err := q.Read(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +49,9 @@ func readBatch(t *testing.T, q *queue, name string) batchBody {
 	return b
 }
 
-func batchNames(t *testing.T, q *queue) []string {
+func batchNames(t *testing.T, q *Queue) []string {
 	t.Helper()
-	return q.batches()
+	return q.Batches()
 }
 
 func TestQueueSealsInOrder(t *testing.T) {
@@ -77,7 +77,7 @@ func TestQueueSealsInOrder(t *testing.T) {
 	ids := map[string]bool{}
 	for i, n := range names {
 		b := readBatch(t, q, n)
-		if len(b.Readings) != 2 || *b.Readings[0].Value != 60+float64(i) || b.BatchID != batchIDOf(n) || ids[b.BatchID] {
+		if len(b.Readings) != 2 || *b.Readings[0].Value != 60+float64(i) || b.BatchID != BatchID(n) || ids[b.BatchID] {
 			t.Errorf("batch %d (%s): %+v", i, n, b)
 		}
 		if !batchIDPattern.MatchString(b.BatchID) {
@@ -135,7 +135,7 @@ func TestQueueBatchLimit(t *testing.T) {
 	names = batchNames(t, q2)
 	total := 0
 	for i, name := range names {
-		data, _ := q2.read(name)
+		data, _ := q2.Read(name)
 		if len(data) > 900<<10 {
 			t.Errorf("batch %s is %d bytes: over 900 KiB", name, len(data))
 		}
@@ -164,13 +164,13 @@ func TestQueueListsOnce(t *testing.T) {
 		}
 	}
 	for range 20 {
-		name, ok := q.oldest()
+		name, ok := q.Oldest()
 		if !ok {
 			t.Fatal("the queue is empty")
 		}
-		q.remove(name)
+		q.Remove(name)
 	}
-	if n := q.count(); n != 30 || len(q.batches()) != 30 {
+	if n := q.Count(); n != 30 || len(q.Batches()) != 30 {
 		t.Errorf("%d batches left, want 30", n)
 	}
 	if n := lists(); n != 1 {
@@ -179,10 +179,10 @@ func TestQueueListsOnce(t *testing.T) {
 	// What it keeps in memory is what the folder holds, oldest first.
 	q.Close()
 	q2 := openTestQueue(t, dir)
-	if got, want := q2.batches(), q.batches(); !slices.Equal(got, want) || !slices.IsSorted(got) {
+	if got, want := q2.Batches(), q.Batches(); !slices.Equal(got, want) || !slices.IsSorted(got) {
 		t.Errorf("the folder holds %v, the queue had %v", got, want)
 	}
-	first, _ := q2.oldest()
+	first, _ := q2.Oldest()
 	if b := readBatch(t, q2, first); *b.Readings[0].Value != 60 || !b.Readings[0].Time.Equal(t0.Add(20*time.Second)) {
 		t.Errorf("the oldest batch left is %s: %+v", first, b)
 	}
@@ -192,13 +192,13 @@ func TestQueueListsOnce(t *testing.T) {
 func countListings(t *testing.T) func() int {
 	var mu sync.Mutex
 	n := 0
-	listDir = func(dir string) ([]os.DirEntry, error) {
+	ListDir = func(dir string) ([]os.DirEntry, error) {
 		mu.Lock()
 		n++
 		mu.Unlock()
 		return os.ReadDir(dir)
 	}
-	t.Cleanup(func() { listDir = os.ReadDir })
+	t.Cleanup(func() { ListDir = os.ReadDir })
 	return func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -234,7 +234,7 @@ func TestQueueCrash(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, tmpPrefix+"123")); !os.IsNotExist(err) {
 		t.Error("a half-written batch was left")
 	}
-	first, _ := q2.read(names[0])
+	first, _ := q2.Read(names[0])
 
 	// A crash after the batch was renamed into place but before its segment was removed: the segment
 	// is sealed again, into nothing new.
@@ -251,17 +251,17 @@ func TestQueueCrash(t *testing.T) {
 	// And once that batch was uploaded and removed, sealing the segment again gives it byte for byte:
 	// the server answers it as a duplicate.
 	names = batchNames(t, q3)
-	second, _ := q3.read(names[1])
-	q3.remove(names[1])
+	second, _ := q3.Read(names[1])
+	q3.Remove(names[1])
 	q3.Close()
 	os.WriteFile(filepath.Join(dir, pendingName), seg, 0o600)
 	q4 := openTestQueue(t, dir)
 	names = batchNames(t, q4)
-	again, _ := q4.read(names[len(names)-1])
+	again, _ := q4.Read(names[len(names)-1])
 	if len(names) != 2 || string(again) != string(second) {
 		t.Errorf("sealed again: %v\n%s\nwant\n%s", names, again, second)
 	}
-	if got, _ := q4.read(names[0]); string(got) != string(first) {
+	if got, _ := q4.Read(names[0]); string(got) != string(first) {
 		t.Error("the first batch changed")
 	}
 }

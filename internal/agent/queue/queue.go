@@ -1,4 +1,7 @@
-package agent
+// Package queue is the device agent's on-disk queue of readings waiting to be uploaded: appended to a
+// pending segment, sealed into batch files that are written whole and synced, and sent oldest first.
+// A crash loses nothing that was appended, and sends nothing twice under another batch id.
+package queue
 
 import (
 	"bytes"
@@ -45,7 +48,7 @@ const (
 
 var batchName = regexp.MustCompile(`^([0-9]{12})_([A-Za-z0-9_.:-]{1,100})\.json$`)
 
-// queue is the on-disk queue of readings waiting to be uploaded. Readings are appended to a pending
+// Queue is the on-disk queue of readings waiting to be uploaded. Readings are appended to a pending
 // segment; Seal turns the segment into a batch file, written whole and synced before it appears
 // under its name. The batch id is fixed when the segment starts (in its header), so a segment sealed
 // again after a crash is the same batch, which the server stores once.
@@ -53,7 +56,7 @@ var batchName = regexp.MustCompile(`^([0-9]{12})_([A-Za-z0-9_.:-]{1,100})\.json$
 // The folder is listed once, when the queue opens: from then on this process owns it (the agent's
 // folder is locked), so the queue keeps its batches' names in memory rather than listing a folder
 // that may hold a day's worth of them every second.
-type queue struct {
+type Queue struct {
 	dir string
 	log *slog.Logger
 	now func() time.Time
@@ -71,8 +74,12 @@ type queue struct {
 	sealed  chan struct{}       // signalled (without blocking) when a batch is sealed
 }
 
-// listDir lists a folder; tests count its calls.
-var listDir = os.ReadDir
+// Sealed is signalled (without blocking) when a batch is sealed.
+func (q *Queue) Sealed() <-chan struct{} { return q.sealed }
+
+// ListDir lists a folder. Tests (the agent's too) replace it to count how often the queue lists its
+// folder; nothing else should.
+var ListDir = os.ReadDir
 
 // pendingHeader is the first line of a pending segment.
 type pendingHeader struct {
@@ -80,14 +87,14 @@ type pendingHeader struct {
 	Seq     uint64 `json:"seq"`
 }
 
-// openQueue opens the queue in dir, creating it, and recovers what a crash left: half-written
+// Open opens the queue in dir, creating it, and recovers what a crash left: half-written
 // batches are removed and a pending segment is sealed.
-func openQueue(dir string, log *slog.Logger, now func() time.Time) (*queue, error) {
+func Open(dir string, log *slog.Logger, now func() time.Time) (*Queue, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue folder: %w", err)
 	}
-	q := &queue{dir: dir, log: log, now: now, nextSeq: 1, ids: map[string]struct{}{}, sealed: make(chan struct{}, 1)}
-	entries, err := listDir(dir)
+	q := &Queue{dir: dir, log: log, now: now, nextSeq: 1, ids: map[string]struct{}{}, sealed: make(chan struct{}, 1)}
+	entries, err := ListDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue folder: %w", err)
 	}
@@ -114,7 +121,7 @@ func openQueue(dir string, log *slog.Logger, now func() time.Time) (*queue, erro
 }
 
 // recover seals a pending segment a previous run left.
-func (q *queue) recover() error {
+func (q *Queue) recover() error {
 	path := filepath.Join(q.dir, pendingName)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -160,7 +167,7 @@ func newBatchID(now time.Time) string {
 }
 
 // Append adds a reading to the pending segment, sealing it first if it is full.
-func (q *queue) Append(r vitals.Reading) error {
+func (q *Queue) Append(r vitals.Reading) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("queue: encode reading: %w", err)
@@ -197,7 +204,7 @@ func batchOverhead(id string) int {
 
 // startLocked starts a pending segment. Its header is synced before any reading is appended, so
 // that its batch id survives a crash. q.mu is held.
-func (q *queue) startLocked() error {
+func (q *Queue) startLocked() error {
 	path := filepath.Join(q.dir, pendingName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
@@ -227,7 +234,7 @@ func (q *queue) startLocked() error {
 }
 
 // Seal turns the pending segment into a batch file, if it has readings.
-func (q *queue) Seal() error {
+func (q *Queue) Seal() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.sealLocked()
@@ -236,7 +243,7 @@ func (q *queue) Seal() error {
 // sealLocked seals from the file, not from memory, so that a segment sealed again after a crash
 // gives the same batch, byte for byte. A torn last line (no newline: the crash came mid-write) is
 // left out. q.mu is held.
-func (q *queue) sealLocked() error {
+func (q *Queue) sealLocked() error {
 	if q.f == nil {
 		return nil
 	}
@@ -267,7 +274,7 @@ func (q *queue) sealLocked() error {
 	// A batch file of this id exists when a crash came after it was sealed and before its segment
 	// was removed: it is sealed already.
 	if _, done := q.ids[q.id]; n > 0 && !done {
-		if err := writeFileSynced(q.dir, name, body.Bytes()); err != nil {
+		if err := WriteFile(q.dir, name, body.Bytes()); err != nil {
 			return fmt.Errorf("queue: seal batch %s: %w", q.id, err)
 		}
 		q.addLocked(name)
@@ -288,16 +295,16 @@ func (q *queue) sealLocked() error {
 
 // addLocked adds a sealed batch to the list, in its place (the last, but for a segment a crash left
 // sealed at the next start). q.mu is held.
-func (q *queue) addLocked(name string) {
+func (q *Queue) addLocked(name string) {
 	i, found := slices.BinarySearch(q.names, name)
 	if !found {
 		q.names = slices.Insert(q.names, i, name)
 	}
-	q.ids[batchIDOf(name)] = struct{}{}
+	q.ids[BatchID(name)] = struct{}{}
 }
 
 // dropLocked takes a batch off the list. q.mu is held.
-func (q *queue) dropLocked(name string) {
+func (q *Queue) dropLocked(name string) {
 	switch i, found := slices.BinarySearch(q.names, name); {
 	case !found:
 	case i == 0:
@@ -308,12 +315,12 @@ func (q *queue) dropLocked(name string) {
 	default:
 		q.names = slices.Delete(q.names, i, i+1)
 	}
-	delete(q.ids, batchIDOf(name))
+	delete(q.ids, BatchID(name))
 }
 
-// writeFileSynced writes a file so that it appears whole or not at all, even across a power loss:
+// WriteFile writes a file so that it appears whole or not at all, even across a power loss:
 // to a temporary file, synced, renamed, and the folder synced.
-func writeFileSynced(dir, name string, data []byte) error {
+func WriteFile(dir, name string, data []byte) error {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return err
@@ -352,14 +359,14 @@ func syncDir(dir string) error {
 }
 
 // batches returns the names of the sealed batches, oldest first.
-func (q *queue) batches() []string {
+func (q *Queue) Batches() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return slices.Clone(q.names)
 }
 
 // oldest returns the name of the oldest sealed batch: the next to send.
-func (q *queue) oldest() (string, bool) {
+func (q *Queue) Oldest() (string, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.names) == 0 {
@@ -369,14 +376,14 @@ func (q *queue) oldest() (string, bool) {
 }
 
 // count returns how many sealed batches wait.
-func (q *queue) count() int {
+func (q *Queue) Count() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.names)
 }
 
 // read returns a batch file's content: the body of its upload.
-func (q *queue) read(name string) ([]byte, error) {
+func (q *Queue) Read(name string) ([]byte, error) {
 	data, err := os.ReadFile(filepath.Join(q.dir, name))
 	if err != nil {
 		return nil, fmt.Errorf("queue: read batch %s: %w", name, err)
@@ -387,7 +394,7 @@ func (q *queue) read(name string) ([]byte, error) {
 // remove deletes a batch the server has answered. It leaves the queue even when its file cannot be
 // removed: this run does not send it again (the next one does, and the server takes it as a
 // duplicate).
-func (q *queue) remove(name string) error {
+func (q *Queue) Remove(name string) error {
 	q.mu.Lock()
 	q.dropLocked(name)
 	q.mu.Unlock()
@@ -401,7 +408,7 @@ func (q *queue) remove(name string) error {
 // (made if need be), where it is kept, under the same name, for a person to look at; it returns its
 // new path. Moved back into the queue's folder while the agent is stopped, it is sent again at the
 // next start.
-func (q *queue) moveTo(name, dir string) (string, error) {
+func (q *Queue) MoveTo(name, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("queue: move batch %s aside: %w", name, err)
 	}
@@ -419,21 +426,21 @@ func (q *queue) moveTo(name, dir string) (string, error) {
 }
 
 // skip takes a batch off this run's queue and leaves its file where it is: the next run sends it.
-func (q *queue) skip(name string) {
+func (q *Queue) Skip(name string) {
 	q.mu.Lock()
 	q.dropLocked(name)
 	q.mu.Unlock()
 }
 
 // pending reports whether a segment has readings not sealed yet.
-func (q *queue) pending() bool {
+func (q *Queue) Pending() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.f != nil && q.n > 0
 }
 
 // Close closes the pending segment without sealing it (the next open does).
-func (q *queue) Close() error {
+func (q *Queue) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.f == nil {
@@ -444,19 +451,18 @@ func (q *queue) Close() error {
 	return err
 }
 
-// batchIDOf returns the batch id in a batch file's name.
-func batchIDOf(name string) string {
+// BatchID returns the batch id in a batch file's name.
+func BatchID(name string) string {
 	if m := batchName.FindStringSubmatch(name); m != nil {
 		return m[2]
 	}
 	return ""
 }
 
-// Waiting counts what an agent folder's queue holds that the server has not answered: its batches,
-// and a pending segment as one more. It does not change the queue, so it may be asked while an agent
-// runs.
+// Waiting counts what the queue in dir holds that the server has not answered: its batches, and a
+// pending segment as one more. It does not change the queue, so it may be asked while an agent runs.
 func Waiting(dir string) (int, error) {
-	entries, err := os.ReadDir(filepath.Join(dir, "queue"))
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
