@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -40,119 +39,129 @@ func (s *simList) Set(v string) error {
 	return nil
 }
 
-// device runs the device agent: telemed device [--enroll LINK|CODE] [--sim NAME]... [--stdin].
-func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// deviceFlags are telemed device's flags.
+type deviceFlags struct {
+	enroll, server, dir, name  string
+	sims                       simList
+	fromStdin, noLive, verbose bool
+	bpInterval, tempInterval   time.Duration
+	seed                       uint64
+	seedSet                    bool
+}
+
+// parseDeviceFlags reads and checks telemed device's flags.
+func parseDeviceFlags(args []string, stderr io.Writer) (*deviceFlags, error) {
+	f := &deviceFlags{}
 	fs := flag.NewFlagSet("telemed device", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	enroll := fs.String("enroll", "", "enroll this device with the `LINK` (or the code) the provider gave; needed once")
-	server := fs.String("server", "", "the server's `URL`, for a bare --enroll code (default: the one the device enrolled with)")
-	dir := fs.String("dir", agent.DefaultDir, "`folder` of the device's credentials and queue")
-	name := fs.String("name", "", "the device's `name` as the provider sees it, given at enrollment (default: from its sources)")
-	var sims simList
-	fs.Var(&sims, "sim", "simulate a `device`: "+strings.Join(source.SimNames(), ", ")+" (repeat for several)")
-	fromStdin := fs.Bool("stdin", false, "read readings as JSON lines from standard input (docs/monitoring.md)")
-	bpInterval := fs.Duration("bp-interval", source.DefaultSimInterval(source.SimBPCuff), "how often the simulated bp-cuff measures")
-	tempInterval := fs.Duration("temp-interval", source.DefaultSimInterval(source.SimThermometer), "how often the simulated thermometer measures")
-	seed := fs.Uint64("seed", 0, "seed of the simulated patient and noise (default: from the device's id, the same each run)")
-	noLive := fs.Bool("no-live", false, "only upload; do not join consultations of the patient")
-	verbose := fs.Bool("verbose", false, "log every upload and connection step")
+	fs.StringVar(&f.enroll, "enroll", "", "enroll this device with the `LINK` (or the code) the provider gave; needed once")
+	fs.StringVar(&f.server, "server", "", "the server's `URL`, for a bare --enroll code (default: the one the device enrolled with)")
+	fs.StringVar(&f.dir, "dir", agent.DefaultDir, "`folder` of the device's credentials and queue")
+	fs.StringVar(&f.name, "name", "", "the device's `name` as the provider sees it, given at enrollment (default: from its sources)")
+	fs.Var(&f.sims, "sim", "simulate a `device`: "+strings.Join(source.SimNames(), ", ")+" (repeat for several)")
+	fs.BoolVar(&f.fromStdin, "stdin", false, "read readings as JSON lines from standard input (docs/monitoring.md)")
+	fs.DurationVar(&f.bpInterval, "bp-interval", source.DefaultSimInterval(source.SimBPCuff), "how often the simulated bp-cuff measures")
+	fs.DurationVar(&f.tempInterval, "temp-interval", source.DefaultSimInterval(source.SimThermometer), "how often the simulated thermometer measures")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed of the simulated patient and noise (default: from the device's id, the same each run)")
+	fs.BoolVar(&f.noLive, "no-live", false, "only upload; do not join consultations of the patient")
+	fs.BoolVar(&f.verbose, "verbose", false, "log every upload and connection step")
 	if err := config.Parse(fs, args, nil); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("device: unexpected %q; the agent takes flags only (telemed device -h lists them; to create a code on the server: telemed device enroll --patient ID)", fs.Arg(0))
+		return nil, fmt.Errorf("device: unexpected %q; the agent takes flags only (telemed device -h lists them; to create a code on the server: telemed device enroll --patient ID)", fs.Arg(0))
 	}
-	if *bpInterval <= 0 || *tempInterval <= 0 {
-		return errors.New("device: --bp-interval and --temp-interval must be positive durations, like 5m or 30s")
+	if f.bpInterval <= 0 || f.tempInterval <= 0 {
+		return nil, errors.New("device: --bp-interval and --temp-interval must be positive durations, like 5m or 30s")
 	}
-	if *server != "" && *enroll == "" {
-		if _, err := agent.NormalizeServerURL(*server); err != nil {
-			return fmt.Errorf("device: --server: %w", err)
+	if f.server != "" && f.enroll == "" {
+		if _, err := agent.NormalizeServerURL(f.server); err != nil {
+			return nil, fmt.Errorf("device: --server: %w", err)
 		}
 	}
-	if *enroll != "" {
-		if err := enrollDevice(ctx, *enroll, *server, *dir, deviceName(*name, sims, *fromStdin), stdout); err != nil {
+	fs.Visit(func(fl *flag.Flag) { f.seedSet = f.seedSet || fl.Name == "seed" })
+	return f, nil
+}
+
+// device runs the device agent: telemed device [--enroll LINK|CODE] [--sim NAME]... [--stdin].
+func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f, err := parseDeviceFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if f.enroll != "" {
+		if err := enrollDevice(ctx, f.enroll, f.server, f.dir, deviceName(f.name, f.sims, f.fromStdin), stdout); err != nil {
 			return fmt.Errorf("device: %w", err)
 		}
-		*server = "" // the enrollment's
-	} else if *name != "" {
+		f.server = "" // the enrollment's
+	} else if f.name != "" {
 		fmt.Fprintln(stderr, "telemed device: --name is given at enrollment (--enroll); the device keeps the name it enrolled with")
 	}
-
 	level := slog.LevelInfo
-	if *verbose {
+	if f.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: shortTime}))
-	creds, err := agent.LoadCredentials(*dir)
+	creds, err := agent.LoadCredentials(f.dir)
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
-	seedSet := false
-	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
-	if !seedSet {
-		h := fnv.New64a()
-		h.Write([]byte(creds.DeviceID))
-		*seed = h.Sum64()
+	setup := source.Setup{Sims: f.sims, Seed: f.seed, BPInterval: f.bpInterval, TempInterval: f.tempInterval}
+	if !f.seedSet {
+		setup.Seed = source.SeedOf(creds.DeviceID)
 	}
-	patient := source.NewPatient(*seed)
-	var sources []agent.Source
-	for _, s := range sims {
-		o := source.SimOptions{Seed: *seed, Patient: patient}
-		switch s {
-		case source.SimBPCuff:
-			o.Interval = *bpInterval
-		case source.SimThermometer:
-			o.Interval = *tempInterval
-		}
-		sim, err := source.NewSim(s, o)
-		if err != nil {
-			return fmt.Errorf("device: %w", err)
-		}
-		sources = append(sources, sim)
+	if f.fromStdin {
+		setup.Stdin = stdin
+		setup.OnBadLine = func(n int, err error) { fmt.Fprintf(stderr, "telemed device: stdin line %d skipped: %v\n", n, err) }
 	}
-	if *fromStdin {
-		sources = append(sources, &source.LineSource{R: stdin, OnBadLine: func(n int, err error) {
-			fmt.Fprintf(stderr, "telemed device: stdin line %d skipped: %v\n", n, err)
-		}})
+	sources, err := source.Build(setup)
+	if err != nil {
+		return fmt.Errorf("device: %w", err)
 	}
-	a, err := agent.New(agent.Options{Dir: *dir, ServerURL: *server, Sources: sources, Logger: log, NoLive: *noLive})
+	a, err := agent.New(agent.Options{Dir: f.dir, ServerURL: f.server, Sources: sources, Logger: log, NoLive: f.noLive})
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
 	defer a.Close()
-
-	st := a.Status()
-	names := make([]string, 0, len(sources))
-	for _, s := range sources {
-		names = append(names, s.Name())
-	}
-	fmt.Fprintf(stdout, "Device %s (%q) of patient %s, sending to %s.\n", creds.DeviceID, creds.Name, creds.PatientID, serverOf(creds, *server))
-	switch {
-	case len(sources) == 0:
-		fmt.Fprintf(stdout, "No --sim or --stdin: sending what the queue holds (%s), then stopping.\n", batches(st.Queued))
-	default:
-		fmt.Fprintf(stdout, "Measuring with %s; queue in %s (%s waiting). Ctrl-C stops.\n",
-			strings.Join(names, ", "), filepath.Join(*dir, "queue"), batches(st.Queued))
-	}
-
+	printStart(stdout, a, f, creds, sources)
 	var wg sync.WaitGroup
 	pctx, stopProgress := context.WithCancel(ctx)
 	wg.Go(func() { progress(pctx, a, stdout) })
 	err = a.Run(ctx)
 	stopProgress()
 	wg.Wait()
-	st = a.Status()
+	return printStop(stdout, a, f.dir, err)
+}
+
+// printStart says what the agent is and what it is about to do.
+func printStart(stdout io.Writer, a *agent.Agent, f *deviceFlags, creds agent.Credentials, sources []agent.Source) {
+	st := a.Status()
+	names := make([]string, 0, len(sources))
+	for _, s := range sources {
+		names = append(names, s.Name())
+	}
+	fmt.Fprintf(stdout, "Device %s (%q) of patient %s, sending to %s.\n", creds.DeviceID, creds.Name, creds.PatientID, serverOf(creds, f.server))
+	if len(sources) == 0 {
+		fmt.Fprintf(stdout, "No --sim or --stdin: sending what the queue holds (%s), then stopping.\n", agent.Batches(st.Queued))
+		return
+	}
+	fmt.Fprintf(stdout, "Measuring with %s; queue in %s (%s waiting). Ctrl-C stops.\n",
+		strings.Join(names, ", "), filepath.Join(f.dir, agent.QueueDir), agent.Batches(st.Queued))
+}
+
+// printStop says what the agent did, and what to do when the server refuses the device.
+func printStop(stdout io.Writer, a *agent.Agent, dir string, err error) error {
+	st := a.Status()
 	if errors.Is(err, agent.ErrRevoked) {
 		fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; the server refuses this device, so the %s in its queue cannot be sent.\n",
-			st.Taken, st.Accepted, batches(st.Queued))
+			st.Taken, st.Accepted, agent.Batches(st.Queued))
 		return fmt.Errorf("device: %w. With a new code: enroll into another --dir, or remove %s and move %s aside (or remove it) first",
-			err, filepath.Join(*dir, agent.CredentialsFile), filepath.Join(*dir, "queue"))
+			err, filepath.Join(dir, agent.CredentialsFile), filepath.Join(dir, agent.QueueDir))
 	}
 	fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; %s in the queue for the next run.\n",
-		st.Taken, st.Accepted, batches(st.Queued))
+		st.Taken, st.Accepted, agent.Batches(st.Queued))
 	if st.Dropped > 0 {
-		fmt.Fprintf(stdout, "%s refused by the server (or damaged) are kept in %s.\n", batches(int(st.Dropped)), filepath.Join(*dir, agent.RejectedDir))
+		fmt.Fprintf(stdout, "%s refused by the server (or damaged) are kept in %s.\n", agent.Batches(int(st.Dropped)), filepath.Join(dir, agent.RejectedDir))
 	}
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
@@ -177,11 +186,11 @@ func progress(ctx context.Context, a *agent.Agent, stdout io.Writer) {
 			continue
 		}
 		last = st
-		line := fmt.Sprintf("%s  %d readings taken; %d stored in %s", time.Now().Format("15:04:05"), st.Taken, st.Accepted, batches(int(st.Uploaded)))
+		line := fmt.Sprintf("%s  %d readings taken; %d stored in %s", time.Now().Format("15:04:05"), st.Taken, st.Accepted, agent.Batches(int(st.Uploaded)))
 		if st.Rejected > 0 || st.Dropped > 0 {
-			line += fmt.Sprintf(" (%d readings refused, %s refused whole)", st.Rejected, batches(int(st.Dropped)))
+			line += fmt.Sprintf(" (%d readings refused, %s refused whole)", st.Rejected, agent.Batches(int(st.Dropped)))
 		}
-		line += fmt.Sprintf("; %s waiting", batches(st.Queued))
+		line += fmt.Sprintf("; %s waiting", agent.Batches(st.Queued))
 		if st.Live != "" {
 			line += fmt.Sprintf("; live in consultation %s (%d readings streamed)", st.Live, st.Streamed)
 		}
@@ -189,63 +198,24 @@ func progress(ctx context.Context, a *agent.Agent, stdout io.Writer) {
 	}
 }
 
-// enrollDevice redeems an enrollment and saves the credentials. A folder enrolled already with the
-// same enrollment (--enroll given again, or TELEMED_ENROLL left in a service's environment) is left
-// as it is: the code was redeemed, and redeeming it again would fail. A folder enrolled as another
-// device is not switched to a new one, and a queue of readings not uploaded yet is not left to be
-// sent as the new device's.
+// enrollDevice enrolls the folder as agent.EnrollFolder decides, and says what happened.
 func enrollDevice(ctx context.Context, linkOrCode, serverURL, dir, name string, stdout io.Writer) error {
-	server, code, err := agent.ParseEnrollment(linkOrCode, serverURL)
+	res, err := agent.EnrollFolder(ctx, agent.EnrollOptions{Dir: dir, LinkOrCode: linkOrCode, Server: serverURL, Name: name})
 	if err != nil {
 		return err
 	}
-	creds := filepath.Join(dir, agent.CredentialsFile)
-	queue := filepath.Join(dir, "queue")
-	n, err := agent.Waiting(dir)
-	if err != nil {
-		return err
+	c, creds := res.Credentials, filepath.Join(dir, agent.CredentialsFile)
+	switch res.Outcome {
+	case agent.AlreadyWithThisCode:
+		fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s, with this code: --enroll is not needed any more (credentials in %s).\n",
+			c.DeviceID, c.Name, c.PatientID, c.Server, creds)
+	case agent.AlreadyCodeUnknown:
+		fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s (credentials in %s): --enroll is not needed any more, and is not used. "+
+			"To enroll this folder as another device, remove %s first.\n", c.DeviceID, c.Name, c.PatientID, c.Server, creds, creds)
+	default:
+		fmt.Fprintf(stdout, "Enrolled as %s (%q) for patient %s at %s; credentials saved in %s.\n",
+			c.DeviceID, c.Name, c.PatientID, c.Server, creds)
 	}
-	old, err := agent.LoadCredentials(dir)
-	if err == nil {
-		same, known := old.EnrolledWith(server, code)
-		switch {
-		case same:
-			fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s, with this code: --enroll is not needed any more (credentials in %s).\n",
-				old.DeviceID, old.Name, old.PatientID, old.Server, creds)
-			return nil
-		case !known:
-			fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s (credentials in %s): --enroll is not needed any more, and is not used. "+
-				"To enroll this folder as another device, remove %s first.\n", old.DeviceID, old.Name, old.PatientID, old.Server, creds, creds)
-			return nil
-		}
-		what := "another enrollment code"
-		if old.Server != server {
-			what = "another server, " + old.Server + ", not " + server
-		}
-		msg := fmt.Sprintf("%s is enrolled already, as device %s (%q) of patient %s, with %s; it is not switched to another device. "+
-			"To enroll another device, give it another --dir. To make this folder another device (this one was revoked, say), remove %s first",
-			dir, old.DeviceID, old.Name, old.PatientID, what, creds)
-		if n > 0 {
-			msg += fmt.Sprintf(", and move %s aside (it holds %s of this device's readings not uploaded yet)", queue, batches(n))
-		}
-		return errors.New(msg + ". To go on as this device, run without --enroll (and without TELEMED_ENROLL).")
-	}
-	if n > 0 {
-		// Readings of a device enrolled here before (its credentials since removed, or damaged): sent
-		// after enrolling, they would be the new device's, and the old one may be revoked.
-		return fmt.Errorf("%s holds %s of readings of a device enrolled there before, not uploaded yet; enrolling would send them as the new device's. "+
-			"Move %s aside to keep them (mv %s %s.old), or remove it to discard them, or enroll into another --dir",
-			dir, batches(n), queue, queue, queue)
-	}
-	c, err := agent.Enroll(ctx, server, code, name, nil)
-	if err != nil {
-		return err
-	}
-	if err := agent.SaveCredentials(dir, c); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Enrolled as %s (%q) for patient %s at %s; credentials saved in %s.\n",
-		c.DeviceID, c.Name, c.PatientID, c.Server, creds)
 	return nil
 }
 
@@ -264,13 +234,6 @@ func deviceName(name string, sims []string, fromStdin bool) string {
 		return "telemed device on " + host
 	}
 	return "telemed device"
-}
-
-func batches(n int) string {
-	if n == 1 {
-		return "1 batch"
-	}
-	return fmt.Sprintf("%d batches", n)
 }
 
 func serverOf(c agent.Credentials, override string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent/queue"
+	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/agent/waveform"
 	"github.com/telemed/telemed/vitals"
 )
@@ -30,12 +31,7 @@ func Waiting(dir string) (int, error) { return queue.Waiting(filepath.Join(dir, 
 
 // Source is something that measures: a simulated device (source.Sim) or a bridge's output
 // (source.LineSource).
-type Source interface {
-	// Name names the source in logs.
-	Name() string
-	// Run measures until ctx ends (or the source has nothing more), handing each reading to emit.
-	Run(ctx context.Context, emit func(vitals.Reading)) error
-}
+type Source = source.Source
 
 // Options configure an Agent. Only Dir is needed, once the device is enrolled there.
 type Options struct {

@@ -141,72 +141,90 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 		a.report(UploadResult{BatchID: id, Err: err, SetAside: to})
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, a.server+"/api/v1/observations", bytes.NewReader(body))
+	resp, data, err := a.post(ctx, id, body)
 	if err != nil {
-		return fmt.Errorf("upload batch %s: %w", id, err)
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.creds.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.o.HTTPClient.Do(req)
-	if err != nil {
-		return &errRetry{err: fmt.Errorf("upload batch %s to %s: %w", id, a.server, err), kind: "unreachable",
-			why: "the server at " + a.server + " cannot be reached: check that it runs, that the address is right and that the network is up"}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return &errRetry{err: fmt.Errorf("upload batch %s: read the answer: %w", id, err), kind: "cut",
-			why: "the connection to the server broke while it answered"}
-	}
-	if s := resp.StatusCode; s == http.StatusOK {
-		var ans struct {
-			Accepted  *int        `json:"accepted"`
-			Duplicate bool        `json:"duplicate"`
-			Rejected  []Rejection `json:"rejected"`
-			Alerts    []any       `json:"alerts"`
-		}
-		if err := json.Unmarshal(data, &ans); err != nil || ans.Accepted == nil {
-			// Stored or not, sending again is safe: the id dedups.
-			return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, answerError(resp, data)), kind: "odd 200",
-				why: "what answers at " + a.server + " is not telemed's upload API: check --server, and for a proxy or captive portal in the way"}
-		}
-		if err := a.q.Remove(name); err != nil {
-			a.log.Error("batch uploaded but cannot be removed from the queue; the next run sends it again and the server takes it as a duplicate", "batch", id, "err", err)
-		}
-		a.uploaded.Add(1)
-		a.accepted.Add(int64(*ans.Accepted))
-		a.rejected.Add(int64(len(ans.Rejected)))
-		a.logRejections(id, ans.Rejected)
-		a.log.Debug("batch uploaded", "batch", id, "accepted", *ans.Accepted, "duplicate", ans.Duplicate, "alerts", len(ans.Alerts))
-		a.report(UploadResult{BatchID: id, Status: s, Accepted: *ans.Accepted, Duplicate: ans.Duplicate, Rejected: ans.Rejected, Alerts: len(ans.Alerts)})
-		return nil
+	if resp.StatusCode == http.StatusOK {
+		return a.uploaded200(name, id, resp, data)
 	}
 	e := answerError(resp, data)
 	switch s := resp.StatusCode; {
 	case s == http.StatusUnauthorized && e.Telemed:
 		return ErrRevoked
 	case s >= 400 && s < 500 && e.Telemed && refusedForGood[e.Code]:
-		// Telemed itself says this batch can never be stored as it is; keeping it in the queue would
-		// hold up every batch after it. It is kept aside, not deleted: a person may look at it, and
-		// send it again (an older server refusing a newer agent's batch, say) by moving it back.
-		a.dropped.Add(1)
-		to, err := a.q.MoveTo(name, filepath.Join(a.o.Dir, RejectedDir))
-		if err != nil {
-			a.log.Error("the server refused a whole batch, and it cannot be moved aside: it stays in the queue's folder and the next run sends it again",
-				"batch", id, "status", s, "code", e.Code, "message", e.Message, "err", err)
-			a.q.Skip(name)
-		} else {
-			a.log.Error("the server refused a whole batch; it is kept in "+filepath.Dir(to)+" and the queue goes on",
-				"batch", id, "status", s, "code", e.Code, "message", e.Message, "file", to)
-		}
-		a.report(UploadResult{BatchID: id, Status: s, Err: e, SetAside: to})
+		a.setAside(name, id, s, e)
 		return nil
 	default:
 		kind, why := a.trouble(e, len(body))
 		return &errRetry{err: fmt.Errorf("upload batch %s: %w", id, e), after: retryAfter(resp.Header.Get("Retry-After")), kind: kind, why: why}
 	}
+}
+
+// post sends a batch's body and reads the answer; an error is worth a retry, or a fault of the agent.
+func (a *Agent) post(ctx context.Context, id string, body []byte) (*http.Response, []byte, error) {
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, a.server+"/api/v1/observations", bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("upload batch %s: %w", id, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.creds.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.o.HTTPClient.Do(req)
+	if err != nil {
+		return nil, nil, &errRetry{err: fmt.Errorf("upload batch %s to %s: %w", id, a.server, err), kind: "unreachable",
+			why: "the server at " + a.server + " cannot be reached: check that it runs, that the address is right and that the network is up"}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, nil, &errRetry{err: fmt.Errorf("upload batch %s: read the answer: %w", id, err), kind: "cut",
+			why: "the connection to the server broke while it answered"}
+	}
+	return resp, data, nil
+}
+
+// uploaded200 takes a 200 answer: the batch is done if it is telemed's upload result.
+func (a *Agent) uploaded200(name, id string, resp *http.Response, data []byte) error {
+	var ans struct {
+		Accepted  *int        `json:"accepted"`
+		Duplicate bool        `json:"duplicate"`
+		Rejected  []Rejection `json:"rejected"`
+		Alerts    []any       `json:"alerts"`
+	}
+	if err := json.Unmarshal(data, &ans); err != nil || ans.Accepted == nil {
+		// Stored or not, sending again is safe: the id dedups.
+		return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, answerError(resp, data)), kind: "odd 200",
+			why: "what answers at " + a.server + " is not telemed's upload API: check --server, and for a proxy or captive portal in the way"}
+	}
+	if err := a.q.Remove(name); err != nil {
+		a.log.Error("batch uploaded but cannot be removed from the queue; the next run sends it again and the server takes it as a duplicate", "batch", id, "err", err)
+	}
+	a.uploaded.Add(1)
+	a.accepted.Add(int64(*ans.Accepted))
+	a.rejected.Add(int64(len(ans.Rejected)))
+	a.logRejections(id, ans.Rejected)
+	a.log.Debug("batch uploaded", "batch", id, "accepted", *ans.Accepted, "duplicate", ans.Duplicate, "alerts", len(ans.Alerts))
+	a.report(UploadResult{BatchID: id, Status: resp.StatusCode, Accepted: *ans.Accepted, Duplicate: ans.Duplicate, Rejected: ans.Rejected, Alerts: len(ans.Alerts)})
+	return nil
+}
+
+// setAside keeps a batch that telemed itself refused for good out of the queue: keeping it there
+// would hold up every batch after it. It is kept aside, not deleted: a person may look at it, and
+// send it again (an older server refusing a newer agent's batch, say) by moving it back.
+func (a *Agent) setAside(name, id string, status int, e *APIError) {
+	a.dropped.Add(1)
+	to, err := a.q.MoveTo(name, filepath.Join(a.o.Dir, RejectedDir))
+	if err != nil {
+		a.log.Error("the server refused a whole batch, and it cannot be moved aside: it stays in the queue's folder and the next run sends it again",
+			"batch", id, "status", status, "code", e.Code, "message", e.Message, "err", err)
+		a.q.Skip(name)
+	} else {
+		a.log.Error("the server refused a whole batch; it is kept in "+filepath.Dir(to)+" and the queue goes on",
+			"batch", id, "status", status, "code", e.Code, "message", e.Message, "file", to)
+	}
+	a.report(UploadResult{BatchID: id, Status: status, Err: e, SetAside: to})
 }
 
 // trouble says what an answer that is not the upload's result and does not refuse it for good

@@ -6,6 +6,8 @@ package source
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -385,4 +387,58 @@ func (s *Sim) Run(ctx context.Context, emit func(vitals.Reading)) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// Source is something that measures, as the agent runs it (agent.Source is this).
+type Source interface {
+	// Name names the source in logs.
+	Name() string
+	// Run measures until ctx ends (or the source has nothing more), handing each reading to emit.
+	Run(ctx context.Context, emit func(vitals.Reading)) error
+}
+
+// Setup says what a device agent measures with.
+type Setup struct {
+	// Sims are the simulated devices (SimNames), each measuring the same simulated patient.
+	Sims []string
+	// Seed seeds the patient and the devices' noise.
+	Seed uint64
+	// BPInterval and TempInterval are how often the bp-cuff and the thermometer measure; their
+	// DefaultSimInterval if zero.
+	BPInterval, TempInterval time.Duration
+	// Stdin, if set, is a bridge's output of JSON lines; OnBadLine hears of each line skipped.
+	Stdin     io.Reader
+	OnBadLine func(n int, err error)
+}
+
+// Build returns the sources of a setup.
+func Build(s Setup) ([]Source, error) {
+	patient := NewPatient(s.Seed)
+	var out []Source
+	for _, name := range s.Sims {
+		o := SimOptions{Seed: s.Seed, Patient: patient}
+		switch name {
+		case SimBPCuff:
+			o.Interval = s.BPInterval
+		case SimThermometer:
+			o.Interval = s.TempInterval
+		}
+		sim, err := NewSim(name, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sim)
+	}
+	if s.Stdin != nil {
+		out = append(out, &LineSource{R: s.Stdin, OnBadLine: s.OnBadLine})
+	}
+	return out, nil
+}
+
+// SeedOf is the seed of a device's simulated patient when none is given: from its id, so that the
+// same device simulates the same patient each run.
+func SeedOf(deviceID string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(deviceID))
+	return h.Sum64()
 }
