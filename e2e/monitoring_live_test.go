@@ -15,6 +15,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consultations"
@@ -61,7 +62,7 @@ func newTap(t *testing.T, name string, interval time.Duration, seed uint64) *tap
 func enrolledDir(t *testing.T, m *monitoringEnv, serverURL string) string {
 	t.Helper()
 	dir := t.TempDir()
-	err := agent.SaveCredentials(dir, agent.Credentials{Server: serverURL, DeviceID: m.device.Device.ID,
+	err := deviceapi.SaveCredentials(dir, deviceapi.Credentials{Server: serverURL, DeviceID: m.device.Device.ID,
 		PatientID: m.device.Device.PatientID, Name: "Home kit", Token: m.device.Token, EnrolledAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)

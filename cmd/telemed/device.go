@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/config"
 )
@@ -75,7 +76,7 @@ func parseDeviceFlags(args []string, stderr io.Writer) (*deviceFlags, error) {
 		return nil, errors.New("device: --bp-interval and --temp-interval must be positive durations, like 5m or 30s")
 	}
 	if f.server != "" && f.enroll == "" {
-		if _, err := agent.NormalizeServerURL(f.server); err != nil {
+		if _, err := deviceapi.NormalizeServerURL(f.server); err != nil {
 			return nil, fmt.Errorf("device: --server: %w", err)
 		}
 	}
@@ -102,7 +103,7 @@ func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: shortTime}))
-	creds, err := agent.LoadCredentials(f.dir)
+	creds, err := deviceapi.LoadCredentials(f.dir)
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
 	}
@@ -134,7 +135,7 @@ func device(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 }
 
 // printStart says what the agent is and what it is about to do.
-func printStart(stdout io.Writer, a *agent.Agent, f *deviceFlags, creds agent.Credentials, sources []agent.Source) {
+func printStart(stdout io.Writer, a *agent.Agent, f *deviceFlags, creds deviceapi.Credentials, sources []agent.Source) {
 	st := a.Status()
 	names := make([]string, 0, len(sources))
 	for _, s := range sources {
@@ -156,7 +157,7 @@ func printStop(stdout io.Writer, a *agent.Agent, dir string, err error) error {
 		fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; the server refuses this device, so the %s in its queue cannot be sent.\n",
 			st.Taken, st.Accepted, agent.Batches(st.Queued))
 		return fmt.Errorf("device: %w. With a new code: enroll into another --dir, or remove %s and move %s aside (or remove it) first",
-			err, filepath.Join(dir, agent.CredentialsFile), filepath.Join(dir, agent.QueueDir))
+			err, filepath.Join(dir, deviceapi.CredentialsFile), filepath.Join(dir, agent.QueueDir))
 	}
 	fmt.Fprintf(stdout, "Stopped: %d readings taken, %d stored by the server; %s in the queue for the next run.\n",
 		st.Taken, st.Accepted, agent.Batches(st.Queued))
@@ -204,7 +205,7 @@ func enrollDevice(ctx context.Context, linkOrCode, serverURL, dir, name string, 
 	if err != nil {
 		return err
 	}
-	c, creds := res.Credentials, filepath.Join(dir, agent.CredentialsFile)
+	c, creds := res.Credentials, filepath.Join(dir, deviceapi.CredentialsFile)
 	switch res.Outcome {
 	case agent.AlreadyWithThisCode:
 		fmt.Fprintf(stdout, "Already enrolled as %s (%q) for patient %s at %s, with this code: --enroll is not needed any more (credentials in %s).\n",
@@ -236,7 +237,7 @@ func deviceName(name string, sims []string, fromStdin bool) string {
 	return "telemed device"
 }
 
-func serverOf(c agent.Credentials, override string) string {
+func serverOf(c deviceapi.Credentials, override string) string {
 	if override != "" {
 		return override
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/vitals"
 )
 
@@ -295,7 +296,7 @@ func TestEnrollAgain(t *testing.T) {
 	if out, err := enroll(link(srv, "K7QF-M2XD"), ""); err != nil || !strings.Contains(out, "Enrolled as d_1K7QF") {
 		t.Fatalf("enroll: %q %v", out, err)
 	}
-	first, _ := os.ReadFile(filepath.Join(dir, agent.CredentialsFile))
+	first, _ := os.ReadFile(filepath.Join(dir, deviceapi.CredentialsFile))
 
 	// The same enrollment again, as a link or as the code and the server: the device is enrolled.
 	for _, c := range [][2]string{{link(srv, "K7QF-M2XD"), ""}, {"k7qf-m2xd", srv.URL}} {
@@ -324,11 +325,11 @@ func TestEnrollAgain(t *testing.T) {
 	} {
 		out, err := enroll(c.link, "")
 		if err == nil || !strings.Contains(err.Error(), "is enrolled already, as device d_1K7QF") || !strings.Contains(err.Error(), c.want) ||
-			!strings.Contains(err.Error(), "give it another --dir") || !strings.Contains(err.Error(), "remove "+filepath.Join(dir, agent.CredentialsFile)) {
+			!strings.Contains(err.Error(), "give it another --dir") || !strings.Contains(err.Error(), "remove "+filepath.Join(dir, deviceapi.CredentialsFile)) {
 			t.Errorf("enroll %s: %q %v", c.link, out, err)
 		}
 	}
-	if now, _ := os.ReadFile(filepath.Join(dir, agent.CredentialsFile)); string(now) != string(first) || srv.attempts() != 1 || other.attempts() != 0 {
+	if now, _ := os.ReadFile(filepath.Join(dir, deviceapi.CredentialsFile)); string(now) != string(first) || srv.attempts() != 1 || other.attempts() != 0 {
 		t.Errorf("the credentials changed, or a code was redeemed:\n%s", now)
 	}
 
@@ -341,7 +342,7 @@ func TestEnrollAgain(t *testing.T) {
 	}
 	// Its credentials removed (after a revocation, say), the folder's queue still holds readings of
 	// the device before: they cannot be sent as its any more, and must not be as the new one's.
-	os.Remove(filepath.Join(dir, agent.CredentialsFile))
+	os.Remove(filepath.Join(dir, deviceapi.CredentialsFile))
 	_, err := enroll(link(srv, "AAAA-BBBB"), "")
 	if err == nil || !strings.Contains(err.Error(), "holds 1 batch of readings of a device enrolled there before, not uploaded yet") ||
 		!strings.Contains(err.Error(), "Move "+queue+" aside") || !strings.Contains(err.Error(), "another --dir") || strings.Contains(err.Error(), "until they are sent") {
@@ -355,9 +356,9 @@ func TestEnrollAgain(t *testing.T) {
 
 	// Credentials saved before they kept their code's digest, on the same server: the code given is
 	// not redeemed (it may well be the one they came from), and that is said.
-	c, _ := agent.LoadCredentials(dir)
+	c, _ := deviceapi.LoadCredentials(dir)
 	c.CodeSHA256 = ""
-	agent.SaveCredentials(dir, c)
+	deviceapi.SaveCredentials(dir, c)
 	before := srv.attempts()
 	if out, err := enroll(link(srv, "CCCC-DDDD"), ""); err != nil || !strings.Contains(out, "Already enrolled as "+c.DeviceID) || !strings.Contains(out, "is not used") {
 		t.Errorf("enroll over credentials without a code: %q %v", out, err)

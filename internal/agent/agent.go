@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/internal/agent/queue"
 	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/internal/agent/waveform"
@@ -107,7 +108,7 @@ type Status struct {
 // Agent is a running device agent.
 type Agent struct {
 	o      Options
-	creds  Credentials
+	creds  deviceapi.Credentials
 	server string
 	log    *slog.Logger
 	q      *queue.Queue
@@ -147,13 +148,13 @@ func New(o Options) (*Agent, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	creds, err := LoadCredentials(o.Dir)
+	creds, err := deviceapi.LoadCredentials(o.Dir)
 	if err != nil {
 		return nil, err
 	}
 	server := creds.Server
 	if o.ServerURL != "" {
-		if server, err = NormalizeServerURL(o.ServerURL); err != nil {
+		if server, err = deviceapi.NormalizeServerURL(o.ServerURL); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +174,7 @@ func New(o Options) (*Agent, error) {
 }
 
 // Credentials returns who the agent is.
-func (a *Agent) Credentials() Credentials { return a.creds }
+func (a *Agent) Credentials() deviceapi.Credentials { return a.creds }
 
 // Status returns what the agent has done so far.
 func (a *Agent) Status() Status {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/internal/agent/queue"
 	"github.com/telemed/telemed/internal/agent/source"
 	"github.com/telemed/telemed/vitals"
@@ -133,11 +134,11 @@ func pulses(n int) sliceSource {
 func enrolledDir(t *testing.T, server string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "device")
-	c, err := Enroll(context.Background(), server, "K7QF-M2XD", "Test oximeter", nil)
+	c, err := deviceapi.Enroll(context.Background(), server, "K7QF-M2XD", "Test oximeter", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := SaveCredentials(dir, c); err != nil {
+	if err := deviceapi.SaveCredentials(dir, c); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -221,7 +222,7 @@ func TestEnrollment(t *testing.T) {
 		{"http://host:8080/enroll#code=K7QF-M2XD", "http://other:8080", "", "", "leave out --server"},
 		{"K7QF M2XD", "http://host", "", "", "like K7QF-M2XD"},
 	} {
-		server, code, err := ParseEnrollment(c.in, c.server)
+		server, code, err := deviceapi.ParseEnrollment(c.in, c.server)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("ParseEnrollment(%q, %q) = %v, want %q", c.in, c.server, err, c.err)
@@ -234,20 +235,20 @@ func TestEnrollment(t *testing.T) {
 	}
 
 	f := newFakeServer(t, nil)
-	if _, err := Enroll(context.Background(), f.URL, "USED-CODE", "x", nil); err == nil || !strings.Contains(err.Error(), "ask the provider for a new one") {
+	if _, err := deviceapi.Enroll(context.Background(), f.URL, "USED-CODE", "x", nil); err == nil || !strings.Contains(err.Error(), "ask the provider for a new one") {
 		t.Errorf("a refused code: %v", err)
 	}
 	dir := enrolledDir(t, f.URL)
-	c, err := LoadCredentials(dir)
+	c, err := deviceapi.LoadCredentials(dir)
 	if err != nil || c.Token != "td_secret" || c.DeviceID != "d-1" || c.PatientID != "p-1" || c.Server != f.URL || c.Name != "Test oximeter" {
 		t.Errorf("credentials %+v %v", c, err)
 	}
-	for path, mode := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, CredentialsFile): 0o600} {
+	for path, mode := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, deviceapi.CredentialsFile): 0o600} {
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != mode {
 			t.Errorf("%s: %v %v, want %v", path, fi.Mode(), err, mode)
 		}
 	}
-	if _, err := New(Options{Dir: t.TempDir()}); !errors.Is(err, ErrNotEnrolled) {
+	if _, err := New(Options{Dir: t.TempDir()}); !errors.Is(err, deviceapi.ErrNotEnrolled) {
 		t.Errorf("New without credentials: %v", err)
 	}
 	// One agent per folder.
@@ -491,7 +492,7 @@ func TestEnrollErrors(t *testing.T) {
 			w.WriteHeader(c.status)
 			io.WriteString(w, c.body)
 		}))
-		_, err := Enroll(context.Background(), srv.URL, "K7QF-M2XD", "x", nil)
+		_, err := deviceapi.Enroll(context.Background(), srv.URL, "K7QF-M2XD", "x", nil)
 		srv.Close()
 		if err == nil || !strings.Contains(err.Error(), c.want) || (c.wrong != "" && strings.Contains(err.Error(), c.wrong)) {
 			t.Errorf("%d %s %s: %v\nwant %q", c.status, c.ct, c.body, err, c.want)
@@ -502,7 +503,7 @@ func TestEnrollErrors(t *testing.T) {
 // TestEnrolledWith: the credentials know the code they came from, as the server compares codes.
 func TestEnrolledWith(t *testing.T) {
 	f := newFakeServer(t, nil)
-	c, err := LoadCredentials(enrolledDir(t, f.URL))
+	c, err := deviceapi.LoadCredentials(enrolledDir(t, f.URL))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 )
 
 // EnrollOptions say what to enroll: an agent folder, with an enrollment link or code.
@@ -37,7 +39,7 @@ const (
 // EnrollResult is what EnrollFolder did, and the folder's credentials after it.
 type EnrollResult struct {
 	Outcome     Outcome
-	Credentials Credentials
+	Credentials deviceapi.Credentials
 }
 
 // EnrollFolder enrolls an agent folder as a device and saves its credentials there. A folder
@@ -46,7 +48,7 @@ type EnrollResult struct {
 // refused, saying what to do), and a queue of readings not uploaded yet is never left to be sent as
 // the new device's.
 func EnrollFolder(ctx context.Context, o EnrollOptions) (EnrollResult, error) {
-	server, code, err := ParseEnrollment(o.LinkOrCode, o.Server)
+	server, code, err := deviceapi.ParseEnrollment(o.LinkOrCode, o.Server)
 	if err != nil {
 		return EnrollResult{}, err
 	}
@@ -54,7 +56,7 @@ func EnrollFolder(ctx context.Context, o EnrollOptions) (EnrollResult, error) {
 	if err != nil {
 		return EnrollResult{}, err
 	}
-	old, err := LoadCredentials(o.Dir)
+	old, err := deviceapi.LoadCredentials(o.Dir)
 	if err == nil {
 		same, known := old.EnrolledWith(server, code)
 		switch {
@@ -73,25 +75,25 @@ func EnrollFolder(ctx context.Context, o EnrollOptions) (EnrollResult, error) {
 			"Move %s aside to keep them (mv %s %s.old), or remove it to discard them, or enroll into another --dir",
 			o.Dir, Batches(waiting), queue, queue, queue)
 	}
-	c, err := Enroll(ctx, server, code, o.Name, nil)
+	c, err := deviceapi.Enroll(ctx, server, code, o.Name, nil)
 	if err != nil {
 		return EnrollResult{}, err
 	}
-	if err := SaveCredentials(o.Dir, c); err != nil {
+	if err := deviceapi.SaveCredentials(o.Dir, c); err != nil {
 		return EnrollResult{}, err
 	}
 	return EnrollResult{Outcome: Enrolled, Credentials: c}, nil
 }
 
 // enrolledAsAnother is the refusal to enroll a folder that is another device already.
-func enrolledAsAnother(dir string, old Credentials, server string, waiting int) error {
+func enrolledAsAnother(dir string, old deviceapi.Credentials, server string, waiting int) error {
 	what := "another enrollment code"
 	if old.Server != server {
 		what = "another server, " + old.Server + ", not " + server
 	}
 	msg := fmt.Sprintf("%s is enrolled already, as device %s (%q) of patient %s, with %s; it is not switched to another device. "+
 		"To enroll another device, give it another --dir. To make this folder another device (this one was revoked, say), remove %s first",
-		dir, old.DeviceID, old.Name, old.PatientID, what, filepath.Join(dir, CredentialsFile))
+		dir, old.DeviceID, old.Name, old.PatientID, what, filepath.Join(dir, deviceapi.CredentialsFile))
 	if waiting > 0 {
 		msg += fmt.Sprintf(", and move %s aside (it holds %s of this device's readings not uploaded yet)", filepath.Join(dir, QueueDir), Batches(waiting))
 	}

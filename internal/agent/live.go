@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 )
 
 // deviceInfo is the answer of GET /api/v1/device.
@@ -113,7 +114,7 @@ func (a *Agent) poll(ctx context.Context) (deviceInfo, error) {
 		return info, fmt.Errorf("ask for a consultation: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := answerError(resp, data)
+		e := deviceapi.ReadError(resp, data)
 		if e.Status == http.StatusUnauthorized && e.Telemed {
 			return info, ErrRevoked // only telemed's own 401: a proxy's says nothing of the device
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/internal/agent/queue"
 )
 
@@ -148,7 +149,7 @@ func (a *Agent) uploadBatch(ctx context.Context, name string) error {
 	if resp.StatusCode == http.StatusOK {
 		return a.uploaded200(name, id, resp, data)
 	}
-	e := answerError(resp, data)
+	e := deviceapi.ReadError(resp, data)
 	switch s := resp.StatusCode; {
 	case s == http.StatusUnauthorized && e.Telemed:
 		return ErrRevoked
@@ -195,7 +196,7 @@ func (a *Agent) uploaded200(name, id string, resp *http.Response, data []byte) e
 	}
 	if err := json.Unmarshal(data, &ans); err != nil || ans.Accepted == nil {
 		// Stored or not, sending again is safe: the id dedups.
-		return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, answerError(resp, data)), kind: "odd 200",
+		return &errRetry{err: fmt.Errorf("upload batch %s: the answer is not an upload result: %w", id, deviceapi.ReadError(resp, data)), kind: "odd 200",
 			why: "what answers at " + a.server + " is not telemed's upload API: check --server, and for a proxy or captive portal in the way"}
 	}
 	if err := a.q.Remove(name); err != nil {
@@ -213,7 +214,7 @@ func (a *Agent) uploaded200(name, id string, resp *http.Response, data []byte) e
 // setAside keeps a batch that telemed itself refused for good out of the queue: keeping it there
 // would hold up every batch after it. It is kept aside, not deleted: a person may look at it, and
 // send it again (an older server refusing a newer agent's batch, say) by moving it back.
-func (a *Agent) setAside(name, id string, status int, e *APIError) {
+func (a *Agent) setAside(name, id string, status int, e *deviceapi.APIError) {
 	a.dropped.Add(1)
 	to, err := a.q.MoveTo(name, filepath.Join(a.o.Dir, RejectedDir))
 	if err != nil {
@@ -229,20 +230,20 @@ func (a *Agent) setAside(name, id string, status int, e *APIError) {
 
 // trouble says what an answer that is not the upload's result and does not refuse it for good
 // means, for the operator: what to check. It returns a name of the trouble too, the same each time.
-func (a *Agent) trouble(e *APIError, size int) (kind, why string) {
+func (a *Agent) trouble(e *deviceapi.APIError, size int) (kind, why string) {
 	s := e.Status
 	kind = strconv.Itoa(s) + " " + string(e.Code)
 	switch {
 	case !e.Telemed && s == http.StatusRequestEntityTooLarge:
 		return kind, fmt.Sprintf("a proxy in front of the server refuses bodies of %d bytes (413, %s): raise its limit (nginx: client_max_body_size; telemed takes up to 8 MiB)",
-			size, e.from())
+			size, e.From())
 	case !e.Telemed && s == http.StatusUnauthorized:
-		return kind, fmt.Sprintf("something in front of the server asks for credentials (401, %s): let the agent's requests to /api/v1/ through to telemed without them", e.from())
+		return kind, fmt.Sprintf("something in front of the server asks for credentials (401, %s): let the agent's requests to /api/v1/ through to telemed without them", e.From())
 	case !e.Telemed && (s == http.StatusBadGateway || s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout):
 		return kind, fmt.Sprintf("a proxy in front of the server cannot reach it (%d %s, %s): check that telemed serve runs and that the proxy points at it",
-			s, http.StatusText(s), e.from())
+			s, http.StatusText(s), e.From())
 	case !e.Telemed:
-		return kind, fmt.Sprintf("what answers at %s is not telemed (%d %s, %s): check the proxy in front of it, or --server", a.server, s, http.StatusText(s), e.from())
+		return kind, fmt.Sprintf("what answers at %s is not telemed (%d %s, %s): check the proxy in front of it, or --server", a.server, s, http.StatusText(s), e.From())
 	case s == http.StatusTooManyRequests:
 		return kind, "the server is busy (" + e.Error() + ")"
 	case s >= 500:

@@ -1,4 +1,7 @@
-package agent
+// Package deviceapi is a telemed server's device API as the agent speaks it: enrolling with a code
+// (Enroll), the credentials that gives and where they are kept, and the server's error answers
+// (APIError), told apart from a proxy's.
+package deviceapi
 
 import (
 	"bytes"
@@ -21,6 +24,9 @@ import (
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/agent/queue"
 )
+
+// requestTimeout bounds each request to the server.
+const requestTimeout = 30 * time.Second
 
 // Credentials are what enrollment gives a device: who it is, whose readings it sends, and the token
 // it proves it with. They are kept in DIR/device.json, readable by its owner only.
@@ -147,7 +153,7 @@ func Enroll(ctx context.Context, serverURL, code, name string, httpClient *http.
 		return Credentials{}, fmt.Errorf("enroll at %s: read the answer: %w", server, err)
 	}
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return Credentials{}, enrollError(server, code, answerError(resp, data))
+		return Credentials{}, enrollError(server, code, ReadError(resp, data))
 	}
 	var out struct {
 		Device struct {
@@ -240,11 +246,11 @@ func (e *APIError) Error() string {
 	if e.Telemed {
 		return fmt.Sprintf("the server answered %d %s: %s", e.Status, e.Code, e.Message)
 	}
-	return fmt.Sprintf("the server answered %d %s, not as telemed answers (%s)", e.Status, http.StatusText(e.Status), e.from())
+	return fmt.Sprintf("the server answered %d %s, not as telemed answers (%s)", e.Status, http.StatusText(e.Status), e.From())
 }
 
-// from describes who answered, as far as the headers tell.
-func (e *APIError) from() string {
+// From describes who answered, as far as the headers tell.
+func (e *APIError) From() string {
 	ct := e.ContentType
 	if ct == "" {
 		ct = "no Content-Type"
@@ -255,8 +261,9 @@ func (e *APIError) from() string {
 	return ct
 }
 
-// answerError reads an error answer; one that is not telemed's still gives its status and headers.
-func answerError(resp *http.Response, body []byte) *APIError {
+// ReadError reads a failed answer of the server: telemed's own error JSON, or what a proxy or
+// anything else in the way said.
+func ReadError(resp *http.Response, body []byte) *APIError {
 	e := &APIError{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Server: resp.Header.Get("Server")}
 	if len(e.ContentType) > 100 {
 		e.ContentType = e.ContentType[:100]
