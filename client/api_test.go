@@ -130,7 +130,7 @@ func internalInAPI(fset *token.FileSet, files []*ast.File) []string {
 				}
 			case *ast.FuncDecl:
 				if d.Recv != nil && len(d.Recv.List) == 1 {
-					recv := receiverType(d.Recv.List[0].Type)
+					recv := baseName(d.Recv.List[0].Type)
 					methods[recv] = append(methods[recv], d)
 					methodFile[d] = f
 				}
@@ -221,7 +221,7 @@ func internalInAPI(fset *token.FileSet, files []*ast.File) []string {
 		if st, ok := td.spec.Type.(*ast.StructType); ok && td.spec.Assign == 0 {
 			for _, fld := range st.Fields.List {
 				if len(fld.Names) == 0 {
-					if n := embeddedName(fld.Type); ast.IsExported(n) {
+					if n := baseName(fld.Type); ast.IsExported(n) {
 						check(td.file, name+"."+n, fld.Type)
 					}
 					continue
@@ -262,26 +262,9 @@ func internalImports(f *ast.File) map[string]string {
 	return m
 }
 
-// receiverType is the name of a method's receiver type: T of T, *T, T[K] and *T[K].
-func receiverType(e ast.Expr) string {
-	for {
-		switch x := e.(type) {
-		case *ast.StarExpr:
-			e = x.X
-		case *ast.IndexExpr:
-			e = x.X
-		case *ast.IndexListExpr:
-			e = x.X
-		case *ast.Ident:
-			return x.Name
-		default:
-			return ""
-		}
-	}
-}
-
-// embeddedName is the field name of an embedded field: T of T, *T, pkg.T and their instantiations.
-func embeddedName(e ast.Expr) string {
+// baseName is the name a type expression stands for: T of T, *T, pkg.T and their instantiations. It
+// names a method's receiver type and an embedded field.
+func baseName(e ast.Expr) string {
 	for {
 		switch x := e.(type) {
 		case *ast.StarExpr:

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -164,14 +163,8 @@ func (p *Peer) onChatFrame(dc *webrtc.DataChannel, msg webrtc.DataChannelMessage
 // with an error, so that errors are never answered.
 func parseChatFrame(msg webrtc.DataChannelMessage) (chatFrame, error) {
 	var f chatFrame
-	if !msg.IsString {
-		return f, errors.New("a binary frame on the chat channel")
-	}
-	if len(msg.Data) > maxChatFrame {
-		return f, fmt.Errorf("a frame of %d bytes, over %d", len(msg.Data), maxChatFrame)
-	}
-	if err := json.Unmarshal(msg.Data, &f); err != nil {
-		return chatFrame{}, errors.New("not the JSON of a chat frame")
+	if err := decodeFrame(msg, &f, frameRules{limit: maxChatFrame, binary: "a binary frame on the chat channel", kind: "chat"}); err != nil {
+		return chatFrame{}, err
 	}
 	switch f.Type {
 	case "msg":

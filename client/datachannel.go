@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -179,4 +180,30 @@ type errorFrame struct {
 	Type    string       `json:"type"`
 	Code    errcode.Code `json:"code"`
 	Message string       `json:"message"`
+}
+
+// frameRules are what a channel's text frames must be, and how their errors name them.
+type frameRules struct {
+	limit  int    // bytes
+	binary string // the error for a binary frame
+	size   string // how the error for a frame over limit names it; "a frame" if empty
+	kind   string // the frame's kind in the error for one that is not JSON ("chat")
+}
+
+// decodeFrame reads a text frame's JSON into v, refusing binary frames and frames over the limit.
+func decodeFrame(msg webrtc.DataChannelMessage, v any, r frameRules) error {
+	if !msg.IsString {
+		return errors.New(r.binary)
+	}
+	if len(msg.Data) > r.limit {
+		size := r.size
+		if size == "" {
+			size = "a frame"
+		}
+		return fmt.Errorf("%s of %d bytes, over %d", size, len(msg.Data), r.limit)
+	}
+	if err := json.Unmarshal(msg.Data, v); err != nil {
+		return fmt.Errorf("not the JSON of a %s frame", r.kind)
+	}
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -534,14 +533,8 @@ func validSHA256(s string) bool {
 // parseFileFrame reads a text frame of a file channel. Chunks are binary and not parsed here.
 func parseFileFrame(msg webrtc.DataChannelMessage) (fileFrame, error) {
 	var f fileFrame
-	if !msg.IsString {
-		return f, errors.New("unexpected binary data")
-	}
-	if len(msg.Data) > maxChatFrame {
-		return f, fmt.Errorf("a text frame of %d bytes, over %d", len(msg.Data), maxChatFrame)
-	}
-	if err := json.Unmarshal(msg.Data, &f); err != nil {
-		return fileFrame{}, errors.New("not the JSON of a file frame")
+	if err := decodeFrame(msg, &f, frameRules{limit: maxChatFrame, binary: "unexpected binary data", size: "a text frame", kind: "file"}); err != nil {
+		return fileFrame{}, err
 	}
 	switch f.Type {
 	case "offer", "end", "done", "cancel", "error":

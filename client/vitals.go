@@ -1,7 +1,6 @@
 package client
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -183,14 +182,8 @@ type vitalsFrame struct {
 // parseVitalsFrame reads a frame as docs/monitoring.md says. It does not validate the reading.
 func parseVitalsFrame(msg webrtc.DataChannelMessage) (vitalsFrame, error) {
 	var f vitalsFrame
-	if !msg.IsString {
-		return f, errors.New("a binary frame on a vitals channel")
-	}
-	if len(msg.Data) > MaxVitalsFrame {
-		return f, fmt.Errorf("a frame of %d bytes, over %d", len(msg.Data), MaxVitalsFrame)
-	}
-	if err := json.Unmarshal(msg.Data, &f); err != nil {
-		return vitalsFrame{}, errors.New("not the JSON of a vitals frame")
+	if err := decodeFrame(msg, &f, frameRules{limit: MaxVitalsFrame, binary: "a binary frame on a vitals channel", kind: "vitals"}); err != nil {
+		return vitalsFrame{}, err
 	}
 	switch {
 	case f.Type == "":

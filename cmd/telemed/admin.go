@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/store"
@@ -45,6 +46,27 @@ func openServices(ctx context.Context, dataDir, baseURL string) (server.Services
 		return server.Services{}, nil, err
 	}
 	return svc, func() { st.Close() }, nil
+}
+
+// openAs opens the data folder for a one-off command that acts as the provider with this email.
+func openAs(ctx context.Context, dataDir, baseURL, email, command string) (server.Services, consult.Provider, func(), error) {
+	svc, closeStore, err := openServices(ctx, dataDir, baseURL)
+	if err != nil {
+		return server.Services{}, consult.Provider{}, nil, err
+	}
+	p, err := svc.Accounts.ProviderByEmail(ctx, email)
+	if err != nil {
+		closeStore()
+		return server.Services{}, consult.Provider{}, nil, fmt.Errorf("%s: %w", command, err)
+	}
+	return svc, p, closeStore, nil
+}
+
+// printJSON prints v as the API returns it, indented for people.
+func printJSON(stdout io.Writer, v any) error {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
@@ -129,23 +151,17 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *email == "" {
 		return errors.New("consult new: --provider is required")
 	}
-	svc, closeStore, err := openServices(ctx, *data, *baseURL)
+	svc, p, closeStore, err := openAs(ctx, *data, *baseURL, *email, "consult new")
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
-	if err != nil {
-		return fmt.Errorf("consult new: %w", err)
-	}
 	v, err := svc.Consultations.CreateConsultation(ctx, p, p.ID+" (cli)", consultations.NewConsultation{Title: *title, TTL: *expires})
 	if err != nil {
 		return fmt.Errorf("consult new: %w", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return printJSON(stdout, v)
 	}
 	fmt.Fprintf(stdout, "Consultation %s (links work until %s)\n\n  Provider (you): %s\n  Patient:        %s\n",
 		v.ID, v.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), v.StartURL, v.JoinURL)
@@ -162,19 +178,74 @@ func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *email == "" {
 		return errors.New("token create: --provider is required")
 	}
-	svc, closeStore, err := openServices(ctx, *data, "")
+	svc, p, closeStore, err := openAs(ctx, *data, "", *email, "token create")
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
-	if err != nil {
-		return fmt.Errorf("token create: %w", err)
-	}
 	token, err := svc.Accounts.CreateAPIToken(ctx, p.ID, *name)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, token)
+	return nil
+}
+
+// deviceEnroll creates an enrollment code for a patient, on the server's machine.
+func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed device enroll", stderr)
+	patientID := fs.String("patient", "", "`id` of the patient the device will measure (required; telemed patient add prints it)")
+	baseURL := fs.String("base-url", "", "public `URL` for the link (default: the one the server last ran with)")
+	asJSON := fs.Bool("json", false, "print the enrollment as JSON, as the API returns it (code, link, expires_at)")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *patientID == "" {
+		return errors.New("device enroll: --patient is required (the patient's id, which telemed patient add printed)")
+	}
+	svc, closeStore, err := openServices(ctx, *data, *baseURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	p, err := svc.Monitoring.PatientProvider(ctx, *patientID)
+	if err != nil {
+		return fmt.Errorf("device enroll: %w", err)
+	}
+	e, err := svc.Monitoring.CreateEnrollment(ctx, p, p.ID+" (cli)", *patientID)
+	if err != nil {
+		return fmt.Errorf("device enroll: %w", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, e)
+	}
+	fmt.Fprintf(stdout, "Enrollment code %s for patient %s (works once, until %s)\n\n  Link: %s\n\nOn the device:\n\n  telemed device --enroll '%s' --sim pulse-oximeter\n",
+		e.Code, *patientID, e.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), e.Link, e.Link)
+	return nil
+}
+
+// patientAdd creates a patient of a provider and prints the patient's id, for scripts.
+func patientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed patient add", stderr)
+	email := fs.String("provider", "", "`email` of the provider whose patient it is (required)")
+	name := fs.String("name", "", "the patient's name (required)")
+	birth := fs.String("birth-date", "", "the patient's birth date, `YYYY-MM-DD`")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *email == "" || *name == "" {
+		return errors.New("patient add: --provider and --name are required")
+	}
+	svc, p, closeStore, err := openAs(ctx, *data, "", *email, "patient add")
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	pt, err := svc.Monitoring.AddPatient(ctx, p, p.ID+" (cli)", *name, *birth)
+	if err != nil {
+		return fmt.Errorf("patient add: %w", err)
+	}
+	fmt.Fprintf(stderr, "Patient %s added for %s. Enroll a device: telemed device enroll --patient %s\n", pt.Name, p.Email, pt.ID)
+	fmt.Fprintln(stdout, pt.ID)
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -250,69 +249,4 @@ func shortTime(groups []string, a slog.Attr) slog.Attr {
 		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05"))
 	}
 	return a
-}
-
-// deviceEnroll creates an enrollment code for a patient, on the server's machine.
-func deviceEnroll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, data := newFlags("telemed device enroll", stderr)
-	patientID := fs.String("patient", "", "`id` of the patient the device will measure (required; telemed patient add prints it)")
-	baseURL := fs.String("base-url", "", "public `URL` for the link (default: the one the server last ran with)")
-	asJSON := fs.Bool("json", false, "print the enrollment as JSON, as the API returns it (code, link, expires_at)")
-	if err := config.Parse(fs, args, nil); err != nil {
-		return err
-	}
-	if *patientID == "" {
-		return errors.New("device enroll: --patient is required (the patient's id, which telemed patient add printed)")
-	}
-	svc, closeStore, err := openServices(ctx, *data, *baseURL)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	p, err := svc.Monitoring.PatientProvider(ctx, *patientID)
-	if err != nil {
-		return fmt.Errorf("device enroll: %w", err)
-	}
-	e, err := svc.Monitoring.CreateEnrollment(ctx, p, p.ID+" (cli)", *patientID)
-	if err != nil {
-		return fmt.Errorf("device enroll: %w", err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(e)
-	}
-	fmt.Fprintf(stdout, "Enrollment code %s for patient %s (works once, until %s)\n\n  Link: %s\n\nOn the device:\n\n  telemed device --enroll '%s' --sim pulse-oximeter\n",
-		e.Code, *patientID, e.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), e.Link, e.Link)
-	return nil
-}
-
-// patientAdd creates a patient of a provider and prints the patient's id, for scripts.
-func patientAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, data := newFlags("telemed patient add", stderr)
-	email := fs.String("provider", "", "`email` of the provider whose patient it is (required)")
-	name := fs.String("name", "", "the patient's name (required)")
-	birth := fs.String("birth-date", "", "the patient's birth date, `YYYY-MM-DD`")
-	if err := config.Parse(fs, args, nil); err != nil {
-		return err
-	}
-	if *email == "" || *name == "" {
-		return errors.New("patient add: --provider and --name are required")
-	}
-	svc, closeStore, err := openServices(ctx, *data, "")
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	p, err := svc.Accounts.ProviderByEmail(ctx, *email)
-	if err != nil {
-		return fmt.Errorf("patient add: %w", err)
-	}
-	pt, err := svc.Monitoring.AddPatient(ctx, p, p.ID+" (cli)", *name, *birth)
-	if err != nil {
-		return fmt.Errorf("patient add: %w", err)
-	}
-	fmt.Fprintf(stderr, "Patient %s added for %s. Enroll a device: telemed device enroll --patient %s\n", pt.Name, p.Email, pt.ID)
-	fmt.Fprintln(stdout, pt.ID)
-	return nil
 }

@@ -51,8 +51,7 @@ func (a *api) setup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.setCookie(w, token, int(accounts.SessionTTL/time.Second))
-	writeJSON(w, http.StatusCreated, map[string]any{"provider": toJSON(p)})
+	a.signedIn(w, http.StatusCreated, token, p)
 }
 
 func (a *api) login(w http.ResponseWriter, r *http.Request) {
@@ -66,8 +65,13 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	a.signedIn(w, http.StatusOK, token, p)
+}
+
+// signedIn sets the new session's cookie and answers with the provider signed in.
+func (a *api) signedIn(w http.ResponseWriter, status int, token string, p consult.Provider) {
 	a.setCookie(w, token, int(accounts.SessionTTL/time.Second))
-	writeJSON(w, http.StatusOK, map[string]any{"provider": toJSON(p)})
+	writeJSON(w, status, map[string]any{"provider": toJSON(p)})
 }
 
 func (a *api) logout(w http.ResponseWriter, r *http.Request) {
