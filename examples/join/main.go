@@ -104,6 +104,12 @@ func run(ctx context.Context, link, name string, admit, verbose bool) error {
 		fmt.Printf("peer %s (%s) %q\n", p.ID, p.Role, p.Name)
 	}
 
+	return follow(ctx, s, admit, asked)
+}
+
+// follow prints what happens in the call until it ends or ctx does; with admit, it admits whoever
+// waits (asked: whom it admitted already).
+func follow(ctx context.Context, s *client.Session, admit bool, asked map[string]bool) error {
 	for {
 		select {
 		case <-ctx.Done():
