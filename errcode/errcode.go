@@ -114,6 +114,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the message for people.
 func (e *Error) Error() string { return e.Message }
 
 // New returns an *Error with a message for people.
