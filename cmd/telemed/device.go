@@ -219,21 +219,13 @@ func enrollDevice(ctx context.Context, linkOrCode, serverURL, dir, name string, 
 	return nil
 }
 
-// deviceName is the name a device enrolls with when --name is not given: what it measures.
+// deviceName is --name, or the name agent.DefaultName gives a device on this machine.
 func deviceName(name string, sims []string, fromStdin bool) string {
 	if name != "" {
 		return name
 	}
-	host, _ := os.Hostname()
-	switch {
-	case len(sims) > 0:
-		return "Simulated " + strings.Join(sims, ", ")
-	case fromStdin && host != "":
-		return "Device bridge on " + host
-	case host != "":
-		return "telemed device on " + host
-	}
-	return "telemed device"
+	host, _ := os.Hostname() // unknown, the name says what the device measures only
+	return agent.DefaultName(sims, fromStdin, host)
 }
 
 func serverOf(c deviceapi.Credentials, override string) string {

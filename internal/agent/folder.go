@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/telemed/telemed/internal/agent/deviceapi"
 )
@@ -98,6 +99,22 @@ func enrolledAsAnother(dir string, old deviceapi.Credentials, server string, wai
 		msg += fmt.Sprintf(", and move %s aside (it holds %s of this device's readings not uploaded yet)", filepath.Join(dir, QueueDir), Batches(waiting))
 	}
 	return errors.New(msg + ". To go on as this device, run without --enroll (and without TELEMED_ENROLL).")
+}
+
+// DefaultName is the name a device enrolls with when none is given: what it measures, so that a
+// provider who sees several devices of a patient can tell them apart. sims are the simulated devices
+// it runs, fromStdin says it bridges readings from standard input, host is this machine's name ("" when
+// it is not known).
+func DefaultName(sims []string, fromStdin bool, host string) string {
+	switch {
+	case len(sims) > 0:
+		return "Simulated " + strings.Join(sims, ", ")
+	case fromStdin && host != "":
+		return "Device bridge on " + host
+	case host != "":
+		return "telemed device on " + host
+	}
+	return "telemed device"
 }
 
 // Batches says how many batches there are, in words, as the agent's messages do.
