@@ -81,8 +81,8 @@ func RelayAddress(publicIP, listenAddr string) (ip netip.Addr, guessed bool) {
 
 // Servers builds each participant's ICE servers.
 type Servers struct {
-	// Host is the name or address clients reach the embedded relay at (--turn-public-ip, else the web
-	// host). Required when UDPPort is set.
+	// Host is the name or address clients reach the embedded relay at (--turn-public-ip). Default:
+	// WebHost.
 	Host string
 	// WebHost is the web server's host name, which a TURN-over-TLS certificate names.
 	WebHost string
@@ -95,7 +95,8 @@ type Servers struct {
 	External []string
 	// Secret signs the TURN credentials. Required when there is a TURN URL.
 	Secret []byte
-	// CredentialTTL is how long a credential may start new allocations.
+	// CredentialTTL is how long a credential may start new allocations. Required with TURN URLs:
+	// zero makes credentials that expire as they are made.
 	CredentialTTL time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
@@ -106,7 +107,11 @@ type Servers struct {
 func (s Servers) For(participantID string) []protocol.ICEServer {
 	var stunURLs, turnURLs []string
 	if s.UDPPort != 0 {
-		hp := net.JoinHostPort(s.Host, strconv.Itoa(s.UDPPort))
+		host := s.Host
+		if host == "" {
+			host = s.WebHost
+		}
+		hp := net.JoinHostPort(host, strconv.Itoa(s.UDPPort))
 		stunURLs = append(stunURLs, "stun:"+hp)
 		turnURLs = append(turnURLs, "turn:"+hp+"?transport=udp", "turn:"+hp+"?transport=tcp")
 		if s.TLSPort != 0 {

@@ -83,6 +83,9 @@ func TestServers(t *testing.T) {
 	if s := (Servers{Host: "::1", UDPPort: 3478, Secret: secret}).For("p"); s[0].URLs[0] != "stun:[::1]:3478" {
 		t.Fatalf("IPv6 host: %v", s[0].URLs)
 	}
+	if s := (Servers{WebHost: "tm.example", UDPPort: 3478, Secret: secret, CredentialTTL: time.Hour}).For("p"); s[0].URLs[0] != "stun:tm.example:3478" {
+		t.Fatalf("no public IP: %v, want the web host", s[0].URLs)
+	}
 	if s := (Servers{}).For("p"); len(s) != 0 || s == nil {
 		t.Fatalf("no relay and no external servers: %#v, want an empty list (JSON [])", s)
 	}

@@ -62,9 +62,6 @@ func (s *Server) startTURN(o Options, reg prometheus.Registerer) error {
 func (s *Server) iceServers(participantID string) []protocol.ICEServer {
 	servers := ice.Servers{Host: s.cfg.TURNPublicIP, WebHost: hostName(s.baseURL), External: s.cfg.TURNServers,
 		Secret: s.turnSecret, CredentialTTL: s.cfg.TURNCredentialTTL, Now: s.now}
-	if servers.Host == "" {
-		servers.Host = servers.WebHost
-	}
 	if s.turn != nil {
 		servers.UDPPort = turn.Port(s.turn.UDPAddr())
 		servers.TLSPort = turn.Port(s.turn.TLSAddr())
