@@ -8,7 +8,6 @@ import (
 
 	"github.com/telemed/telemed/internal/monitor"
 	"github.com/telemed/telemed/internal/monitoring"
-	"github.com/telemed/telemed/vitals"
 )
 
 // maxUploadBody bounds a batch upload (docs/monitoring.md): 1000 readings, waveforms included.
@@ -54,16 +53,6 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request, d monitor.Device) {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.Devices.Upload(r.Context(), d, decodeBatch(req.BatchID, req.Readings))
+	res, err := a.Devices.Upload(r.Context(), d, monitoring.Batch{ID: req.BatchID, Readings: req.Readings})
 	a.reply(w, r, http.StatusOK, res, err)
-}
-
-// decodeBatch decodes each reading of a batch on its own, so that one malformed reading refuses
-// only itself.
-func decodeBatch(id string, raw []json.RawMessage) monitoring.Batch {
-	b := monitoring.Batch{ID: id, BodyHash: monitoring.BodyHash(raw), Readings: make([]monitoring.SentReading, len(raw))}
-	for i, r := range raw {
-		b.Readings[i].Reading, b.Readings[i].Err = vitals.Decode(r)
-	}
-	return b
 }

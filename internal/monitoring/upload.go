@@ -59,26 +59,17 @@ type UploadResult struct {
 
 var batchIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 
-// Batch is a device's upload as it arrived: its id, and each reading decoded on its own
-// (vitals.Decode) so that a malformed one refuses only itself.
+// Batch is a device's upload as it arrived: its id, and its readings as sent, each one JSON value.
+// Each is decoded on its own (vitals.Decode), so that a malformed one refuses only itself, and only
+// once the batch is known to be new: a repeated batch is answered without decoding anything.
 type Batch struct {
 	ID       string
-	Readings []SentReading
-	// BodyHash identifies the readings as sent (BodyHash): the same id with other readings is a
-	// conflict, with the same ones a duplicate.
-	BodyHash string
+	Readings []json.RawMessage
 }
 
-// SentReading is one reading of a batch as decoded: Err is set, and Reading empty, when it was not
-// a reading at all.
-type SentReading struct {
-	Reading vitals.Reading
-	Err     error
-}
-
-// BodyHash returns the hash that identifies a batch's readings as they were sent, one raw JSON
-// element each.
-func BodyHash(readings []json.RawMessage) string {
+// bodyHash identifies a batch's readings as they were sent: the same id with other readings is a
+// conflict, with the same ones a duplicate.
+func bodyHash(readings []json.RawMessage) string {
 	h := sha256.New()
 	for _, r := range readings {
 		h.Write(r)
@@ -93,7 +84,8 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, b Batch) (Upload
 	if err := checkBatch(b); err != nil {
 		return UploadResult{}, err
 	}
-	if res, done, err := s.earlierBatch(ctx, d, b.ID, b.BodyHash); done || err != nil {
+	hash := bodyHash(b.Readings)
+	if res, done, err := s.earlierBatch(ctx, d, b.ID, hash); done || err != nil {
 		return res, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
@@ -117,11 +109,11 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, b Batch) (Upload
 		a.ID, a.CreatedAt = auth.NewID("a_"), now
 		result.Alerts = append(result.Alerts, a)
 	}
-	stored := monitor.Batch{DeviceID: d.ID, ID: b.ID, BodyHash: b.BodyHash, ReceivedAt: now, Result: result}
+	stored := monitor.Batch{DeviceID: d.ID, ID: b.ID, BodyHash: hash, ReceivedAt: now, Result: result}
 	if err := s.store.PutBatch(ctx, stored, obs, result.Alerts, changed); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// The same batch arrived twice at once; the other upload stored it.
-			if res, done, err := s.earlierBatch(ctx, d, b.ID, b.BodyHash); done || err != nil {
+			if res, done, err := s.earlierBatch(ctx, d, b.ID, hash); done || err != nil {
 				return res, err
 			}
 		}
@@ -151,8 +143,8 @@ func checkBatch(b Batch) error {
 func validBatch(d monitor.Device, b Batch, now time.Time) ([]monitor.Observation, monitor.BatchResult) {
 	var result monitor.BatchResult
 	var obs []monitor.Observation
-	for i, sent := range b.Readings {
-		r, err := sent.Reading, sent.Err
+	for i, raw := range b.Readings {
+		r, err := vitals.Decode(raw)
 		if err == nil {
 			r, err = vitals.Validate(r, now)
 		}
