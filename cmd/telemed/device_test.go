@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/agent"
+	"github.com/telemed/telemed/internal/agent/agenttest"
 	"github.com/telemed/telemed/internal/agent/deviceapi"
 	"github.com/telemed/telemed/vitals"
 )
@@ -227,65 +225,13 @@ func TestDeviceCommands(t *testing.T) {
 	<-served
 }
 
-// enrollServer is a stand-in for telemed's enrollment: each code works once.
-type enrollServer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	codes map[string]bool // code -> used
-	tries int
-	done  int
-}
-
-func newEnrollServer(t *testing.T, codes ...string) *enrollServer {
-	e := &enrollServer{codes: map[string]bool{}}
-	for _, c := range codes {
-		e.codes[c] = false
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/devices/enroll", func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Code, Name string }
-		json.NewDecoder(r.Body).Decode(&req)
-		code := strings.ToUpper(strings.ReplaceAll(req.Code, " ", "-"))
-		e.mu.Lock()
-		e.tries++
-		used, ok := e.codes[code]
-		e.codes[code] = true
-		if ok && !used {
-			e.done++
-		}
-		n := e.done
-		e.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if !ok || used {
-			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, `{"error":{"code":"bad_token","message":"this enrollment code is unknown, has been used, or has expired"}}`)
-			return
-		}
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"device":{"id":"d_%d%s","patient_id":"p-1","name":%q},"token":"td_%s"}`, n, code[:4], req.Name, code)
-	})
-	mux.HandleFunc("POST /api/v1/observations", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"batch_id":"x","accepted":1,"duplicate":false,"rejected":[],"alerts":[]}`)
-	})
-	e.Server = httptest.NewServer(mux)
-	t.Cleanup(e.Close)
-	return e
-}
-
-func (e *enrollServer) attempts() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.tries
-}
-
 // TestEnrollAgain: --enroll given again (TELEMED_ENROLL left in a service's environment) with the
 // enrollment the folder has is not redeemed again; another one does not switch the folder to another
 // device; and a queue of readings not uploaded is never left to be sent as a new device's.
 func TestEnrollAgain(t *testing.T) {
-	srv := newEnrollServer(t, "K7QF-M2XD", "AAAA-BBBB", "CCCC-DDDD")
-	other := newEnrollServer(t, "K7QF-M2XD")
-	link := func(s *enrollServer, code string) string { return s.URL + "/enroll#code=" + code }
+	srv := agenttest.NewEnrollServer(t, "K7QF-M2XD", "AAAA-BBBB", "CCCC-DDDD")
+	other := agenttest.NewEnrollServer(t, "K7QF-M2XD")
+	link := func(s *agenttest.EnrollServer, code string) string { return s.URL + "/enroll#code=" + code }
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "device")
 	enroll := func(linkOrCode, server string) (string, error) {
@@ -314,7 +260,7 @@ func TestEnrollAgain(t *testing.T) {
 		}
 	}
 	os.Unsetenv("TELEMED_ENROLL")
-	if n := srv.attempts(); n != 1 {
+	if n := srv.Attempts(); n != 1 {
 		t.Errorf("the code was redeemed %d times", n)
 	}
 
@@ -329,7 +275,7 @@ func TestEnrollAgain(t *testing.T) {
 			t.Errorf("enroll %s: %q %v", c.link, out, err)
 		}
 	}
-	if now, _ := os.ReadFile(filepath.Join(dir, deviceapi.CredentialsFile)); string(now) != string(first) || srv.attempts() != 1 || other.attempts() != 0 {
+	if now, _ := os.ReadFile(filepath.Join(dir, deviceapi.CredentialsFile)); string(now) != string(first) || srv.Attempts() != 1 || other.Attempts() != 0 {
 		t.Errorf("the credentials changed, or a code was redeemed:\n%s", now)
 	}
 
@@ -359,11 +305,11 @@ func TestEnrollAgain(t *testing.T) {
 	c, _ := deviceapi.LoadCredentials(dir)
 	c.CodeSHA256 = ""
 	deviceapi.SaveCredentials(dir, c)
-	before := srv.attempts()
+	before := srv.Attempts()
 	if out, err := enroll(link(srv, "CCCC-DDDD"), ""); err != nil || !strings.Contains(out, "Already enrolled as "+c.DeviceID) || !strings.Contains(out, "is not used") {
 		t.Errorf("enroll over credentials without a code: %q %v", out, err)
 	}
-	if srv.attempts() != before {
+	if srv.Attempts() != before {
 		t.Error("a code was redeemed over credentials")
 	}
 }

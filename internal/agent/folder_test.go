@@ -2,63 +2,14 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/telemed/telemed/internal/agent/agenttest"
 	"github.com/telemed/telemed/internal/agent/deviceapi"
 )
-
-// enrollServer is a stand-in for the server's enrollment endpoint: each of its codes is redeemed
-// once, as the real server's are, and every attempt is counted, so a test sees a code redeemed twice.
-type enrollServer struct {
-	*httptest.Server
-	mu    sync.Mutex
-	codes map[string]bool // code -> redeemed
-	tries int
-}
-
-func newEnrollServer(t *testing.T, codes ...string) *enrollServer {
-	t.Helper()
-	e := &enrollServer{codes: map[string]bool{}}
-	for _, c := range codes {
-		e.codes[c] = false
-	}
-	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ Code, Name string }
-		json.NewDecoder(r.Body).Decode(&req)
-		e.mu.Lock()
-		e.tries++
-		used, ok := e.codes[req.Code]
-		e.codes[req.Code] = true
-		e.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if !ok || used {
-			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, `{"error":{"code":"bad_token","message":"this enrollment code is unknown, has been used, or has expired"}}`)
-			return
-		}
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"device":{"id":"d_%s","patient_id":"p-1","name":%q},"token":"td_%s"}`, req.Code[:4], req.Name, req.Code)
-	}))
-	t.Cleanup(e.Close)
-	return e
-}
-
-func (e *enrollServer) attempts() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.tries
-}
-
-func (e *enrollServer) link(code string) string { return e.URL + "/enroll#code=" + code }
 
 // queueBatch leaves one batch of readings not uploaded yet in dir's queue.
 func queueBatch(t *testing.T, dir string) {
@@ -76,8 +27,8 @@ func queueBatch(t *testing.T, dir string) {
 // say word for word (telemed device prints them as they are).
 func TestEnrollFolder(t *testing.T) {
 	ctx := context.Background()
-	srv := newEnrollServer(t, "K7QF-M2XD", "AAAA-BBBB", "CCCC-DDDD")
-	other := newEnrollServer(t, "K7QF-M2XD")
+	srv := agenttest.NewEnrollServer(t, "K7QF-M2XD", "AAAA-BBBB", "CCCC-DDDD")
+	other := agenttest.NewEnrollServer(t, "K7QF-M2XD")
 	dir := filepath.Join(t.TempDir(), "device")
 	creds := filepath.Join(dir, deviceapi.CredentialsFile)
 	queue := filepath.Join(dir, QueueDir)
@@ -85,8 +36,8 @@ func TestEnrollFolder(t *testing.T) {
 		return EnrollFolder(ctx, EnrollOptions{Dir: dir, LinkOrCode: linkOrCode, Server: server, Name: "Oximeter"})
 	}
 
-	res, err := enroll(srv.link("K7QF-M2XD"), "")
-	if err != nil || res.Outcome != Enrolled || res.Credentials.DeviceID != "d_K7QF" || res.Credentials.Name != "Oximeter" || res.Credentials.Server != srv.URL {
+	res, err := enroll(srv.Link("K7QF-M2XD"), "")
+	if err != nil || res.Outcome != Enrolled || res.Credentials.DeviceID != "d_1K7QF" || res.Credentials.Name != "Oximeter" || res.Credentials.Server != srv.URL {
 		t.Fatalf("a fresh folder: %+v %v", res, err)
 	}
 	if saved, err := deviceapi.LoadCredentials(dir); err != nil || saved.Token != "td_K7QF-M2XD" {
@@ -96,25 +47,25 @@ func TestEnrollFolder(t *testing.T) {
 
 	t.Run("same enrollment", func(t *testing.T) {
 		// As a link, or as the code and the server: nothing is redeemed, the folder's device is kept.
-		for _, c := range [][2]string{{srv.link("K7QF-M2XD"), ""}, {"K7QF-M2XD", srv.URL}} {
+		for _, c := range [][2]string{{srv.Link("K7QF-M2XD"), ""}, {"K7QF-M2XD", srv.URL}} {
 			res, err := enroll(c[0], c[1])
-			if err != nil || res.Outcome != AlreadyWithThisCode || res.Credentials.DeviceID != "d_K7QF" {
+			if err != nil || res.Outcome != AlreadyWithThisCode || res.Credentials.DeviceID != "d_1K7QF" {
 				t.Errorf("%s again: %+v %v", c[0], res, err)
 			}
 		}
-		if n := srv.attempts(); n != 1 {
+		if n := srv.Attempts(); n != 1 {
 			t.Errorf("the code was redeemed %d times, want once", n)
 		}
 	})
 
 	t.Run("another device", func(t *testing.T) {
-		head := dir + ` is enrolled already, as device d_K7QF ("Oximeter") of patient p-1, with `
+		head := dir + ` is enrolled already, as device d_1K7QF ("Oximeter") of patient p-1, with `
 		tail := "; it is not switched to another device. To enroll another device, give it another --dir. " +
 			"To make this folder another device (this one was revoked, say), remove " + creds + " first"
 		again := ". To go on as this device, run without --enroll (and without TELEMED_ENROLL)."
 		for _, c := range []struct{ name, link, want string }{
-			{"another code", srv.link("AAAA-BBBB"), head + "another enrollment code" + tail + again},
-			{"another server", other.link("K7QF-M2XD"), head + "another server, " + srv.URL + ", not " + other.URL + tail + again},
+			{"another code", srv.Link("AAAA-BBBB"), head + "another enrollment code" + tail + again},
+			{"another server", other.Link("K7QF-M2XD"), head + "another server, " + srv.URL + ", not " + other.URL + tail + again},
 		} {
 			if _, err := enroll(c.link, ""); err == nil || err.Error() != c.want {
 				t.Errorf("%s: %v\nwant %s", c.name, err, c.want)
@@ -123,10 +74,10 @@ func TestEnrollFolder(t *testing.T) {
 		queueBatch(t, dir)
 		defer os.RemoveAll(queue)
 		want := head + "another enrollment code" + tail + ", and move " + queue + " aside (it holds 1 batch of this device's readings not uploaded yet)" + again
-		if _, err := enroll(srv.link("AAAA-BBBB"), ""); err == nil || err.Error() != want {
+		if _, err := enroll(srv.Link("AAAA-BBBB"), ""); err == nil || err.Error() != want {
 			t.Errorf("with a queue: %v\nwant %s", err, want)
 		}
-		if now, _ := os.ReadFile(creds); string(now) != string(first) || srv.attempts() != 1 || other.attempts() != 0 {
+		if now, _ := os.ReadFile(creds); string(now) != string(first) || srv.Attempts() != 1 || other.Attempts() != 0 {
 			t.Errorf("the credentials changed, or a code was redeemed:\n%s", now)
 		}
 	})
@@ -140,10 +91,10 @@ func TestEnrollFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.WriteFile(creds, first, 0o600)
-		before := srv.attempts()
-		res, err := enroll(srv.link("CCCC-DDDD"), "")
-		if err != nil || res.Outcome != AlreadyCodeUnknown || res.Credentials.DeviceID != "d_K7QF" || srv.attempts() != before {
-			t.Errorf("%+v %v, %d attempts (was %d)", res, err, srv.attempts(), before)
+		before := srv.Attempts()
+		res, err := enroll(srv.Link("CCCC-DDDD"), "")
+		if err != nil || res.Outcome != AlreadyCodeUnknown || res.Credentials.DeviceID != "d_1K7QF" || srv.Attempts() != before {
+			t.Errorf("%+v %v, %d attempts (was %d)", res, err, srv.Attempts(), before)
 		}
 	})
 
@@ -156,8 +107,8 @@ func TestEnrollFolder(t *testing.T) {
 		queueBatch(t, dir)
 		want := dir + " holds 1 batch of readings of a device enrolled there before, not uploaded yet; enrolling would send them as the new device's. " +
 			"Move " + queue + " aside to keep them (mv " + queue + " " + queue + ".old), or remove it to discard them, or enroll into another --dir"
-		before := srv.attempts()
-		if _, err := enroll(srv.link("AAAA-BBBB"), ""); err == nil || err.Error() != want || srv.attempts() != before {
+		before := srv.Attempts()
+		if _, err := enroll(srv.Link("AAAA-BBBB"), ""); err == nil || err.Error() != want || srv.Attempts() != before {
 			t.Errorf("%v\nwant %s", err, want)
 		}
 		if _, err := os.Stat(creds); !os.IsNotExist(err) {
@@ -167,7 +118,7 @@ func TestEnrollFolder(t *testing.T) {
 		if err := os.Rename(queue, queue+".old"); err != nil {
 			t.Fatal(err)
 		}
-		if res, err := enroll(srv.link("AAAA-BBBB"), ""); err != nil || res.Outcome != Enrolled || res.Credentials.DeviceID != "d_AAAA" {
+		if res, err := enroll(srv.Link("AAAA-BBBB"), ""); err != nil || res.Outcome != Enrolled || res.Credentials.DeviceID != "d_2AAAA" {
 			t.Errorf("after moving the queue aside: %+v %v", res, err)
 		}
 	})
