@@ -38,7 +38,7 @@ func jsonProblem(err error) string {
 	}
 	var pe *time.ParseError
 	if errors.As(err, &pe) {
-		return fmt.Sprintf("time must be RFC 3339 such as \"2026-11-24T10:00:00.250Z\", not %s", clip(pe.Value))
+		return fmt.Sprintf("time must be RFC 3339 such as \"2026-11-24T10:00:00.250Z\", not %s", errcode.Quote(pe.Value))
 	}
 	return err.Error()
 }

@@ -228,7 +228,7 @@ func Validate(r Reading, now time.Time) (Reading, error) {
 	}
 	s, ok := Lookup(r.Code)
 	if !ok || (s.Kind == KindValue && isComponent(r.Code)) {
-		return r, refuse(errcode.UnknownCode, "code %s is not a signal telemed knows (known: %s)", clip(r.Code), strings.Join(knownCodes(), ", "))
+		return r, refuse(errcode.UnknownCode, "code %s is not a signal telemed knows (known: %s)", errcode.Quote(r.Code), strings.Join(knownCodes(), ", "))
 	}
 	what := s.Code + " " + strings.ToLower(s.Display)
 	r, err := checkTimeAndDevice(what, r, now)
@@ -297,7 +297,7 @@ func checkPanel(what string, s Signal, r Reading) (Reading, error) {
 		for _, c := range r.Components {
 			if _, ok := componentOf(s, c.Code); !ok {
 				return r, refuse(errcode.UnknownCode, "%s: component %s is not part of this panel (its components: %s, %s)",
-					what, clip(c.Code), s.Components[0].Code, s.Components[1].Code)
+					what, errcode.Quote(c.Code), s.Components[0].Code, s.Components[1].Code)
 			}
 		}
 	}
@@ -315,7 +315,7 @@ func checkWaveform(what string, s Signal, r Reading) error {
 		return refuse(errcode.BadReading, "%s: is a waveform; send samples and period_ms, not a value", what)
 	}
 	if r.Unit != s.Unit {
-		return refuse(errcode.BadUnit, "%s: unit must be %q, not %s", what, s.Unit, clip(r.Unit))
+		return refuse(errcode.BadUnit, "%s: unit must be %q, not %s", what, s.Unit, errcode.Quote(r.Unit))
 	}
 	if len(r.Samples) == 0 || len(r.Samples) > MaxSamples {
 		return refuse(errcode.BadReading, "%s: needs 1 to %d samples, has %d", what, MaxSamples, len(r.Samples))
@@ -336,7 +336,7 @@ func checkValue(what string, s Signal, v *float64, unit string) error {
 		return refuse(errcode.BadReading, "%s: value is missing", what)
 	}
 	if unit != s.Unit {
-		return refuse(errcode.BadUnit, "%s: unit must be %q (UCUM), not %s", what, s.Unit, clip(unit))
+		return refuse(errcode.BadUnit, "%s: unit must be %q (UCUM), not %s", what, s.Unit, errcode.Quote(unit))
 	}
 	if math.IsNaN(*v) || math.IsInf(*v, 0) || *v < s.Min || *v > s.Max {
 		return refuse(errcode.OutOfRange, "%s: %g %s is not physiologically possible (possible: %g to %g)", what, *v, s.UnitDisplay, s.Min, s.Max)
@@ -368,14 +368,4 @@ func knownCodes() []string {
 		out = append(out, s.Code)
 	}
 	return out
-}
-
-// clip quotes a value for an error message, shortened if long.
-func clip(v string) string {
-	const n = 40
-	r := []rune(v)
-	if len(r) <= n {
-		return fmt.Sprintf("%q", v)
-	}
-	return fmt.Sprintf("%q…", string(r[:n]))
 }
