@@ -38,6 +38,7 @@ func TestFail(t *testing.T) {
 		{"a user's error", errcode.Errorf(errcode.NotFound, "no patient %s", errcode.Quote("p-1")), http.StatusNotFound, errcode.NotFound},
 		{"wrapped", errors.Join(errors.New("context"), errcode.New(errcode.Conflict, "taken")), http.StatusConflict, errcode.Conflict},
 		{"a code with no status is the server's fault", errcode.New(errcode.RoomFull, "full"), http.StatusInternalServerError, errcode.Internal},
+		{"an internal code shows no detail either", errcode.New(errcode.Internal, "fire in the full disk"), http.StatusInternalServerError, errcode.Internal},
 		{"anything else", errors.New("disk on fire"), http.StatusInternalServerError, errcode.Internal},
 	}
 	for _, c := range cases {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/fhir"
 	"github.com/telemed/telemed/internal/monitor"
@@ -89,13 +88,11 @@ func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
 		writeFHIR(w, http.StatusBadRequest, pe.OperationOutcome())
 		return
 	}
-	var se *errcode.Error
-	if errors.As(err, &se) && se.Code != errcode.Internal {
-		// The same status as the JSON API; a code without one is the server's fault, as there.
-		if status, ok := statusOfCode[se.Code]; ok {
-			writeFHIR(w, status, fhir.NewOperationOutcome(fhirIssue(status), se.Message))
-			return
-		}
+	// The same status as the JSON API; a code without one is the server's fault, as there.
+	if se, ok := userError(err); ok {
+		status := statusOfCode[se.Code]
+		writeFHIR(w, status, fhir.NewOperationOutcome(fhirIssue(status), se.Message))
+		return
 	}
 	a.Logger.Error("FHIR request failed", "path", r.URL.Path, "err", err)
 	writeFHIR(w, http.StatusInternalServerError, fhir.NewOperationOutcome(fhir.IssueException,

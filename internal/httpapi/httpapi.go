@@ -235,15 +235,24 @@ func (a *api) reply(w http.ResponseWriter, r *http.Request, status int, v any, e
 // fail writes err: an errcode.Error as itself, anything else as an opaque internal error. A code
 // with no status here is a fault of the server (a test holds every API code to this table).
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var se *errcode.Error
-	if errors.As(err, &se) {
-		if status, ok := statusOfCode[se.Code]; ok {
-			writeError(w, status, se.Code, se.Message)
-			return
-		}
+	if se, ok := userError(err); ok {
+		writeError(w, statusOfCode[se.Code], se.Code, se.Message)
+		return
 	}
 	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, errcode.Internal, "something went wrong on the server; it has been logged")
+}
+
+// userError returns the error a person can act on inside err: one with a code of the API other than
+// Internal. Anything else, an internal code included, is the server's fault and is shown only as
+// "something went wrong"; its detail goes to the log.
+func userError(err error) (*errcode.Error, bool) {
+	var se *errcode.Error
+	if !errors.As(err, &se) || se.Code == errcode.Internal {
+		return nil, false
+	}
+	_, ok := statusOfCode[se.Code]
+	return se, ok
 }
 
 // largeBody is what a request that may carry a large body allows.
