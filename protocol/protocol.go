@@ -45,6 +45,17 @@ const (
 	TypeError      = "error"
 	// TypeAlert tells providers in a consultation that a reading of its patient crossed a threshold.
 	TypeAlert = "alert"
+	// TypeRemove (from a provider or clinician) takes a person out of the consultation; TypeRemoved
+	// tells that person, just before the server closes their socket.
+	TypeRemove  = "remove"
+	TypeRemoved = "removed"
+	// TypeMedia carries a participant's media state: to the server from the participant, and from the
+	// server to the others with the peer's id.
+	TypeMedia = "media"
+	// TypeAllowShare (from a provider or clinician) lets a patient or guest share a screen, or takes
+	// it back; TypeShareAllowed tells them.
+	TypeAllowShare   = "allow_share"
+	TypeShareAllowed = "share_allowed"
 )
 
 // Candidate is a trickled ICE candidate, RTCIceCandidateInit in snake_case.
@@ -68,8 +79,14 @@ type Message struct {
 	Resume       string `json:"resume,omitempty"`
 	LastSeq      uint64 `json:"last_seq,omitempty"` // with resume: the last seq received
 
-	// admit, decline
+	// admit, decline, remove, allow_share
 	Peer string `json:"peer,omitempty"`
+	// allow_share
+	Allowed *bool `json:"allowed,omitempty"`
+	// media
+	Audio  *bool `json:"audio,omitempty"`
+	Video  *bool `json:"video,omitempty"`
+	Screen *bool `json:"screen,omitempty"`
 
 	// offer, answer, candidate
 	To        string     `json:"to,omitempty"`
@@ -167,6 +184,18 @@ func (m *Message) validate() *Error {
 	case TypeAdmit, TypeDecline:
 		if !validID(m.Peer) {
 			return protoErr(errcode.BadField, "%s needs the peer id of someone waiting", m.Type)
+		}
+	case TypeRemove:
+		if !validID(m.Peer) {
+			return protoErr(errcode.BadField, "remove needs the peer id of the person to remove")
+		}
+	case TypeAllowShare:
+		if !validID(m.Peer) || m.Allowed == nil {
+			return protoErr(errcode.BadField, "allow_share needs \"peer\" and \"allowed\" (true or false)")
+		}
+	case TypeMedia:
+		if m.Audio == nil || m.Video == nil || m.Screen == nil {
+			return protoErr(errcode.BadField, "media needs \"audio\", \"video\" and \"screen\", each true or false")
 		}
 	case TypeOffer, TypeAnswer:
 		if !validID(m.To) {

@@ -31,6 +31,13 @@ func TestDecode(t *testing.T) {
 		{"admit", `{"type":"admit","peer":"p_1"}`, ""},
 		{"admit without peer", `{"type":"admit"}`, errcode.BadField},
 		{"leave", `{"type":"leave"}`, ""},
+		{"remove", `{"type":"remove","peer":"p_1"}`, ""},
+		{"remove without peer", `{"type":"remove"}`, errcode.BadField},
+		{"media", `{"type":"media","audio":true,"video":false,"screen":false}`, ""},
+		{"media missing screen", `{"type":"media","audio":true,"video":false}`, errcode.BadField},
+		{"media not a bool", `{"type":"media","audio":"yes","video":false,"screen":false}`, errcode.BadField},
+		{"allow_share", `{"type":"allow_share","peer":"p_1","allowed":false}`, ""},
+		{"allow_share without allowed", `{"type":"allow_share","peer":"p_1"}`, errcode.BadField},
 		{"ping with id", `{"type":"ping","id":42}`, ""},
 		{"unknown", `{"type":"subscribe"}`, errcode.UnknownType},
 		{"no type", `{}`, errcode.UnknownType},
@@ -73,7 +80,8 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"join","version":1,"consultation":"c_abc","token":"c_abc.patient.1.sig","name":"Ada","resume":"r_x"}`,
 		`{"type":"offer","to":"p_1","sdp":"v=0\r\n","id":3}`,
 		`{"type":"candidate","to":"p_1","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdp_mid":"0","sdp_mline_index":0,"username_fragment":"u"}}`,
-		`{"type":"admit","peer":"p_1"}`, `{"type":"leave"}`, `{"type":"ping"}`, `{"type":"x"}`, `[]`, `{"type":`,
+		`{"type":"admit","peer":"p_1"}`, `{"type":"leave"}`, `{"type":"remove","peer":"p_2"}`,
+		`{"type":"media","audio":true,"video":false,"screen":true}`, `{"type":"allow_share","peer":"p_3","allowed":true}`, `{"type":"ping"}`, `{"type":"x"}`, `[]`, `{"type":`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -86,7 +94,8 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		switch m.Type {
-		case TypeJoin, TypeAdmit, TypeDecline, TypeOffer, TypeAnswer, TypeCandidate, TypeLeave, TypePing:
+		case TypeJoin, TypeAdmit, TypeDecline, TypeOffer, TypeAnswer, TypeCandidate, TypeLeave, TypePing,
+			TypeRemove, TypeMedia, TypeAllowShare:
 		default:
 			t.Fatalf("accepted unknown type %q", m.Type)
 		}
@@ -95,6 +104,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if m.Type == TypeCandidate && m.Candidate == nil {
 			t.Fatal("accepted candidate without candidate")
+		}
+		if m.Type == TypeMedia && (m.Audio == nil || m.Video == nil || m.Screen == nil) {
+			t.Fatal("accepted media without its three states")
 		}
 		again, merr := json.Marshal(m)
 		if merr != nil {

@@ -21,11 +21,37 @@ type Peer struct {
 	Role   string `json:"role"`
 	Name   string `json:"name"`
 	Polite bool   `json:"polite"`
+	// Media is the peer's media state as it last said (MediaState); a peer that has said nothing
+	// yet is taken to have its microphone and camera on.
+	Media MediaState `json:"media"`
+	// CanShare tells whether the peer may share a screen.
+	CanShare bool `json:"can_share"`
+}
+
+// MediaState is what a participant sends: microphone on, camera on, sharing a screen.
+type MediaState struct {
+	Audio  bool `json:"audio"`
+	Video  bool `json:"video"`
+	Screen bool `json:"screen"`
+}
+
+// Media tells the others in a call that a peer's media state changed.
+type Media struct {
+	Type string `json:"type"`
+	Peer string `json:"peer"`
+	MediaState
+}
+
+// ShareAllowed tells a patient or guest that they may share a screen, or no longer may.
+type ShareAllowed struct {
+	Type    string `json:"type"`
+	Allowed bool   `json:"allowed"`
 }
 
 // Waiting is someone in the waiting room, as a provider sees them.
 type Waiting struct {
 	ID    string    `json:"id"`
+	Role  string    `json:"role"`
 	Name  string    `json:"name"`
 	Since time.Time `json:"since"`
 }
@@ -35,6 +61,8 @@ type You struct {
 	ID   string `json:"id"`
 	Role string `json:"role"`
 	Name string `json:"name"`
+	// CanShare tells whether you may share a screen (providers and clinicians always may).
+	CanShare bool `json:"can_share"`
 }
 
 // ConsultationInfo is what a participant learns about the consultation.
@@ -42,6 +70,8 @@ type ConsultationInfo struct {
 	ID           string `json:"id"`
 	Title        string `json:"title"`
 	ProviderName string `json:"provider_name"`
+	// MaxParticipants is how many people the call holds (devices are not counted).
+	MaxParticipants int `json:"max_participants"`
 }
 
 // Participant states in a welcome.
@@ -55,6 +85,7 @@ const (
 	ReasonLeft         = "left"
 	ReasonDisconnected = "disconnected"
 	ReasonDeclined     = "declined"
+	ReasonRemoved      = "removed"
 )
 
 // Welcome answers a successful join.
