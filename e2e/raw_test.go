@@ -23,8 +23,18 @@ func serverOptions() server.Options { return server.Options{} }
 // raw is a signaling connection driven message by message, for testing what the server does with input
 // no well-behaved client sends.
 type raw struct {
-	ctx context.Context
-	ws  *websocket.Conn
+	ctx     context.Context
+	ws      *websocket.Conn
+	welcome rawMessage // the last welcome join read
+}
+
+// you is who the last welcome said this connection is.
+func (r *raw) you(t testing.TB) protocol.You {
+	t.Helper()
+	if r.welcome.Type == "" {
+		t.Fatal("you: not joined")
+	}
+	return r.welcome.You
 }
 
 type rawMessage struct {
@@ -108,6 +118,7 @@ func (r *raw) join(t testing.TB, link, name string) rawMessage {
 	if err != nil || m.Type != protocol.TypeWelcome {
 		t.Fatalf("join: got %+v, %v; want welcome", m, err)
 	}
+	r.welcome = m
 	return m
 }
 

@@ -57,7 +57,7 @@ const (
 	UnsupportedVersion Code = "unsupported_version" // the join's protocol version is not spoken
 	LinkExpired        Code = "link_expired"        // the link has expired
 	WrongConsultation  Code = "wrong_consultation"  // the link is for another consultation, or none
-	Ended              Code = "consultation_ended"  // the consultation was ended
+	Ended              Code = "consultation_ended"  // the consultation was ended (also HTTP: inviting into it)
 	Forbidden          Code = "forbidden"           // the role may not do this (a patient admitting)
 	NotAdmitted        Code = "not_admitted"        // media negotiation from someone still waiting
 	UnknownPeer        Code = "unknown_peer"        // the peer named is not in this consultation
@@ -89,7 +89,7 @@ const (
 // API returns the codes the HTTP API answers with (docs/api.md).
 func API() []Code {
 	return []Code{BadField, BadJSON, WeakPassword, BadCredentials, Unauthenticated, BadToken, BadOrigin,
-		NotFound, Conflict, TooLarge, Busy, Internal}
+		NotFound, Conflict, Ended, TooLarge, Busy, Internal}
 }
 
 // Signaling returns the codes of the signaling protocol's error message (docs/signaling.md).

@@ -168,6 +168,41 @@ func consultNew(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// consultInvite invites one more person into a consultation, as its provider.
+func consultInvite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("telemed consult invite", stderr)
+	id := fs.String("consultation", "", "`id` of the consultation (required; consult new prints it)")
+	role := fs.String("role", "", "guest (an interpreter, family member or caregiver) or clinician (who may admit and remove people) (required)")
+	name := fs.String("name", "", "the invited person's `name`, shown to everyone in the call (required)")
+	baseURL := fs.String("base-url", "", "public `URL` for the link (default: the one the server last ran with)")
+	asJSON := fs.Bool("json", false, "print the invitation as JSON, as the API returns it (id, join_url, role, name, expires_at)")
+	if err := config.Parse(fs, args, nil); err != nil {
+		return err
+	}
+	if *id == "" || *role == "" || *name == "" {
+		return errors.New("consult invite: --consultation, --role and --name are required")
+	}
+	svc, closeStore, err := openServices(ctx, *data, *baseURL)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	p, err := svc.Consultations.Owner(ctx, *id)
+	if err != nil {
+		return fmt.Errorf("consult invite: %w", err)
+	}
+	v, err := svc.Consultations.Invite(ctx, consultations.ProviderCaller(p, p.ID+" (cli)"), *id, consult.Role(*role), *name)
+	if err != nil {
+		return fmt.Errorf("consult invite: %w", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, v)
+	}
+	fmt.Fprintf(stdout, "Invitation %s: %s as %s (the link works until %s)\n\n  %s\n",
+		v.ID, v.Name, v.Role, v.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), v.JoinURL)
+	return nil
+}
+
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, data := newFlags("telemed token create", stderr)
 	email := fs.String("provider", "", "`email` of the provider the token acts as (required)")

@@ -4,6 +4,7 @@
 //	telemed serve                 run the server (SQLite in ./telemed-data, HTTP on 127.0.0.1:8080)
 //	telemed provider add          create a provider account
 //	telemed consult new           create a consultation and print its links
+//	telemed consult invite        invite a guest or another clinician into a consultation
 //	telemed token create          create an API token for an EHR or scheduler
 //	telemed patient add           create a patient of a provider
 //	telemed device enroll         create a code that enrolls a monitoring device to a patient
@@ -29,6 +30,7 @@ Usage:
   telemed serve [--http ADDR] [--data DIR] [--base-url URL]
   telemed provider add --email E --name N --password-stdin [--data DIR]
   telemed consult new --provider E [--title T] [--expires-in 24h] [--base-url URL] [--json] [--data DIR]
+  telemed consult invite --consultation ID --role guest|clinician --name N [--base-url URL] [--json] [--data DIR]
   telemed token create --provider E [--name N] [--data DIR]
   telemed patient add --provider E --name N [--birth-date YYYY-MM-DD] [--data DIR]
   telemed device enroll --patient ID [--base-url URL] [--json] [--data DIR]
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return providerAdd(ctx, rest[1:], stdin, stdout, stderr)
 	case cmd == "consult" && sub == "new":
 		return consultNew(ctx, rest[1:], stdout, stderr)
+	case cmd == "consult" && sub == "invite":
+		return consultInvite(ctx, rest[1:], stdout, stderr)
 	case cmd == "token" && sub == "create":
 		return tokenCreate(ctx, rest[1:], stdout, stderr)
 	case cmd == "patient" && sub == "add":

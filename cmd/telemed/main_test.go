@@ -70,6 +70,34 @@ func TestCommands(t *testing.T) {
 	if _, err := runCmd(t, "", "consult", "new", "--provider", "nobody@clinic.example"); err == nil || !strings.Contains(err.Error(), "no provider") {
 		t.Fatalf("unknown provider: %v", err)
 	}
+
+	out, err = runCmd(t, "", "consult", "invite", "--consultation", id, "--role", "guest", "--name", " Marta (interpreter) ", "--base-url", "https://tele.example.org", "--json")
+	if err != nil {
+		t.Fatalf("consult invite: %v\n%s", err, out)
+	}
+	var inv map[string]any
+	if err := json.Unmarshal([]byte(out), &inv); err != nil {
+		t.Fatalf("consult invite --json printed %q: %v", out, err)
+	}
+	invID, _ := inv["id"].(string)
+	joinURL, _ := inv["join_url"].(string)
+	if !strings.HasPrefix(invID, "i_") || inv["role"] != "guest" || inv["name"] != "Marta (interpreter)" || inv["expires_at"] != v["expires_at"] ||
+		!strings.HasPrefix(joinURL, "https://tele.example.org/c/"+id+"#t="+id+".guest.") || !strings.Contains(joinURL, "."+invID+".") {
+		t.Fatalf("consult invite --json = %v; want the guest's link naming the invitation, expiring with the consultation", inv)
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--consultation", id, "--role", "patient", "--name", "X"}, `role must be "guest"`},
+		{[]string{"--consultation", id, "--role", "clinician", "--name", strings.Repeat("n", 81)}, "at most 80 characters"},
+		{[]string{"--consultation", "c_none", "--role", "guest", "--name", "X"}, "no consultation"},
+		{[]string{"--consultation", id, "--role", "guest"}, "--name are required"},
+	} {
+		if _, err := runCmd(t, "", append([]string{"consult", "invite"}, bad.args...)...); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("consult invite %v: %v, want an error saying %q", bad.args, err, bad.want)
+		}
+	}
 	token, err := runCmd(t, "", "token", "create", "--provider", "grace@clinic.example")
 	token = strings.TrimSpace(token)
 	if err != nil || !strings.HasPrefix(token, "tm_") {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/telemed/telemed/internal/consult"
 )
 
 // Defaults.
@@ -25,6 +27,10 @@ const (
 	DefaultTURNRelayPorts    = "49152-65535"
 	DefaultTURNUserQuota     = 10
 	DefaultTURNCredentialTTL = 12 * time.Hour
+	// DefaultMaxParticipants and its bounds are the room's (a full mesh, devices not counted).
+	DefaultMaxParticipants = consult.DefaultMaxPeople
+	MinMaxParticipants     = consult.MinMaxPeople
+	MaxMaxParticipants     = consult.MaxMaxPeople
 )
 
 // Serve configures `telemed serve`.
@@ -51,13 +57,15 @@ type Serve struct {
 	TURNCredentialTTL  time.Duration // --turn-credential-ttl: lifetime of the TURN credentials handed out
 	TURNServers        []string      // --turn-server: external STUN/TURN URLs handed to clients (repeatable)
 	ICETransportPolicy string        // --ice-transport-policy: all, or relay to hide addresses
+	MaxParticipants    int           // --max-participants: people in a call, devices not counted
 }
 
 // DefaultServe returns the defaults of `telemed serve`.
 func DefaultServe() Serve {
 	return Serve{HTTPAddr: DefaultHTTPAddr, DataDir: DefaultDataDir, LogLevel: "info",
 		TURN: true, TURNAddr: DefaultTURNAddr, TURNTLSAddr: DefaultTURNTLSAddr, TURNRelayPorts: DefaultTURNRelayPorts,
-		TURNUserQuota: DefaultTURNUserQuota, TURNCredentialTTL: DefaultTURNCredentialTTL, ICETransportPolicy: "all"}
+		TURNUserQuota: DefaultTURNUserQuota, TURNCredentialTTL: DefaultTURNCredentialTTL, ICETransportPolicy: "all",
+		MaxParticipants: DefaultMaxParticipants}
 }
 
 // Flags registers c's fields on fs.
@@ -83,6 +91,7 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TURNUserQuota, "turn-user-quota", c.TURNUserQuota, "active relay allocations one participant may hold (-1: no limit)")
 	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "how long a TURN credential can start new allocations; calls outlive it")
 	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", listFlag(&c.TURNServers))
+	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "people a call holds (2 to 6; devices are not counted): every pair has its own peer connection, so each person sends their video once per other person")
 	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
 }
 
@@ -175,6 +184,9 @@ func (c *Serve) validateTURN() []error {
 		if (scheme != "stun" && scheme != "turn" && scheme != "turns") || rest == "" {
 			errs = append(errs, fmt.Errorf("--turn-server %q: want stun:host[:port], turn:host[:port][?transport=udp|tcp] or turns:host[:port]", u))
 		}
+	}
+	if c.MaxParticipants < MinMaxParticipants || c.MaxParticipants > MaxMaxParticipants {
+		errs = append(errs, fmt.Errorf("--max-participants %d: want %d to %d (a full mesh of peer connections: each person sends once per other person)", c.MaxParticipants, MinMaxParticipants, MaxMaxParticipants))
 	}
 	switch c.ICETransportPolicy {
 	case "all":

@@ -10,20 +10,45 @@ import (
 // Role is what a participant is in a consultation.
 type Role string
 
-// The roles of a 1:1 consultation.
+// The roles in a consultation.
 const (
+	// RoleProvider is the clinician whose consultation it is.
 	RoleProvider Role = "provider"
-	RolePatient  Role = "patient"
+	// RolePatient is the patient, who holds the consultation's patient link.
+	RolePatient Role = "patient"
+	// RoleGuest is an invited interpreter, family member or caregiver.
+	RoleGuest Role = "guest"
+	// RoleClinician is another clinician, invited, who may admit and remove people like the provider.
+	RoleClinician Role = "clinician"
 	// RoleDevice is a patient's monitoring device agent: it joins consultations of its patient to
 	// stream readings, without media and without waiting to be admitted.
 	RoleDevice Role = "device"
 )
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleProvider || r == RolePatient || r == RoleDevice }
+func (r Role) Valid() bool { return r.Person() || r == RoleDevice }
 
-// Person reports whether r is a person (provider or patient) rather than a device.
-func (r Role) Person() bool { return r == RoleProvider || r == RolePatient }
+// Person reports whether r is a person rather than a device.
+func (r Role) Person() bool {
+	return r == RoleProvider || r == RolePatient || r == RoleGuest || r == RoleClinician
+}
+
+// Invited reports whether r is a role that people are invited into, one invitation each.
+func (r Role) Invited() bool { return r == RoleGuest || r == RoleClinician }
+
+// Admits reports whether r may admit, decline and remove people, and let them share a screen.
+func (r Role) Admits() bool { return r == RoleProvider || r == RoleClinician }
+
+// Invitation is one more person asked into a consultation: an interpreter, a family member, a
+// caregiver (RoleGuest) or another clinician (RoleClinician). Its link names it.
+type Invitation struct {
+	ID             string
+	ConsultationID string
+	Role           Role
+	Name           string
+	CreatedAt      time.Time
+	RevokedAt      *time.Time
+}
 
 // Provider is a clinician with an account.
 type Provider struct {
@@ -52,6 +77,9 @@ type Consultation struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time  // when its links stop working
 	EndedAt    *time.Time // set once the provider ends it
+	// PatientRemovedAt is set once a provider or clinician removed the patient from the call: the
+	// patient link no longer joins.
+	PatientRemovedAt *time.Time
 }
 
 // Status is where a consultation stands.
@@ -94,6 +122,12 @@ const (
 	AuditAdmitted = "participant.admitted"
 	AuditDeclined = "participant.declined"
 	AuditLeft     = "participant.left"
+	// AuditRemoved is a person taken out of the call by a provider or clinician; its detail is who.
+	AuditRemoved = "participant.removed"
+	// AuditInvited and AuditInvitationRevoked are invitations made and revoked; the detail is the
+	// invitation's id and role, never the name.
+	AuditInvited           = "invitation.created"
+	AuditInvitationRevoked = "invitation.revoked"
 	// AuditTranscriptSaved is a save of the consultation's chat transcript; its detail is the number
 	// of messages, never their text.
 	AuditTranscriptSaved = "transcript.saved"
@@ -135,6 +169,8 @@ var (
 	ErrNotAdmitted       = errors.New("participant is still in the waiting room")
 	ErrUnknownPeer       = errors.New("no such participant in this consultation")
 	ErrRoomFull          = errors.New("a patient is already admitted")
+	ErrCallFull          = errors.New("the call already holds as many people as it may")
+	ErrRemoved           = errors.New("removed from this consultation")
 	ErrWaitingRoomFull   = errors.New("the waiting room is full")
 	ErrTooManyDevices    = errors.New("too many devices are in this consultation")
 	ErrDeviceRevoked     = errors.New("the device has been revoked, or is not the consultation's patient's")

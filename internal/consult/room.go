@@ -11,9 +11,19 @@ type Member struct {
 	Role  Role
 	Name  string
 	Since time.Time // when they arrived
+	// Media is what the member last said of its microphone, camera and screen.
+	Media Media
+	// CanShare is whether the member may share a screen: providers and clinicians always, others
+	// once allowed.
+	CanShare bool
 
 	admitted bool
 	order    int // admission order; the earlier admitted member of a pair is the polite one
+}
+
+// Media is a participant's media state: microphone on, camera on, sharing a screen.
+type Media struct {
+	Audio, Video, Screen bool
 }
 
 // Admitted reports whether the member is in the call rather than the waiting room.
@@ -22,31 +32,52 @@ func (m Member) Admitted() bool { return m.admitted }
 // Room is the waiting room and call of one consultation. It is a plain state machine: it does no I/O
 // and is not safe for concurrent use; its owner serialises access.
 type Room struct {
-	members map[string]*Member
-	next    int
+	members   map[string]*Member
+	next      int
+	maxPeople int
 }
 
-// NewRoom returns an empty room.
-func NewRoom() *Room { return &Room{members: make(map[string]*Member)} }
+// Limits on the people in a call (devices are not counted).
+const (
+	DefaultMaxPeople = 4
+	MinMaxPeople     = 2
+	MaxMaxPeople     = 6 // a full mesh: each person sends to every other, so the uplink bounds it
+)
 
-// MaxWaiting is how many may wait at once. A consultation is one to one; the bound keeps anyone who
-// holds the patient link from filling the server, and the provider's screen, with arrivals.
+// NewRoom returns an empty room whose call holds at most maxPeople people (DefaultMaxPeople if 0).
+func NewRoom(maxPeople int) *Room {
+	if maxPeople <= 0 {
+		maxPeople = DefaultMaxPeople
+	}
+	return &Room{members: make(map[string]*Member), maxPeople: maxPeople}
+}
+
+// MaxPeople is how many people the call holds.
+func (r *Room) MaxPeople() int { return r.maxPeople }
+
+// MaxWaiting is how many may wait at once. The bound keeps anyone who holds a link from filling the
+// server, and the provider's screen, with arrivals.
 const MaxWaiting = 20
 
 // MaxDevices is how many of the patient's devices may be in a call at once.
 const MaxDevices = 8
 
 // Add puts a new member in the room. Providers and the patient's devices (which hold a link only the
-// server gives them) go straight into the call; patients wait to be admitted, unless MaxWaiting already
-// wait (ErrWaitingRoomFull).
+// server gives them) go straight into the call; other people wait to be admitted. A person is refused
+// when the call already holds MaxPeople people (ErrCallFull) or MaxWaiting already wait
+// (ErrWaitingRoomFull).
 func (r *Room) Add(m Member) (Member, error) {
-	if m.Role == RolePatient && len(r.Waiting()) >= MaxWaiting {
+	switch {
+	case m.Role.Person() && r.people() >= r.maxPeople:
+		return Member{}, ErrCallFull
+	case m.Role.Person() && m.Role != RoleProvider && len(r.Waiting()) >= MaxWaiting:
 		return Member{}, ErrWaitingRoomFull
-	}
-	if m.Role == RoleDevice && len(r.list(func(x *Member) bool { return x.Role == RoleDevice }, nil)) >= MaxDevices {
+	case m.Role == RoleDevice && len(r.list(func(x *Member) bool { return x.Role == RoleDevice }, nil)) >= MaxDevices:
 		return Member{}, ErrTooManyDevices
 	}
 	m.admitted = false
+	m.Media = Media{Audio: m.Role.Person(), Video: m.Role.Person()}
+	m.CanShare = m.Role.Admits()
 	n := &m
 	r.members[m.ID] = n
 	if m.Role == RoleProvider || m.Role == RoleDevice {
@@ -55,21 +86,35 @@ func (r *Room) Add(m Member) (Member, error) {
 	return *n, nil
 }
 
+// people counts the people (not devices) in the call.
+func (r *Room) people() int {
+	n := 0
+	for _, m := range r.members {
+		if m.admitted && m.Role.Person() {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Room) admitLocked(m *Member) {
 	r.next++
 	m.admitted = true
 	m.order = r.next
 }
 
-// Admit lets a waiting patient into the call. Only a provider in the room may admit, and only one patient
-// may be in the call at a time.
+// Admit lets a waiting person into the call. Only a provider or clinician in the call may admit; the
+// call holds at most MaxPeople people (ErrCallFull), and one patient (ErrRoomFull).
 func (r *Room) Admit(by, who string) (Member, error) {
 	target, err := r.waitingTarget(by, who)
 	if err != nil {
 		return Member{}, err
 	}
+	if r.people() >= r.maxPeople {
+		return Member{}, ErrCallFull
+	}
 	for _, m := range r.members {
-		if m.admitted && m.Role == RolePatient {
+		if m.admitted && m.Role == RolePatient && target.Role == RolePatient {
 			return Member{}, ErrRoomFull
 		}
 	}
@@ -77,7 +122,7 @@ func (r *Room) Admit(by, who string) (Member, error) {
 	return *target, nil
 }
 
-// Decline removes a waiting patient from the room.
+// Decline removes a waiting person from the room.
 func (r *Room) Decline(by, who string) (Member, error) {
 	target, err := r.waitingTarget(by, who)
 	if err != nil {
@@ -88,15 +133,78 @@ func (r *Room) Decline(by, who string) (Member, error) {
 }
 
 func (r *Room) waitingTarget(by, who string) (*Member, error) {
-	actor, ok := r.members[by]
-	if !ok || actor.Role != RoleProvider {
-		return nil, ErrForbidden
+	if err := r.mayAdmit(by); err != nil {
+		return nil, err
 	}
 	target, ok := r.members[who]
 	if !ok || target.admitted {
 		return nil, ErrUnknownPeer
 	}
 	return target, nil
+}
+
+// mayAdmit checks that by is a provider or clinician in the call.
+func (r *Room) mayAdmit(by string) error {
+	actor, ok := r.members[by]
+	if !ok || !actor.Role.Admits() {
+		return ErrForbidden
+	}
+	if !actor.admitted {
+		return ErrNotAdmitted
+	}
+	return nil
+}
+
+// RemoveBy takes a person out of the room (waiting or in the call) at the word of a provider or
+// clinician. The provider and devices cannot be removed (ErrForbidden), nor can one remove oneself
+// (ErrUnknownPeer: leaving is for that).
+func (r *Room) RemoveBy(by, who string) (Member, error) {
+	if err := r.mayAdmit(by); err != nil {
+		return Member{}, err
+	}
+	target, ok := r.members[who]
+	if !ok || who == by {
+		return Member{}, ErrUnknownPeer
+	}
+	if target.Role == RoleProvider || target.Role == RoleDevice {
+		return Member{}, ErrForbidden
+	}
+	delete(r.members, who)
+	return *target, nil
+}
+
+// SetMedia records a member's media state. Only a member in the call may say it, and only one who
+// may share can say it shares a screen (ErrForbidden).
+func (r *Room) SetMedia(id string, media Media) (Member, error) {
+	m, ok := r.members[id]
+	if !ok || !m.admitted {
+		return Member{}, ErrNotAdmitted
+	}
+	if media.Screen && !m.CanShare {
+		return Member{}, ErrForbidden
+	}
+	m.Media = media
+	return *m, nil
+}
+
+// AllowShare lets a patient or guest in the call share a screen, or takes it back (which also ends
+// a share under way), at the word of a provider or clinician. Providers and clinicians always may.
+func (r *Room) AllowShare(by, who string, allowed bool) (Member, error) {
+	if err := r.mayAdmit(by); err != nil {
+		return Member{}, err
+	}
+	target, ok := r.members[who]
+	if !ok || !target.admitted || !target.Role.Person() {
+		return Member{}, ErrUnknownPeer
+	}
+	if target.Role.Admits() {
+		return *target, nil
+	}
+	target.CanShare = allowed
+	if !allowed {
+		target.Media.Screen = false
+	}
+	return *target, nil
 }
 
 // Remove takes a member out of the room, whether waiting or admitted.
@@ -156,18 +264,19 @@ func (r *Room) Waiting() []Member {
 	return r.list(func(m *Member) bool { return !m.admitted }, func(a, b *Member) int { return a.Since.Compare(b.Since) })
 }
 
-// Providers returns the ids of the providers in the room.
-func (r *Room) Providers() []string {
+// Admitters returns the ids of the providers and clinicians in the call: those who see the waiting
+// room and the patient's alerts.
+func (r *Room) Admitters() []string {
 	var ids []string
 	for _, m := range r.Admitted() {
-		if m.Role == RoleProvider {
+		if m.Role.Admits() {
 			ids = append(ids, m.ID)
 		}
 	}
 	return ids
 }
 
-// Present reports whether a person (provider or patient, not a device) is in the call.
+// Present reports whether a person (not a device) is in the call.
 func (r *Room) Present() bool {
 	for _, m := range r.members {
 		if m.admitted && m.Role.Person() {

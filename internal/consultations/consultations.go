@@ -184,8 +184,10 @@ type Ticket struct {
 	ProviderName string
 	// Expired is set when the link has expired. A holder may still resume a place it already had.
 	Expired bool
-	// Subject is the device a device's link was issued to.
+	// Subject is the device or invitation a link was issued to.
 	Subject string
+	// Name is the invitation's name, shown for its holder; "" for other links.
+	Name string
 }
 
 // Admit checks a link token for a consultation. It returns the consult.Err* errors for a bad, expired
@@ -217,11 +219,38 @@ func (s *Service) Admit(ctx context.Context, consultationID, token string) (Tick
 			return Ticket{}, fmt.Errorf("admit device to %s: %w", consultationID, err)
 		}
 	}
+	name, err := s.admitPerson(ctx, c, claims.Role, claims.Subject)
+	if err != nil {
+		return Ticket{}, err
+	}
 	p, err := s.store.ProviderByID(ctx, c.ProviderID)
 	if err != nil {
 		return Ticket{}, fmt.Errorf("admit to %s: %w", consultationID, err)
 	}
-	return Ticket{Consultation: c, Role: claims.Role, Subject: claims.Subject, ProviderName: p.Name, Expired: expired}, nil
+	return Ticket{Consultation: c, Role: claims.Role, Subject: claims.Subject, Name: name, ProviderName: p.Name, Expired: expired}, nil
+}
+
+// admitPerson checks the link of a person other than the provider: an invitation must be of this
+// consultation and role, and unrevoked; the patient link stops once the patient was removed. It
+// returns the invitation's name.
+func (s *Service) admitPerson(ctx context.Context, c consult.Consultation, role consult.Role, subject string) (string, error) {
+	switch {
+	case role == consult.RolePatient && c.PatientRemovedAt != nil:
+		return "", consult.ErrRemoved
+	case !role.Invited():
+		return "", nil
+	}
+	inv, err := s.store.Invitation(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (inv.ConsultationID != c.ID || inv.Role != role)) {
+		return "", consult.ErrBadToken
+	}
+	if err != nil {
+		return "", fmt.Errorf("admit invitation %s: %w", subject, err)
+	}
+	if inv.RevokedAt != nil {
+		return "", consult.ErrRemoved
+	}
+	return inv.Name, nil
 }
 
 // AuditTrail returns a consultation's audit trail, oldest first.

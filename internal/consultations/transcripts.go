@@ -73,9 +73,15 @@ func (s *Service) CheckTranscriptAccess(ctx context.Context, by Caller, consulta
 }
 
 // transcriptAccess checks that the caller may see the consultation's transcript and returns the
-// actor for the audit trail. A provider must own the consultation; a link token must be the
-// provider's, for this consultation, unexpired, and the consultation not ended.
+// actor for the audit trail.
 func (s *Service) transcriptAccess(ctx context.Context, by Caller, consultationID string) (string, error) {
+	return s.providerAccess(ctx, by, consultationID, "save the transcript")
+}
+
+// providerAccess checks that the caller acts for the consultation's provider, and returns the actor
+// for the audit trail; doing says what for, in the errors. A provider must own the consultation; a
+// link token must be the provider's, for this consultation, unexpired, and the consultation not ended.
+func (s *Service) providerAccess(ctx context.Context, by Caller, consultationID, doing string) (string, error) {
 	if by.linkToken == "" {
 		if by.provider.ID == "" {
 			return "", errcode.Errorf(errcode.Unauthenticated, "sign in, or send the provider's link token or an API token")
@@ -90,11 +96,11 @@ func (s *Service) transcriptAccess(ctx context.Context, by Caller, consultationI
 	case errors.Is(err, consult.ErrWrongConsultation):
 		return "", errcode.Errorf(errcode.BadToken, "this link token is for another consultation")
 	case errors.Is(err, consult.ErrLinkExpired):
-		return "", errcode.Errorf(errcode.BadToken, "this consultation's link has expired; sign in to save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "this consultation's link has expired; sign in to %s", doing)
 	case err != nil:
 		return "", errcode.Errorf(errcode.BadToken, "the link token is not valid")
 	case claims.Role != consult.RoleProvider:
-		return "", errcode.Errorf(errcode.BadToken, "only the provider can save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "only the provider can %s", doing)
 	}
 	c, err := s.store.Consultation(ctx, consultationID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -104,7 +110,7 @@ func (s *Service) transcriptAccess(ctx context.Context, by Caller, consultationI
 		return "", fmt.Errorf("transcript of %s: %w", consultationID, err)
 	}
 	if c.EndedAt != nil {
-		return "", errcode.Errorf(errcode.BadToken, "this consultation has ended, so its links no longer work; sign in to save the transcript")
+		return "", errcode.Errorf(errcode.BadToken, "this consultation has ended, so its links no longer work; sign in to %s", doing)
 	}
 	return linkActor, nil
 }

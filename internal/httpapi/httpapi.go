@@ -39,6 +39,11 @@ type Options struct {
 	Accounts Accounts
 	// Consultations serves the consultation and transcript endpoints.
 	Consultations Consultations
+	// Invitations serves a consultation's invitations.
+	Invitations Invitations
+	// InvitationRevoked is told when an invitation is revoked, to remove its holder from the call.
+	// Default: nothing.
+	InvitationRevoked func(consultationID, invitationID string)
 	// Patients serves a provider's patients' records.
 	Patients Patients
 	// Events streams a patient's record as it changes.
@@ -89,6 +94,9 @@ func New(o Options) http.Handler {
 	if o.DeviceRevoked == nil {
 		o.DeviceRevoked = func(string) {}
 	}
+	if o.InvitationRevoked == nil {
+		o.InvitationRevoked = func(string, string) {}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -119,6 +127,11 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /api/v1/consultations/{id}/end", a.provider(a.endConsultation))
 	mux.HandleFunc("POST /api/v1/consultations/{id}/transcript", a.providerOrLink(a.saveTranscript))
 	mux.HandleFunc("GET /api/v1/consultations/{id}/transcript", a.providerOrLink(a.getTranscript))
+	if o.Invitations != nil {
+		mux.HandleFunc("POST /api/v1/consultations/{id}/invitations", a.providerOrLink(a.invite))
+		mux.HandleFunc("GET /api/v1/consultations/{id}/invitations", a.providerOrLink(a.listInvitations))
+		mux.HandleFunc("DELETE /api/v1/consultations/{id}/invitations/{inv}", a.providerOrLink(a.revokeInvitation))
+	}
 	a.monitoringRoutes(mux)
 	a.fhirRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -219,6 +232,7 @@ var statusOfCode = map[errcode.Code]int{
 	errcode.NotFound:        http.StatusNotFound,
 	errcode.Busy:            http.StatusTooManyRequests,
 	errcode.Conflict:        http.StatusConflict,
+	errcode.Ended:           http.StatusConflict,
 	errcode.BadOrigin:       http.StatusForbidden,
 	errcode.Internal:        http.StatusInternalServerError,
 }

@@ -165,7 +165,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 	s.signal = sig
 
 	handler := httpapi.New(httpapi.Options{
-		Accounts: svc.Accounts, Consultations: svc.Consultations,
+		Accounts: svc.Accounts, Consultations: svc.Consultations, Invitations: svc.Consultations, InvitationRevoked: sig.RemoveInvited,
 		Patients: svc.Monitoring, Events: svc.Monitoring, Devices: svc.Monitoring, Export: svc.Monitoring,
 		BaseURL: s.baseURL, Now: o.Now, Signaling: sig, EndConsultation: sig.EndConsultation, Static: web.Static,
 		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
@@ -199,7 +199,11 @@ func (s *Server) signalOptions(o Options) signal.Options {
 			return signal.Ticket{}, err
 		}
 		return signal.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
-			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject}, nil
+			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject, Name: t.Name}, nil
+	}
+	so.Removed = svc.Consultations.StopLink
+	if so.MaxParticipants == 0 {
+		so.MaxParticipants = s.cfg.MaxParticipants
 	}
 	so.Audit = func(ctx context.Context, e consult.AuditEvent) {
 		svc.Consultations.Audit(context.WithoutCancel(ctx), e)

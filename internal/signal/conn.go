@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -215,6 +216,12 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 		err = c.srv.hub.admit(ctx, c.p, m.Peer)
 	case protocol.TypeDecline:
 		err = c.srv.hub.decline(ctx, c.p, m.Peer)
+	case protocol.TypeRemove:
+		err = c.srv.hub.remove(ctx, c.p, m.Peer)
+	case protocol.TypeMedia:
+		err = c.srv.hub.media(c.p, consult.Media{Audio: *m.Audio, Video: *m.Video, Screen: *m.Screen})
+	case protocol.TypeAllowShare:
+		err = c.srv.hub.allowShare(c.p, m.Peer, *m.Allowed)
 	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
 		err = c.srv.hub.relay(c.p, m)
 	case protocol.TypeLeave:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -23,8 +23,11 @@ type Ticket struct {
 	Role           consult.Role
 	// Expired is set for an expired link: its holder may only resume a place it already has.
 	Expired bool
-	// Subject is the one holder a link was issued to (a device's id), or "".
+	// Subject is the one holder a link was issued to (an invitation's or a device's id), or "".
 	Subject string
+	// Name is the name the link was issued for (an invitation's), shown instead of the one the
+	// holder types; "" for links that carry none.
+	Name string
 }
 
 // Gatekeeper checks a link token for a consultation. It returns consult.ErrBadToken,
@@ -56,13 +59,13 @@ type room struct {
 // other than Router.Send, which only queues.
 type hub struct {
 	opts   *Options
-	router Router
+	router route.Router
 
 	mu       sync.Mutex
 	rooms    map[string]*room
 	byResume map[string]*participant
-	// kicked are the subjects (devices) disconnected for good: a join the gatekeeper let through
-	// just before the kick must not get in after it.
+	// kicked are the links disconnected for good (linkKey: a revoked device or invitation, a removed
+	// patient): a join the gatekeeper let through just before must not get in after it.
 	kicked map[string]struct{}
 	closed bool
 }
@@ -90,6 +93,8 @@ func joinError(err error) *protocol.Error {
 		return &protocol.Error{Code: errcode.WrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
 	case errors.Is(err, consult.ErrEnded):
 		return &protocol.Error{Code: errcode.Ended, Message: "This consultation has ended."}
+	case errors.Is(err, consult.ErrRemoved):
+		return kickedError(consult.RoleGuest)
 	case errors.Is(err, consult.ErrDeviceRevoked):
 		return &protocol.Error{Code: errcode.BadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
 	default:
@@ -118,6 +123,8 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	name := m.Name
 	if t.Role == consult.RoleProvider {
 		name = t.ProviderName
+	} else if t.Name != "" {
+		name = t.Name
 	} else if name == "" {
 		return nil, &protocol.Error{Code: errcode.BadField, Message: "Please enter your name before joining."}
 	}
@@ -130,13 +137,14 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 		h.mu.Unlock()
 		return nil, &protocol.Error{Code: errcode.Internal, Message: "The server is shutting down."}
 	}
-	if _, gone := h.kicked[t.Subject]; gone && t.Subject != "" {
+	if _, gone := h.kicked[linkKey(t.ConsultationID, t.Role, t.Subject)]; gone {
 		h.mu.Unlock()
-		return nil, joinError(consult.ErrDeviceRevoked)
+		return nil, kickedError(t.Role)
 	}
 	r := h.rooms[t.ConsultationID]
 	if r == nil {
-		r = &room{id: t.ConsultationID, title: t.Title, providerName: t.ProviderName, state: consult.NewRoom(), members: make(map[string]*participant)}
+		r = &room{id: t.ConsultationID, title: t.Title, providerName: t.ProviderName,
+			state: consult.NewRoom(h.opts.MaxParticipants), members: make(map[string]*participant)}
 		h.rooms[r.id] = r
 	}
 	member, err := r.state.Add(consult.Member{ID: p.id, Role: p.role, Name: p.name, Since: now})
@@ -145,10 +153,7 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 			delete(h.rooms, r.id)
 		}
 		h.mu.Unlock()
-		if errors.Is(err, consult.ErrTooManyDevices) {
-			return nil, &protocol.Error{Code: errcode.RoomFull, Message: fmt.Sprintf("%d devices are already in this consultation.", consult.MaxDevices)}
-		}
-		return nil, &protocol.Error{Code: errcode.WaitingRoomFull, Message: "The waiting room is full. Please try again in a few minutes."}
+		return nil, addError(err, r.state.MaxPeople())
 	}
 	p.room, p.conn = r, c
 	p.log = h.opts.Logger.With("consultation", r.id, "participant", p.id, "role", p.role)
@@ -187,8 +192,8 @@ func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*partici
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.byResume[secret]
-	if _, gone := h.kicked[t.Subject]; gone && t.Subject != "" {
-		return nil, joinError(consult.ErrDeviceRevoked)
+	if _, gone := h.kicked[linkKey(t.ConsultationID, t.Role, t.Subject)]; gone {
+		return nil, kickedError(t.Role)
 	}
 	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role || p.subject != t.Subject {
 		return nil, &protocol.Error{Code: errcode.BadResume, Message: "Your earlier place in this consultation has expired. Join again."}
@@ -213,9 +218,9 @@ func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
 	me, _ := r.state.Member(p.id)
 	w := protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.ProtocolVersion,
-		You:          protocol.You{ID: p.id, Role: string(p.role), Name: p.name},
+		You:          protocol.You{ID: p.id, Role: string(p.role), Name: p.name, CanShare: me.CanShare},
 		State:        stateOf(me),
-		Consultation: protocol.ConsultationInfo{ID: r.id, Title: r.title, ProviderName: r.providerName},
+		Consultation: protocol.ConsultationInfo{ID: r.id, Title: r.title, ProviderName: r.providerName, MaxParticipants: r.state.MaxPeople()},
 		Peers:        []protocol.Peer{},
 		Waiting:      []protocol.Waiting{},
 		Resume:       p.resume,
@@ -225,7 +230,7 @@ func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
 	if me.Admitted() {
 		w.Peers = h.peersLocked(p)
 	}
-	if p.role == consult.RoleProvider {
+	if p.role.Admits() {
 		w.Waiting = waitingList(r)
 	}
 	return w
@@ -236,7 +241,7 @@ func (h *hub) peersLocked(p *participant) []protocol.Peer {
 	peers := []protocol.Peer{}
 	for _, m := range p.room.state.Admitted() {
 		if m.ID != p.id && consult.Connects(p.role, m.Role) {
-			peers = append(peers, protocol.Peer{ID: m.ID, Role: string(m.Role), Name: m.Name, Polite: p.room.state.Polite(p.id, m.ID)})
+			peers = append(peers, peerOf(m, p.room.state.Polite(p.id, m.ID)))
 		}
 	}
 	return peers
@@ -245,14 +250,14 @@ func (h *hub) peersLocked(p *participant) []protocol.Peer {
 func waitingList(r *room) []protocol.Waiting {
 	out := []protocol.Waiting{}
 	for _, m := range r.state.Waiting() {
-		out = append(out, protocol.Waiting{ID: m.ID, Name: m.Name, Since: m.Since.UTC()})
+		out = append(out, protocol.Waiting{ID: m.ID, Role: string(m.Role), Name: m.Name, Since: m.Since.UTC()})
 	}
 	return out
 }
 
 func (h *hub) sendLobbyLocked(r *room) {
 	msg := encode(protocol.Lobby{Type: protocol.TypeLobby, Waiting: waitingList(r)})
-	for _, id := range r.state.Providers() {
+	for _, id := range r.state.Admitters() {
 		h.router.Send(id, msg)
 	}
 }
@@ -260,23 +265,25 @@ func (h *hub) sendLobbyLocked(r *room) {
 // announceJoinedLocked tells the other admitted members that p is in the call.
 func (h *hub) announceJoinedLocked(p *participant) {
 	r := p.room
+	me, _ := r.state.Member(p.id)
 	for _, m := range r.state.Admitted() {
 		if m.ID == p.id || !consult.Connects(p.role, m.Role) {
 			continue
 		}
-		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined,
-			Peer: protocol.Peer{ID: p.id, Role: string(p.role), Name: p.name, Polite: r.state.Polite(m.ID, p.id)}}))
+		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.state.Polite(m.ID, p.id))}))
 	}
 }
 
 func roomError(err error) *protocol.Error {
 	switch {
 	case errors.Is(err, consult.ErrForbidden):
-		return &protocol.Error{Code: errcode.Forbidden, Message: "Only the provider can admit or decline."}
+		return &protocol.Error{Code: errcode.Forbidden, Message: "Your role in this consultation does not allow that."}
 	case errors.Is(err, consult.ErrNotAdmitted):
 		return &protocol.Error{Code: errcode.NotAdmitted, Message: "You are still in the waiting room."}
 	case errors.Is(err, consult.ErrRoomFull):
 		return &protocol.Error{Code: errcode.RoomFull, Message: "A patient is already in this consultation."}
+	case errors.Is(err, consult.ErrCallFull):
+		return &protocol.Error{Code: errcode.RoomFull, Message: "The visit is full: no more people can be admitted."}
 	default:
 		return &protocol.Error{Code: errcode.UnknownPeer, Message: "That participant is not in this consultation."}
 	}
@@ -298,7 +305,7 @@ func (h *hub) admit(ctx context.Context, p *participant, who string) *protocol.E
 	h.sendLobbyLocked(r)
 	h.mu.Unlock()
 
-	p.log.Info("admitted", "patient", target.ID)
+	p.log.Info("admitted", "who", target.ID, "as", target.Role)
 	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditAdmitted, ConsultationID: r.id, Detail: target.ID})
 	return nil
 }
@@ -322,7 +329,7 @@ func (h *hub) decline(ctx context.Context, p *participant, who string) *protocol
 	if conn != nil {
 		conn.close(closeNormal, "declined")
 	}
-	p.log.Info("declined", "patient", target.ID)
+	p.log.Info("declined", "who", target.ID)
 	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditDeclined, ConsultationID: r.id, Detail: target.ID})
 	return nil
 }
@@ -410,12 +417,12 @@ func (h *hub) present(id string) bool {
 	return r != nil && r.state.Present()
 }
 
-// sendProviders sends msg to the providers in the call of a consultation.
-func (h *hub) sendProviders(id string, msg []byte) {
+// sendAdmitters sends msg to the providers and clinicians in the call of a consultation.
+func (h *hub) sendAdmitters(id string, msg []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rooms[id]; r != nil {
-		for _, pid := range r.state.Providers() {
+		for _, pid := range r.state.Admitters() {
 			h.router.Send(pid, msg)
 		}
 	}
@@ -429,7 +436,7 @@ func (h *hub) kick(subject string) {
 	}
 	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.BadToken, Message: "This device has been revoked."})
 	h.mu.Lock()
-	h.kicked[subject] = struct{}{}
+	h.kicked[linkKey("", consult.RoleDevice, subject)] = struct{}{}
 	var ps []*participant
 	var conns []*conn
 	for _, r := range h.rooms {

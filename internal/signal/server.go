@@ -1,3 +1,6 @@
+// Package signal is telemed's signaling server: one loop per WebSocket client, and the hub that keeps
+// each consultation's waiting room and relays offers, answers and ICE candidates between its admitted
+// members (docs/signaling.md). Media never passes through it. Package route delivers its messages.
 package signal
 
 import (
@@ -15,6 +18,7 @@ import (
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/origin"
+	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -32,8 +36,8 @@ type Options struct {
 	// ICETransportPolicy is told to every client: "all" (default) or "relay", which keeps media on
 	// TURN so that neither side learns the other's IP address.
 	ICETransportPolicy string
-	// Router carries messages to participants. Default: a LocalRouter.
-	Router Router
+	// Router carries messages to participants. Default: a route.Local.
+	Router route.Router
 	// Logger for connection events. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
@@ -41,6 +45,13 @@ type Options struct {
 	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket, besides the Host
 	// the request came in on. Default: none.
 	AllowedOrigins []string
+	// MaxParticipants is how many people a call holds, devices not counted. Default:
+	// consult.DefaultMaxPeople (4).
+	MaxParticipants int
+	// Removed makes a removal last: it stops the link of the person a provider or clinician removed
+	// (their invitation, or the consultation's patient link). Default: none, so the link would join
+	// again once this node forgets the removal.
+	Removed func(ctx context.Context, consultationID string, role consult.Role, subject string) error
 	// ResumeGrace is how long a dropped participant keeps its place. Default: 30 s.
 	ResumeGrace time.Duration
 	// JoinTimeout is how long a new connection has to send join. Default: 20 s.
@@ -68,6 +79,9 @@ func (o *Options) setDefaults() error {
 	if o.Audit == nil {
 		o.Audit = func(context.Context, consult.AuditEvent) {}
 	}
+	if o.Removed == nil {
+		o.Removed = func(context.Context, string, consult.Role, string) error { return nil }
+	}
 	if o.ICEServers == nil {
 		o.ICEServers = func(string) []protocol.ICEServer { return []protocol.ICEServer{} }
 	}
@@ -75,7 +89,7 @@ func (o *Options) setDefaults() error {
 		o.ICETransportPolicy = "all"
 	}
 	if o.Router == nil {
-		o.Router = NewLocalRouter()
+		o.Router = route.NewLocal()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -154,15 +168,21 @@ func (s *Server) EndConsultation(id string) { s.hub.end(id) }
 // device joins only a consultation someone is in.
 func (s *Server) Present(consultationID string) bool { return s.hub.present(consultationID) }
 
-// SendAlert tells the providers in the call of a consultation about an alert (its JSON as the HTTP API
+// SendAlert tells the providers and clinicians in the call of a consultation about an alert (its JSON as the HTTP API
 // shows it).
 func (s *Server) SendAlert(consultationID string, alert json.RawMessage) {
-	s.hub.sendProviders(consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
+	s.hub.sendAdmitters(consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
 }
 
 // Kick disconnects, from every consultation on this node, whoever joined with a link issued to
 // subject (a device that has just been revoked).
 func (s *Server) Kick(subject string) { s.hub.kick(subject) }
+
+// RemoveInvited removes from a consultation on this node whoever joined with the invitation
+// subject, which has just been revoked: they are told "removed", the others "peer_left".
+func (s *Server) RemoveInvited(consultationID, subject string) {
+	s.hub.removeSubject(context.Background(), consultationID, subject)
+}
 
 // Close disconnects every client and waits for their loops to finish.
 func (s *Server) Close() error {

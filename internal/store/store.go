@@ -15,6 +15,8 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrLimit is returned when storing one more would go over a limit the caller gave.
+	ErrLimit = errors.New("limit reached")
 )
 
 // Store is everything telemed keeps: the per-context interfaces below, which one implementation
@@ -65,6 +67,19 @@ type Consultations interface {
 	// Transcript returns a consultation's saved transcript, with its messages in the order they were
 	// saved; ErrNotFound when none has been saved.
 	Transcript(ctx context.Context, consultationID string) (consult.Transcript, error)
+
+	// CreateInvitation stores an invitation, unless its consultation already has limit of them,
+	// revoked ones included (ErrLimit); ErrNotFound if the consultation does not exist.
+	CreateInvitation(ctx context.Context, inv consult.Invitation, limit int) error
+	// Invitation finds an invitation by id.
+	Invitation(ctx context.Context, id string) (consult.Invitation, error)
+	// Invitations returns a consultation's invitations, oldest first.
+	Invitations(ctx context.Context, consultationID string) ([]consult.Invitation, error)
+	// RevokeInvitation marks an invitation revoked; revoking it again keeps the first time.
+	RevokeInvitation(ctx context.Context, id string, at time.Time) error
+	// RemovePatient records that the patient was removed from a consultation's call, which stops the
+	// patient link; removing again keeps the first time.
+	RemovePatient(ctx context.Context, consultationID string, at time.Time) error
 }
 
 // AuditLog keeps the append-only audit trail.

@@ -114,6 +114,15 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
+// fromNullMS is fromMS of a column that may be NULL (nil then).
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
 // queryAll runs a query and scans each of its rows with scan.
 func queryAll[T any](ctx context.Context, db *sql.DB, scan func(row interface{ Scan(...any) error }) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
@@ -229,28 +238,25 @@ func (s *Store) APITokenProvider(ctx context.Context, tokenHash string) (consult
 		tokenHash))
 }
 
-const consultationCols = `id, provider_id, title, created_at, expires_at, ended_at, patient_id`
+const consultationCols = `id, provider_id, title, created_at, expires_at, ended_at, patient_id, patient_removed_at`
 
 func scanConsultation(row interface{ Scan(...any) error }) (consult.Consultation, error) {
 	var c consult.Consultation
 	var created, expires int64
-	var ended sql.NullInt64
+	var ended, removed sql.NullInt64
 	var patient sql.NullString
-	if err := row.Scan(&c.ID, &c.ProviderID, &c.Title, &created, &expires, &ended, &patient); err != nil {
+	if err := row.Scan(&c.ID, &c.ProviderID, &c.Title, &created, &expires, &ended, &patient, &removed); err != nil {
 		return consult.Consultation{}, notFound(err)
 	}
 	c.PatientID = patient.String
 	c.CreatedAt, c.ExpiresAt = fromMS(created), fromMS(expires)
-	if ended.Valid {
-		t := fromMS(ended.Int64)
-		c.EndedAt = &t
-	}
+	c.EndedAt, c.PatientRemovedAt = fromNullMS(ended), fromNullMS(removed)
 	return c, nil
 }
 
 // CreateConsultation stores a new consultation.
 func (s *Store) CreateConsultation(ctx context.Context, c consult.Consultation) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO consultations (`+consultationCols+`) VALUES (?, ?, ?, ?, ?, NULL, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO consultations (`+consultationCols+`) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL)`,
 		c.ID, c.ProviderID, c.Title, ms(c.CreatedAt), ms(c.ExpiresAt), nullString(c.PatientID))
 	if isUnique(err) {
 		return fmt.Errorf("consultation %s: %w", c.ID, store.ErrConflict)
@@ -271,14 +277,7 @@ func (s *Store) ListConsultations(ctx context.Context, providerID string, limit 
 
 // EndConsultation marks a consultation ended; ending it twice keeps the first time.
 func (s *Store) EndConsultation(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE consultations SET ended_at = coalesce(ended_at, ?) WHERE id = ?`, ms(at), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.setOnce(ctx, `UPDATE consultations SET ended_at = coalesce(ended_at, ?) WHERE id = ?`, at, id)
 }
 
 // transcriptMessage is how a transcript's message is kept in the messages column's JSON array.

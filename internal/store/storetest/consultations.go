@@ -104,3 +104,68 @@ func sameTranscript(t *testing.T, got, want consult.Transcript) {
 		}
 	}
 }
+
+// testInvitations checks that invitations read back as made, stop at their limit even when made at
+// once, and are revoked once; and that removing a consultation's patient is kept.
+func testInvitations(t *testing.T, s ConsultationsStore) {
+	ctx := context.Background()
+	must(t, s.CreateProvider(ctx, provider("u_1", "a@b.example")))
+	must(t, s.CreateConsultation(ctx, consult.Consultation{ID: "c_1", ProviderID: "u_1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+	must(t, s.CreateConsultation(ctx, consult.Consultation{ID: "c_2", ProviderID: "u_1", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}))
+	inv := consult.Invitation{ID: "i_1", ConsultationID: "c_1", Role: consult.RoleGuest, Name: "Marta (interpreter)", CreatedAt: t0}
+	must(t, s.CreateInvitation(ctx, inv, 3))
+	if err := s.CreateInvitation(ctx, inv, 3); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same id again: %v, want ErrConflict", err)
+	}
+	if err := s.CreateInvitation(ctx, consult.Invitation{ID: "i_x", ConsultationID: "c_none", Role: consult.RoleGuest, Name: "x", CreatedAt: t0}, 3); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("invitation to no consultation: %v, want ErrNotFound", err)
+	}
+	// Eight at once for the two places left: exactly two get in.
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			errs <- s.CreateInvitation(ctx, consult.Invitation{ID: fmt.Sprintf("i_r%d", i), ConsultationID: "c_1",
+				Role: consult.RoleClinician, Name: "Dr R", CreatedAt: t0.Add(time.Duration(i+1) * time.Second)}, 3)
+		}()
+	}
+	made := 0
+	for range 8 {
+		err := <-errs
+		switch {
+		case err == nil:
+			made++
+		case !errors.Is(err, store.ErrLimit):
+			t.Fatalf("CreateInvitation over the limit: %v, want ErrLimit", err)
+		}
+	}
+	if made != 2 {
+		t.Fatalf("%d invitations made for 2 places", made)
+	}
+	must(t, s.CreateInvitation(ctx, consult.Invitation{ID: "i_2", ConsultationID: "c_2", Role: consult.RoleGuest, Name: "Other", CreatedAt: t0}, 3))
+	list, err := s.Invitations(ctx, "c_1")
+	if err != nil || len(list) != 3 || list[0].ID != "i_1" || list[0].Name != inv.Name || list[0].Role != consult.RoleGuest ||
+		!list[0].CreatedAt.Equal(t0) || list[0].RevokedAt != nil || list[1].Role != consult.RoleClinician {
+		t.Fatalf("Invitations = %+v, %v", list, err)
+	}
+	must(t, s.RevokeInvitation(ctx, "i_1", t0.Add(time.Minute)))
+	must(t, s.RevokeInvitation(ctx, "i_1", t0.Add(2*time.Minute)))
+	got, err := s.Invitation(ctx, "i_1")
+	if err != nil || got.RevokedAt == nil || !got.RevokedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("revoked invitation = %+v, %v; want revoked at the first time", got, err)
+	}
+	if _, err := s.Invitation(ctx, "i_none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing invitation: %v", err)
+	}
+	if err := s.RevokeInvitation(ctx, "i_none", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke missing: %v", err)
+	}
+	must(t, s.RemovePatient(ctx, "c_1", t0.Add(3*time.Minute)))
+	must(t, s.RemovePatient(ctx, "c_1", t0.Add(4*time.Minute)))
+	c, _ := s.Consultation(ctx, "c_1")
+	if c.PatientRemovedAt == nil || !c.PatientRemovedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("PatientRemovedAt = %v, want the first removal", c.PatientRemovedAt)
+	}
+	if c, _ := s.Consultation(ctx, "c_2"); c.PatientRemovedAt != nil {
+		t.Fatal("removing one consultation's patient touched another's")
+	}
+}

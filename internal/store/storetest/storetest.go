@@ -62,6 +62,7 @@ type ConsultationsStore interface {
 func Consultations(t *testing.T, open func(t *testing.T) ConsultationsStore) {
 	t.Run("consultations", func(t *testing.T) { testConsultations(t, open(t)) })
 	t.Run("transcripts", func(t *testing.T) { testTranscripts(t, open(t)) })
+	t.Run("invitations", func(t *testing.T) { testInvitations(t, open(t)) })
 }
 
 // MonitoringStore is what the Monitoring suite opens: the monitoring records and, for the providers

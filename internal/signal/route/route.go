@@ -1,7 +1,7 @@
-// Package signal is telemed's signaling server: one loop per WebSocket client, and the hub that keeps
-// each consultation's waiting room and relays offers, answers and ICE candidates between its admitted
-// members (docs/signaling.md). Media never passes through it.
-package signal
+// Package route carries the signaling server's messages to participants wherever their connection
+// is, numbering them so that a participant that resumes gets what it missed. It knows nothing of
+// rooms: the hub decides who is told what, the router only delivers.
+package route
 
 import (
 	"strconv"
@@ -38,8 +38,8 @@ type Router interface {
 // during a network blip, not an unbounded memory sink.
 const kept = 128
 
-// LocalRouter is the Router of a single node.
-type LocalRouter struct {
+// Local is the Router of a single node.
+type Local struct {
 	mu    sync.Mutex
 	boxes map[string]*mailbox
 }
@@ -55,8 +55,8 @@ type mailbox struct {
 	recent []numbered // the last `kept` messages, oldest first
 }
 
-// NewLocalRouter returns an empty LocalRouter.
-func NewLocalRouter() *LocalRouter { return &LocalRouter{boxes: make(map[string]*mailbox)} }
+// NewLocal returns an empty Local.
+func NewLocal() *Local { return &Local{boxes: make(map[string]*mailbox)} }
 
 // withSeq puts "seq":n first in an encoded JSON object.
 func withSeq(n uint64, msg []byte) []byte {
@@ -70,7 +70,7 @@ func withSeq(n uint64, msg []byte) []byte {
 }
 
 // Attach implements Router.
-func (r *LocalRouter) Attach(id string, s Sender, first []byte, after uint64) {
+func (r *Local) Attach(id string, s Sender, first []byte, after uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.boxes[id]
@@ -88,7 +88,7 @@ func (r *LocalRouter) Attach(id string, s Sender, first []byte, after uint64) {
 }
 
 // Detach implements Router.
-func (r *LocalRouter) Detach(id string, s Sender) {
+func (r *Local) Detach(id string, s Sender) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if b := r.boxes[id]; b != nil && b.sender == s {
@@ -97,7 +97,7 @@ func (r *LocalRouter) Detach(id string, s Sender) {
 }
 
 // Send implements Router.
-func (r *LocalRouter) Send(id string, msg []byte) {
+func (r *Local) Send(id string, msg []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.boxes[id]
@@ -117,7 +117,7 @@ func (r *LocalRouter) Send(id string, msg []byte) {
 }
 
 // Forget implements Router.
-func (r *LocalRouter) Forget(id string) {
+func (r *Local) Forget(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.boxes, id)
