@@ -64,7 +64,9 @@ func (h *hub) remove(ctx context.Context, p *participant, who string) *protocol.
 		return roomError(err)
 	}
 	tp := p.room.members[who]
-	h.kicked[linkKey(p.room.id, tp.role, tp.subject)] = struct{}{}
+	if key := linkKey(p.room.id, tp.role, tp.subject); key != "" {
+		h.kicked[key] = struct{}{}
+	}
 	conn := h.removedLocked(tp, target.Admitted())
 	h.mu.Unlock()
 	h.afterRemoval(ctx, p.id, tp, conn)

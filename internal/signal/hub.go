@@ -230,7 +230,7 @@ func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
 	if me.Admitted() {
 		w.Peers = h.peersLocked(p)
 	}
-	if p.role.Admits() {
+	if p.role.Admits() && me.Admitted() {
 		w.Waiting = waitingList(r)
 	}
 	return w
