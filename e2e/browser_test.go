@@ -45,9 +45,9 @@ func newDenyingBrowser(t *testing.T, execPath string) context.Context {
 	return startBrowser(t, execPath, chromedp.Flag("deny-permission-prompts", true))
 }
 
-func startBrowser(t *testing.T, execPath string, permission chromedp.ExecAllocatorOption) context.Context {
+func startBrowser(t *testing.T, execPath string, permission ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], permission,
+	opts := append(append(chromedp.DefaultExecAllocatorOptions[:], permission...),
 		chromedp.ExecPath(execPath),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox,

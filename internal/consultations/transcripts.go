@@ -43,7 +43,7 @@ const linkActor = "provider link"
 // TranscriptMessage is one chat message of a transcript as the API takes and gives it. Its JSON form
 // is part of the public API.
 type TranscriptMessage struct {
-	From string `json:"from"` // "provider" or "patient"
+	From string `json:"from"` // a person's role: "provider", "patient", "guest" or "clinician"
 	Name string `json:"name"` // the sender's display name, 0 to 80 characters
 	Text string `json:"text"` // 1 to 4000 characters
 	At   string `json:"at"`   // RFC 3339, fractional seconds allowed
@@ -153,7 +153,7 @@ func transcriptMessage(i int, m TranscriptMessage) (consult.TranscriptMessage, e
 	}
 	from := consult.Role(m.From)
 	if !from.Person() {
-		return consult.TranscriptMessage{}, bad("from", "must be \"provider\" or \"patient\", not %s", errcode.Quote(m.From))
+		return consult.TranscriptMessage{}, bad("from", "must be \"provider\", \"patient\", \"guest\" or \"clinician\", not %s", errcode.Quote(m.From))
 	}
 	name := consult.TrimChatText(m.Name)
 	if n := utf8.RuneCountInString(name); n > MaxTranscriptName {

@@ -7,9 +7,17 @@ import { Chat } from './chat.js';
 import { Transfers } from './transfer.js';
 import { VitalsPanel, AlertList } from './vitals.js';
 import { $, h, tokenFromHash } from './dom.js';
+import { Tiles } from './tiles.js';
+import { InviteDialog, roleWord } from './invite.js';
+import { capsFor, measure, ownConnectionWeak } from './quality.js';
 
 const ERROR_CLEAR_MS = 10000;
 const LOBBY_TICK_MS = 15000;
+const QUALITY_MS = 2000;
+const SPEAKING_MS = 250;
+// An audio level (0 to 1) above this is someone speaking; the highlight stays a moment after.
+const SPEAKING_LEVEL = 0.04;
+const SPEAKING_HOLD_MS = 800;
 
 // Full-page explanations for errors that end the visit. [title, patient text, provider text]
 const FATAL_TEXT = {
@@ -42,6 +50,11 @@ const FATAL_TEXT = {
     'The waiting room is full',
     'Too many people are waiting for this consultation right now. Please try again in a few minutes.',
     'Too many people are waiting for this consultation right now.',
+  ],
+  room_full: [
+    'This visit is full',
+    'The visit already has as many people as it can hold. Please ask your clinic to let you in when someone leaves.',
+    'The visit already has as many people as it can hold. Someone must leave before another person can join.',
   ],
   unsupported_version: [
     'Please reload the page',
@@ -76,10 +89,15 @@ const el = {
   waitingPreview: $('#waiting-preview'),
   waitLeaveBtn: $('#wait-leave-btn'),
   stage: $('.stage'),
-  remoteVideo: $('#remote-video'),
+  tiles: $('#tiles'),
   remotePlaceholder: $('#remote-placeholder'),
   remotePlaceholderText: $('#remote-placeholder-text'),
-  remoteName: $('#remote-name'),
+  timer: $('#call-timer'),
+  shareBtn: $('#share-btn'),
+  inviteBtn: $('#invite-btn'),
+  qualityWarning: $('#quality-warning'),
+  sharingNotice: $('#sharing-notice'),
+  toast: $('#call-toast'),
   soundBtn: $('#sound-btn'),
   localVideo: $('#local-video'),
   lobbyPanel: $('#lobby-panel'),
@@ -104,14 +122,17 @@ const el = {
 
 const consultationId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const token = tokenFromHash();
-// A token is <consultation>.<role>.<expiry>.<signature> (docs/signaling.md). Counting from
-// the end keeps this right even if an id ever contains a dot.
+// A token is <consultation>.<role>.<expiry>[.<invitation>].<signature> (docs/signaling.md): the
+// role is always the second part. Only the server's word counts; this prepares the page.
 const role = roleOfToken(token);
 const isProvider = role === 'provider';
+// Providers and clinicians admit, remove and allow sharing.
+const canAdmit = role === 'provider' || role === 'clinician';
+const PERSON_ROLES = ['provider', 'patient', 'guest', 'clinician'];
 
 function roleOfToken(t) {
   const parts = t.split('.');
-  return parts.length >= 4 ? parts[parts.length - 3] : '';
+  return parts.length >= 4 ? parts[1] : '';
 }
 
 const media = new LocalMedia();
@@ -123,6 +144,17 @@ const deviceSessions = new Map();
 // Roles of the peers we have been told about, for an offer that arrives before its peer_joined.
 const peerRoles = new Map();
 const MAX_PEER_ROLES = 64;
+// What each person in the call said of their media, and whether they may share a screen.
+const peerInfo = new Map();
+const tiles = new Tiles({ root: el.tiles, canManage: canAdmit });
+const quality = new Map(); // peer id -> last measurement
+let canShare = canAdmit;
+let screenTrack = null;
+let screenStream = null;
+let callStartedAt = 0;
+let lastSpeaker = null;
+let lastSpeakerAt = 0;
+let invite = null;
 const signaling = new SignalingClient({ consultation: consultationId, token });
 
 let screen = 'loading';
@@ -213,6 +245,19 @@ window.telemed = {
     set keep(n) { transfers.keepLimit = n; },
   },
   chatMessages: () => chat.messages(),
+  /** The tiles as shown: name, role, camera and microphone as signaled, screen, quality. */
+  tiles: () => tiles.state(),
+  /** Share a screen, as the Share screen button does; resolves true when sharing. */
+  shareScreen: () => startSharing(),
+  /** Stop sharing, as the Stop sharing button does. */
+  stopSharing: () => stopSharing(),
+  /** The last connection measurements per peer id. */
+  quality: () => Object.fromEntries(quality),
+  /**
+   * What arrives from each person: frames decoded of their camera and of their screen, audio
+   * samples received, and the selected candidate pair's local type.
+   */
+  mediaStats: () => mediaStats(),
 };
 
 // ---------- screens and status ----------
@@ -246,7 +291,7 @@ function computeStatus() {
     default:
       break;
   }
-  if (sessions.size === 0) return peerLeft ? 'The other side left' : 'Waiting for the other side';
+  if (sessions.size === 0) return peerLeft ? 'The other side left' : (canAdmit ? 'Waiting for others to join' : 'Waiting for the other side');
   const states = [...sessions.values()].map((s) => s.iceState);
   if (states.some((s) => s === 'connected' || s === 'completed')) return 'Connected';
   if (states.some((s) => s === 'disconnected' || s === 'failed')) return 'Reconnecting';
@@ -280,6 +325,8 @@ function showFatal(code, serverMessage) {
 
 // Stop everything that uses the network, the camera or the microphone.
 function teardown() {
+  stopSharing({ signal: false });
+  stopCallTimer();
   for (const id of [...sessions.keys()]) removeSession(id);
   for (const id of [...deviceSessions.keys()]) removeSession(id);
   media.stop();
@@ -406,8 +453,8 @@ function validName() {
 async function join(event) {
   event.preventDefault();
   if (joined) return;
-  // The server takes a provider's name from their account; any valid name will do.
-  const name = isProvider ? 'Provider' : validName();
+  // The server takes a provider's name from their account and an invited person's from the invitation.
+  const name = role === 'patient' ? validName() : 'Provider';
   if (name === null) return;
   meter.resume();
   joined = true;
@@ -433,6 +480,8 @@ function onWelcome(msg) {
   }
 
   rememberRoles(msg.peers);
+  rememberMedia(msg.peers);
+  if (msg.you && typeof msg.you.can_share === 'boolean') canShare = msg.you.can_share || canAdmit;
   if (!msg.resumed) {
     // A fresh session: ids changed, so nothing negotiated before still applies.
     for (const id of [...sessions.keys(), ...deviceSessions.keys()]) removeSession(id);
@@ -447,10 +496,11 @@ function onWelcome(msg) {
     enterCall(msg.peers || []);
   }
 
-  if (isProvider) {
+  if (canAdmit) {
     waiting = Array.isArray(msg.waiting) ? msg.waiting : [];
     renderLobby();
   }
+  renderShare();
   renderStatus();
 }
 
@@ -467,11 +517,38 @@ function enterCall(peers) {
     el.callSettings.append(el.deviceSettings);
     setScreen('in-call');
     keepAwake();
+    startCallTimer();
   }
+  rememberMedia(peers);
   for (const peer of peers) ensureSession(peer, false);
+  // The others see our camera and microphone as we have them, not as they guess from the video.
+  sendMediaState();
   renderLobby();
   renderRemote();
   renderStatus();
+}
+
+function rememberMedia(peers) {
+  for (const p of Array.isArray(peers) ? peers : [peers]) {
+    if (!p || typeof p.id !== 'string' || isDevicePeer(p)) continue;
+    const info = peerInfo.get(p.id) || { media: { audio: true, video: true, screen: false }, canShare: false };
+    if (p.media && typeof p.media === 'object') {
+      info.media = { audio: p.media.audio !== false, video: p.media.video !== false, screen: p.media.screen === true };
+    }
+    if (typeof p.can_share === 'boolean') info.canShare = p.can_share;
+    peerInfo.set(p.id, info);
+  }
+}
+
+function sendMediaState() {
+  if (screen !== 'in-call' || ended) return;
+  const audio = media.audioTrack;
+  const video = media.videoTrack;
+  signaling.sendMedia({
+    audio: Boolean(audio && audio.enabled),
+    video: Boolean(video && video.enabled),
+    screen: Boolean(screenTrack),
+  });
 }
 
 function rememberRoles(peers) {
@@ -516,11 +593,18 @@ function ensureSession(peer, replace) {
   chat.attach(session);
   transfers.attach(session);
   session.addEventListener('track', renderRemote);
+  let wasConnected = false;
   session.addEventListener('statechange', () => {
+    const connected = ['connected', 'completed'].includes(session.iceState);
+    // Encodings exist only once negotiated: cap them when the connection comes up.
+    if (connected && !wasConnected) applyCaps();
+    wasConnected = connected;
     renderStatus();
     renderRemote();
   });
+  if (screenTrack) session.setScreen(screenTrack, screenStream);
   sessions.set(peer.id, session);
+  rememberMedia(peer);
   peerLeft = false;
   el.callNotice.hidden = true;
   renderLobby();
@@ -539,7 +623,10 @@ function removeSession(id) {
   const session = sessions.get(id);
   if (!session) return;
   sessions.delete(id);
+  peerInfo.delete(id);
+  quality.delete(id);
   session.close();
+  applyCaps();
   chat.refresh();
   renderRemote();
   renderLobby();
@@ -555,12 +642,17 @@ function onPeerLeft(msg) {
   if (!session) return;
   const who = session.name || 'The other side';
   removeSession(msg.peer);
-  // Someone else may already be here (the same person, rejoined under a new id).
-  if (sessions.size > 0) return;
+  let text = `${who} left the call.`;
+  if (msg.reason === 'disconnected') text = `${who} lost their connection and left the call.`;
+  else if (msg.reason === 'removed') text = `${who} was removed from the call.`;
+  // In a group the others stay: say it once in the status line, the chat keeps the record.
+  if (sessions.size > 0) {
+    chat.notice(text);
+    toast(text);
+    return;
+  }
   peerLeft = true;
-  el.callNotice.textContent = msg.reason === 'disconnected'
-    ? `${who} lost their connection and left the call.`
-    : `${who} left the call.`;
+  el.callNotice.textContent = text;
   el.callNotice.hidden = false;
   renderRemote();
   renderStatus();
@@ -602,6 +694,30 @@ function onDeclined() {
   renderStatus();
 }
 
+function onRemoved() {
+  reportQuality();
+  ended = true;
+  teardown();
+  el.error.textContent = '';
+  setScreen('removed');
+  renderStatus();
+}
+
+function onMedia(msg) {
+  if (typeof msg.peer !== 'string' || !sessions.has(msg.peer)) return;
+  const info = peerInfo.get(msg.peer) || { media: {}, canShare: false };
+  info.media = { audio: msg.audio !== false, video: msg.video !== false, screen: msg.screen === true };
+  peerInfo.set(msg.peer, info);
+  renderRemote();
+}
+
+function onShareAllowed(msg) {
+  canShare = canAdmit || msg.allowed === true;
+  if (!canShare) stopSharing();
+  toast(canShare ? 'You may now share your screen.' : 'Screen sharing was turned off for you.');
+  renderShare();
+}
+
 signaling.addEventListener('statechange', renderStatus);
 signaling.addEventListener('welcome', (e) => onWelcome(e.detail));
 signaling.addEventListener('lobby', (e) => {
@@ -613,6 +729,9 @@ signaling.addEventListener('admitted', (e) => {
   enterCall(e.detail.peers || []);
 });
 signaling.addEventListener('declined', onDeclined);
+signaling.addEventListener('removed', onRemoved);
+signaling.addEventListener('media', (e) => onMedia(e.detail));
+signaling.addEventListener('share_allowed', (e) => onShareAllowed(e.detail));
 signaling.addEventListener('peer_joined', (e) => {
   rememberRoles(e.detail.peer);
   if (screen === 'in-call') ensureSession(e.detail.peer, true);
@@ -627,7 +746,7 @@ signaling.addEventListener('alert', (e) => onAlert(e.detail));
 // ---------- alerts of the patient's readings (providers only) ----------
 
 function onAlert(msg) {
-  if (!isProvider || ended) return;
+  if (!canAdmit || ended) return;
   const li = callAlerts.list.add(msg.alert);
   if (!li) return;
   callAlerts.panel.hidden = false;
@@ -637,50 +756,205 @@ function onAlert(msg) {
 
 // ---------- the call view ----------
 
-function renderRemote() {
-  // Newest first: after a rejoin the old connection lingers until the server drops it.
-  const list = [...sessions.values()].reverse();
-  const live = (s) => ['connected', 'completed'].includes(s.iceState);
-  const hasMedia = (s) => s.remoteStream.getTracks().length > 0;
-  const session = list.find((s) => live(s) && hasMedia(s)) || list.find(hasMedia) || list[0];
-  const video = el.remoteVideo;
+// The people in the call, newest last, as tiles.
+function people() {
+  return [...sessions.values()].map((session) => {
+    const info = peerInfo.get(session.id) || { media: { audio: true, video: true, screen: false }, canShare: false };
+    return { id: session.id, name: session.name, role: session.role, session, media: info.media, canShare: info.canShare };
+  });
+}
 
-  if (!session) {
-    if (video.srcObject) video.srcObject = null;
-    el.remoteName.hidden = true;
+function renderRemote() {
+  const list = people();
+  tiles.sync(list);
+  if (list.length === 0) {
     el.soundBtn.hidden = true;
-    el.remotePlaceholderText.textContent = peerLeft ? 'The other side left' : 'Waiting for the other side';
+    el.remotePlaceholderText.textContent = peerLeft ? 'The other side left'
+      : (canAdmit ? 'Waiting for others to join' : 'Waiting for the other side');
     el.remotePlaceholder.hidden = false;
     return;
   }
-
-  if (session.remoteStream.getTracks().length > 0 && video.srcObject !== session.remoteStream) {
-    video.srcObject = session.remoteStream;
-    playRemote();
-  }
-  el.remoteName.textContent = session.name;
-  el.remoteName.hidden = !session.name;
-
-  const videoTrack = session.remoteStream.getVideoTracks()[0];
-  const connected = ['connected', 'completed'].includes(session.iceState);
-  const showingVideo = connected && videoTrack && !videoTrack.muted;
-  el.remotePlaceholder.hidden = Boolean(showingVideo);
-  if (!connected) el.remotePlaceholderText.textContent = 'Connecting…';
-  else if (!showingVideo) el.remotePlaceholderText.textContent = 'Camera is off';
+  el.remotePlaceholder.hidden = true;
 }
 
-function playRemote() {
-  const video = el.remoteVideo;
-  const p = video.play();
-  if (!p) return;
-  p.catch((err) => {
-    if (err && err.name === 'NotAllowedError') {
-      // The browser blocked sound; play muted and let the user turn it on.
-      video.muted = true;
-      video.play().catch(() => {});
-      el.soundBtn.hidden = false;
+function toast(text) {
+  el.toast.textContent = text;
+  el.toast.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.toast.hidden = true; }, ERROR_CLEAR_MS);
+}
+
+// ---------- the call timer ----------
+
+function startCallTimer() {
+  callStartedAt = Date.now();
+  el.timer.hidden = false;
+  tickTimer();
+  clearInterval(startCallTimer.interval);
+  startCallTimer.interval = setInterval(tickTimer, 1000);
+}
+
+function stopCallTimer() {
+  clearInterval(startCallTimer.interval);
+  el.timer.hidden = true;
+}
+
+function tickTimer() {
+  const s = Math.floor((Date.now() - callStartedAt) / 1000);
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  el.timer.textContent = hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+
+// ---------- bandwidth, quality and who is speaking ----------
+
+// Each sender caps its video per connection as the group grows (docs/benchmarks.md#group-visits).
+function applyCaps() {
+  const caps = capsFor(sessions.size + 1, Boolean(screenTrack));
+  for (const session of sessions.values()) session.applyCaps(caps).catch(() => {});
+}
+
+async function measureQuality() {
+  if (screen !== 'in-call' || ended) return;
+  await Promise.all([...sessions.values()].map(async (session) => {
+    if (session.closed || session.pc.connectionState === 'new') return;
+    try {
+      const m = await measure(session.pc, quality.get(session.id));
+      quality.set(session.id, m);
+      tiles.setQuality(session.id, m);
+    } catch { /* closed meanwhile */ }
+  }));
+  const weak = ownConnectionWeak([...quality.values()]);
+  if (el.qualityWarning.hidden === weak) el.qualityWarning.hidden = !weak;
+}
+
+// The loudest remote voice, from the receivers' audio levels (cheap: no getStats).
+function detectSpeaker() {
+  if (screen !== 'in-call' || ended) return;
+  let best = null;
+  let bestLevel = SPEAKING_LEVEL;
+  for (const session of sessions.values()) {
+    const info = peerInfo.get(session.id);
+    if (info && !info.media.audio) continue;
+    for (const receiver of session.pc.getReceivers()) {
+      if (receiver.track.kind !== 'audio') continue;
+      const sources = receiver.getSynchronizationSources ? receiver.getSynchronizationSources() : [];
+      const level = sources.length ? sources[0].audioLevel || 0 : 0;
+      if (level > bestLevel) {
+        best = session.id;
+        bestLevel = level;
+      }
     }
-  });
+  }
+  const now = Date.now();
+  if (best) {
+    lastSpeaker = best;
+    lastSpeakerAt = now;
+  } else if (now - lastSpeakerAt > SPEAKING_HOLD_MS) {
+    lastSpeaker = null;
+  }
+  tiles.setSpeaking(lastSpeaker);
+}
+
+async function mediaStats() {
+  const out = [];
+  for (const session of sessions.values()) {
+    const report = await session.pc.getStats();
+    const entry = { id: session.id, name: session.name, role: session.role, video: 0, screen: 0, audio: 0, localType: '', videoWidth: 0, screenWidth: 0 };
+    const screenMids = new Set(session.pc.getTransceivers()
+      .filter((t) => session.isScreenTrack(t.receiver.track)).map((t) => t.mid));
+    let pair = null;
+    const byId = new Map();
+    report.forEach((r) => {
+      byId.set(r.id, r);
+      if (r.type === 'transport' && r.selectedCandidatePairId) pair = r.selectedCandidatePairId;
+    });
+    report.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'audio') entry.audio += r.totalSamplesReceived || 0;
+      else if (screenMids.has(r.mid)) {
+        entry.screen += r.framesDecoded || 0;
+        entry.screenWidth = Math.max(entry.screenWidth, r.frameWidth || 0);
+      } else {
+        entry.video += r.framesDecoded || 0;
+        entry.videoWidth = Math.max(entry.videoWidth, r.frameWidth || 0);
+      }
+    });
+    const p = pair && byId.get(pair);
+    const local = p && byId.get(p.localCandidateId);
+    entry.localType = local ? local.candidateType : '';
+    out.push(entry);
+  }
+  return out;
+}
+
+// A summary of each connection at the end of the call, kept with the visit for support.
+function reportQuality() {
+  const summary = [...sessions.values()].map((session) => {
+    const m = quality.get(session.id) || {};
+    return {
+      name: session.name, role: session.role, quality: m.word || '', rtt_ms: m.rttMs ?? null,
+      loss_pct: m.lossPct ?? null, jitter_ms: m.jitterMs ?? null,
+      outgoing_kbps: m.outBitrate != null ? Math.round(m.outBitrate / 1000) : null,
+    };
+  }).filter((p) => p.quality);
+  if (summary.length === 0) return;
+  import('./precall.js')
+    .then((m) => (typeof m.postCallQuality === 'function' ? m.postCallQuality(consultationId, token, summary) : null))
+    .catch(() => { /* support data only: a call must end even when it cannot be sent */ });
+}
+
+// ---------- screen sharing ----------
+
+function renderShare() {
+  el.shareBtn.hidden = !canShare || !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+  el.shareBtn.setAttribute('aria-pressed', String(Boolean(screenTrack)));
+  el.shareBtn.querySelector('.ctl-label').textContent = screenTrack ? 'Stop sharing' : 'Share screen';
+  el.sharingNotice.hidden = !screenTrack;
+}
+
+async function startSharing() {
+  if (screenTrack) return true;
+  if (!canShare) {
+    showError('The provider has not allowed you to share your screen.');
+    return false;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (err) {
+    if (err && err.name !== 'NotAllowedError' && err.name !== 'AbortError') {
+      showError('Your screen could not be shared. Please try again.');
+    }
+    return false;
+  }
+  if (ended || !canShare) {
+    for (const t of stream.getTracks()) t.stop();
+    return false;
+  }
+  screenTrack = stream.getVideoTracks()[0];
+  screenStream = stream;
+  screenTrack.contentHint = 'detail';
+  // The browser's own "Stop sharing" ends the track.
+  screenTrack.addEventListener('ended', () => stopSharing());
+  await Promise.all([...sessions.values()].map((session) => session.setScreen(screenTrack, screenStream)));
+  applyCaps();
+  sendMediaState();
+  renderShare();
+  return true;
+}
+
+function stopSharing({ signal = true } = {}) {
+  if (!screenTrack) return;
+  const track = screenTrack;
+  screenTrack = null;
+  screenStream = null;
+  track.stop();
+  for (const session of sessions.values()) session.setScreen(null).catch(() => {});
+  applyCaps();
+  if (signal) sendMediaState();
+  renderShare();
 }
 
 function renderControls() {
@@ -703,6 +977,7 @@ function toggle(kind) {
   if (!track) return;
   media.setEnabled(kind, !track.enabled);
   renderControls();
+  sendMediaState();
 }
 
 function toggleSettings() {
@@ -719,6 +994,7 @@ function toggleSettings() {
 
 function hangUp() {
   if (ended) return;
+  reportQuality();
   ended = true;
   signaling.leave();
   teardown();
@@ -795,7 +1071,7 @@ function waitedFor(since) {
 }
 
 function renderLobby() {
-  if (!isProvider) {
+  if (!canAdmit) {
     el.lobbyPanel.hidden = true;
     return;
   }
@@ -806,8 +1082,8 @@ function renderLobby() {
   el.lobbyEmpty.hidden = count > 0;
   el.lobbyPanel.classList.toggle('has-waiting', count > 0);
   let notice = '';
-  if (count === 1) notice = `${waiting[0].name} is waiting to join`;
-  else if (count > 1) notice = `${count} patients are waiting to join`;
+  if (count === 1) notice = `${waiting[0].name} (${roleWord(waiting[0].role || 'patient').toLowerCase()}) is waiting to join`;
+  else if (count > 1) notice = `${count} people are waiting to join`;
   el.lobbyNotice.textContent = notice;
   el.lobbyNotice.hidden = !notice;
   const base = consultationTitle ? `${consultationTitle} · telemed` : baseTitle;
@@ -824,6 +1100,7 @@ function renderLobby() {
     return h('li', { class: 'lobby-entry' },
       h('div', { class: 'lobby-who' },
         h('span', { class: 'lobby-name', text: p.name }),
+        h('span', { class: 'lobby-role', dataset: { role: p.role || 'patient' }, text: roleWord(p.role || 'patient') }),
         h('span', { class: 'lobby-since', dataset: { since: p.since || '' }, text: waitedFor(p.since) })),
       h('div', { class: 'lobby-actions' },
         h('button', {
@@ -886,18 +1163,39 @@ function init() {
     showFatal('missing_token');
     return;
   }
-  if (role !== 'provider' && role !== 'patient') {
+  if (!PERSON_ROLES.includes(role)) {
     showFatal('bad_token');
     return;
   }
 
-  if (isProvider) {
+  if (role !== 'patient') {
+    // The provider's name comes from their account, an invited person's from the invitation.
     el.nameField.hidden = true;
     el.name.required = false;
+  }
+  if (isProvider) {
     el.joinBtn.textContent = 'Start consultation';
     el.dashboardLink.hidden = false;
     $('#error-dashboard-link').hidden = false;
+    el.inviteBtn.hidden = false;
+    el.lobbyEmpty.textContent = 'No one is waiting yet. Send your patient their link, or invite someone.';
+    el.inviteBtn.addEventListener('click', () => {
+      if (!invite) {
+        invite = new InviteDialog({ consultationId, headers: { Authorization: `Bearer ${token}` }, title: consultationTitle });
+      }
+      invite.open();
+    });
+  } else if (role === 'clinician') {
+    el.joinBtn.textContent = 'Join';
   }
+  tiles.addEventListener('remove', (e) => {
+    if (window.confirm(`Remove ${e.detail.name} from the call? Their link will stop working for this consultation.`)) {
+      signaling.remove(e.detail.id);
+    }
+  });
+  tiles.addEventListener('allowshare', (e) => signaling.allowShare(e.detail.id, e.detail.allowed));
+  tiles.addEventListener('blocked', () => { el.soundBtn.hidden = false; });
+  el.shareBtn.addEventListener('click', () => (screenTrack ? stopSharing() : startSharing()));
 
   media.addEventListener('change', attachLocalMedia);
   el.joinForm.addEventListener('submit', join);
@@ -918,8 +1216,7 @@ function init() {
   el.waitLeaveBtn.addEventListener('click', hangUp);
   el.rejoinBtn.addEventListener('click', () => location.reload());
   el.soundBtn.addEventListener('click', () => {
-    el.remoteVideo.muted = false;
-    el.remoteVideo.play().catch(() => {});
+    tiles.unmute();
     el.soundBtn.hidden = true;
   });
   // Any click counts as the gesture browsers want before audio processing runs.
@@ -932,7 +1229,10 @@ function init() {
   // Leaving the page is hanging up: otherwise the other side waits out the grace period,
   // and a reloaded patient could not be admitted while their old self still holds the room.
   window.addEventListener('pagehide', () => {
-    if (joined && !ended) signaling.leave();
+    if (joined && !ended) {
+      reportQuality();
+      signaling.leave();
+    }
     transfers.revokeAll();
   });
   window.addEventListener('pageshow', (e) => {
@@ -942,8 +1242,11 @@ function init() {
     if (document.visibilityState === 'visible' && screen === 'in-call' && !ended) keepAwake();
   });
   setInterval(tickLobby, LOBBY_TICK_MS);
+  setInterval(measureQuality, QUALITY_MS);
+  setInterval(detectSpeaker, SPEAKING_MS);
 
   renderControls();
+  renderShare();
   setScreen('device-check');
   startMedia();
 }

@@ -81,8 +81,12 @@ function displayName(session, fallback) {
   if (session && session.name) return session.name;
   if (session && session.role === 'provider') return 'The provider';
   if (session && session.role === 'patient') return 'The patient';
+  if (session && session.role === 'clinician') return 'The clinician';
+  if (session && session.role === 'guest') return 'The guest';
   return fallback;
 }
+
+const PERSON_ROLES = ['provider', 'patient', 'guest', 'clinician'];
 
 export class Chat extends EventTarget {
   #el;
@@ -176,12 +180,18 @@ export class Chat extends EventTarget {
 
   /** Where to send: the newest open chat channel of the current (newest connected) session. */
   target() {
+    return this.targets()[0] || null;
+  }
+
+  /** Everyone a message goes to in a group visit: each person's newest open chat channel. */
+  targets() {
+    const out = [];
     for (const session of this.#sessions()) {
       if (session.closed) continue;
       const channel = session.openChatChannel;
-      if (channel) return { session, channel };
+      if (channel) out.push({ session, channel });
     }
-    return null;
+    return out;
   }
 
   /** Enable or disable sending to match the channels. Fires `availability` when that changes. */
@@ -225,8 +235,8 @@ export class Chat extends EventTarget {
       this.#fail(`Messages can be at most ${TEXT_MAX} characters long. This one has ${codePoints(trimmed)}.`);
       return null;
     }
-    const target = this.target();
-    if (!target) {
+    const targets = this.targets();
+    if (targets.length === 0) {
       this.#fail('Chat opens when the other side is connected.');
       return null;
     }
@@ -237,10 +247,17 @@ export class Chat extends EventTarget {
       this.#fail('This message is too long to send. Please shorten it.');
       return null;
     }
-    try {
-      target.channel.send(frame);
-    } catch (err) {
-      console.warn('telemed: could not send a chat message', err);
+    // To everyone in the call: one frame on each person's channel, shown once here.
+    let sent = 0;
+    for (const target of targets) {
+      try {
+        target.channel.send(frame);
+        sent += 1;
+      } catch (err) {
+        console.warn('telemed: could not send a chat message', err);
+      }
+    }
+    if (sent === 0) {
       this.#fail('The message could not be sent. Please try again.');
       this.refresh();
       return null;
@@ -254,7 +271,7 @@ export class Chat extends EventTarget {
       sentAt,
       shownAt: new Date(sentAt),
       status: 'sent',
-      session: target.session,
+      session: targets[0].session,
     };
     this.#el.error.hidden = true;
     this.#add(msg);
@@ -390,7 +407,7 @@ export class Chat extends EventTarget {
       this.#add({
         id: f.id,
         dir: 'in',
-        role: session.role === 'provider' || session.role === 'patient' ? session.role
+        role: PERSON_ROLES.includes(session.role) ? session.role
           : (this.#role === 'provider' ? 'patient' : 'provider'),
         name: displayName(session, 'Other side'),
         text,

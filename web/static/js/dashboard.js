@@ -1,8 +1,9 @@
-// Provider dashboard: list, create and end consultations; copy patient links; patients.
+// Provider dashboard: list, create and end consultations; copy patient links; invite more people; patients.
 
 import { api } from './api.js';
 import { account, toSignIn } from './account.js';
 import { $, h, copyText, formatDate } from './dom.js';
+import { InviteDialog } from './invite.js';
 
 const STATUS_LABEL = { open: 'Open', ended: 'Ended', expired: 'Expired' };
 
@@ -84,6 +85,14 @@ function renderItem(c) {
       }),
       h('button', {
         type: 'button',
+        class: 'btn',
+        text: 'Invite',
+        dataset: { invite: c.id },
+        'aria-label': `Invite someone to ${title}`,
+        onClick: () => inviteDialog(c.id, title).open(),
+      }),
+      h('button', {
+        type: 'button',
         class: 'btn btn-quiet',
         text: 'End',
         'aria-label': `End ${title}`,
@@ -107,6 +116,18 @@ function renderItem(c) {
     actions,
     fallback,
     copyStatus);
+}
+
+const inviteDialogs = new Map();
+
+// One dialog per consultation, made when first needed.
+function inviteDialog(id, title) {
+  let d = inviteDialogs.get(id);
+  if (!d) {
+    d = new InviteDialog({ consultationId: id, title });
+    inviteDialogs.set(id, d);
+  }
+  return d;
 }
 
 // Clipboard access needs https (or localhost); otherwise show the link to copy by hand.

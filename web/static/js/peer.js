@@ -10,7 +10,7 @@ export const FILE_LABEL = 'telemed-file';
 export const DEVICE_LABELS = ['telemed-vitals', 'telemed-waveform'];
 
 /**
- * Events: `track` (remoteStream changed), `statechange` (ICE or connection
+ * Events: `track` (remoteStream or screenStream changed), `statechange` (ICE or connection
  * state changed), `closed`, `chatchannel` (detail: a `telemed-chat` RTCDataChannel,
  * ours or the peer's) and `filechannel` (detail: a `telemed-file` channel the peer
  * opened, that is, an incoming file). `chatChannels` lists every chat channel so far,
@@ -30,6 +30,10 @@ export class PeerSession extends EventTarget {
   #pendingCandidates = [];
   #chain = Promise.resolve();
   #disconnectTimer = null;
+  // Our screen's transceiver while or since we shared; kept (inactive) for the next share.
+  #screenTx = null;
+  // Receivers of the peer's screen: every video m-line after the first (the camera's).
+  #screenReceivers = new WeakSet();
 
   /**
    * @param {object} opts
@@ -48,6 +52,8 @@ export class PeerSession extends EventTarget {
     this.isDevice = this.role === 'device';
     this.closed = false;
     this.remoteStream = new MediaStream();
+    /** The peer's shared screen while they share (its own stream: docs/signaling.md#group-visits) */
+    this.screenStream = new MediaStream();
     /** @type {RTCDataChannel[]} every telemed-chat channel, oldest first */
     this.chatChannels = [];
     /** @type {RTCDataChannel[]} a device's open vitals and waveform channels */
@@ -63,7 +69,7 @@ export class PeerSession extends EventTarget {
     this.pc.addEventListener('icecandidate', (e) => {
       if (e.candidate && !this.closed) this.#signaling.sendCandidate(this.id, e.candidate);
     });
-    this.pc.addEventListener('track', (e) => this.#onTrack(e.track));
+    this.pc.addEventListener('track', (e) => this.#onTrack(e.track, e.transceiver));
     this.pc.addEventListener('iceconnectionstatechange', () => this.#onIceState());
     this.pc.addEventListener('connectionstatechange', () => this.#changed());
     this.pc.addEventListener('datachannel', (e) => this.#onDataChannel(e.channel));
@@ -118,7 +124,8 @@ export class PeerSession extends EventTarget {
   async setTrack(kind, track, stream) {
     if (this.closed || this.isDevice) return;
     const transceivers = this.pc.getTransceivers().filter(
-      (t) => !t.stopped && t.currentDirection !== 'stopped' && t.receiver.track.kind === kind,
+      (t) => !t.stopped && t.currentDirection !== 'stopped' && t.receiver.track.kind === kind
+        && t !== this.#screenTx && !this.#screenReceivers.has(t.receiver),
     );
     const tx = transceivers.find((t) => t.sender.track) || transceivers[0];
     if (!tx) {
@@ -130,6 +137,68 @@ export class PeerSession extends EventTarget {
       // Changing direction needs a renegotiation; negotiationneeded takes care of it.
       tx.direction = tx.direction === 'recvonly' ? 'sendrecv' : 'sendonly';
     }
+  }
+
+  /**
+   * Share a screen with this peer (a track of its own, in a stream of its own), or stop with null.
+   * The transceiver stays, inactive, for the next share: no m-line is ever taken away.
+   */
+  async setScreen(track, stream) {
+    if (this.closed || this.isDevice) return;
+    const tx = this.#screenTx;
+    if (!track) {
+      if (tx && !tx.stopped) {
+        await tx.sender.replaceTrack(null);
+        tx.direction = 'inactive';
+      }
+      return;
+    }
+    if (!tx || tx.stopped) {
+      // addTransceiver, not addTrack: addTrack could reuse the camera's m-line when we have no camera.
+      this.#screenTx = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      return;
+    }
+    await tx.sender.replaceTrack(track);
+    tx.direction = 'sendonly';
+  }
+
+  /**
+   * Cap what we send: `camera` and `screen` are {maxBitrate, scaleResolutionDownBy?}. Audio keeps
+   * the highest priority, so that congestion takes video first. Senders not yet negotiated are
+   * skipped; call again once connected.
+   */
+  async applyCaps({ camera, screen }) {
+    if (this.closed || this.isDevice) return;
+    await Promise.all(this.pc.getSenders().map(async (sender) => {
+      const kind = sender.track ? sender.track.kind : null;
+      if (!kind) return;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) return;
+      const isScreen = this.#screenTx && sender === this.#screenTx.sender;
+      for (const enc of params.encodings) {
+        if (kind === 'audio') {
+          enc.priority = 'high';
+          enc.networkPriority = 'high';
+        } else {
+          const cap = isScreen ? screen : camera;
+          if (!cap) continue;
+          enc.maxBitrate = cap.maxBitrate;
+          if (cap.scaleResolutionDownBy) enc.scaleResolutionDownBy = cap.scaleResolutionDownBy;
+          enc.priority = isScreen ? 'medium' : 'low';
+          enc.networkPriority = isScreen ? 'medium' : 'low';
+        }
+      }
+      try {
+        await sender.setParameters(params);
+      } catch (err) {
+        console.debug('telemed: could not cap a sender', err);
+      }
+    }));
+  }
+
+  /** Whether a remote track is the peer's screen (rather than their camera). */
+  isScreenTrack(track) {
+    return this.screenStream.getTracks().includes(track);
   }
 
   /** The newest chat channel that is open, or null. */
@@ -159,6 +228,7 @@ export class PeerSession extends EventTarget {
     clearTimeout(this.#disconnectTimer);
     this.pc.close();
     for (const t of this.remoteStream.getTracks()) this.remoteStream.removeTrack(t);
+    for (const t of this.screenStream.getTracks()) this.screenStream.removeTrack(t);
     this.dispatchEvent(new Event('closed'));
   }
 
@@ -240,20 +310,33 @@ export class PeerSession extends EventTarget {
     }
   }
 
-  #onTrack(track) {
-    if (!this.remoteStream.getTracks().includes(track)) {
+  #onTrack(track, transceiver) {
+    const screen = track.kind === 'video' && transceiver && !this.#isCameraLine(transceiver);
+    if (screen) this.#screenReceivers.add(transceiver.receiver);
+    const stream = screen ? this.screenStream : this.remoteStream;
+    if (!stream.getTracks().includes(track)) {
       // One track per kind: a renegotiated track replaces the old one.
-      for (const t of this.remoteStream.getTracks()) {
-        if (t.kind === track.kind) this.remoteStream.removeTrack(t);
+      for (const t of stream.getTracks()) {
+        if (t.kind === track.kind) stream.removeTrack(t);
       }
-      this.remoteStream.addTrack(track);
+      stream.addTrack(track);
     }
     track.addEventListener('ended', () => {
-      this.remoteStream.removeTrack(track);
+      stream.removeTrack(track);
       this.dispatchEvent(new Event('track'));
     });
     track.addEventListener('unmute', () => this.dispatchEvent(new Event('track')));
+    track.addEventListener('mute', () => this.dispatchEvent(new Event('track')));
     this.dispatchEvent(new Event('track'));
+  }
+
+  // The camera's video is the first video m-line: the newcomer's offer makes it (its camera, or a
+  // recvonly transceiver) before any screen, and screens always get m-lines of their own.
+  #isCameraLine(transceiver) {
+    const videos = this.pc.getTransceivers()
+      .filter((t) => t.mid !== null && t.receiver.track.kind === 'video')
+      .sort((a, b) => midOrder(a.mid) - midOrder(b.mid));
+    return videos.length === 0 || videos[0] === transceiver;
   }
 
   #onIceState() {
@@ -302,6 +385,12 @@ export class PeerSession extends EventTarget {
   #changed() {
     this.dispatchEvent(new Event('statechange'));
   }
+}
+
+// Chromium's mids are the m-line numbers; any other form sorts after them, in order of arrival.
+function midOrder(mid) {
+  const n = Number(mid);
+  return Number.isInteger(n) ? n : Number.MAX_SAFE_INTEGER;
 }
 
 // Pass only what RTCPeerConnection understands; a bad entry must not break the call.

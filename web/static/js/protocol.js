@@ -21,6 +21,8 @@ export const SERVER_TYPES = [
   'offer', 'answer', 'candidate', 'error', 'pong',
   // To providers in a consultation of a patient: a reading crossed a threshold (docs/monitoring.md).
   'alert',
+  // Group visits: a person's media state, a removal, leave to share a screen.
+  'media', 'removed', 'share_allowed',
 ];
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
@@ -77,7 +79,8 @@ export class SignalingEvent extends Event {
  *
  * Events (all SignalingEvent, payload in `detail`):
  *   welcome       the server message, plus `resumed: true|false`
- *   lobby, admitted, declined, peer_joined, peer_left, offer, answer, pong, alert
+ *   lobby, admitted, declined, peer_joined, peer_left, offer, answer, pong, alert,
+ *   media, removed, share_allowed
  *   candidate     the server message with `candidate` converted to RTCIceCandidateInit
  *   error         the server message, plus `fatal: true|false`
  *   message       every server message, as received
@@ -85,7 +88,7 @@ export class SignalingEvent extends Event {
  *
  * States: idle -> connecting -> connected <-> reconnecting -> closed.
  * "connecting" is used until the first welcome, "reconnecting" afterwards.
- * When closed, `closeReason` is 'left', 'declined', 'fatal' or 'closed'.
+ * When closed, `closeReason` is 'left', 'declined', 'removed', 'fatal' or 'closed'.
  */
 export class SignalingClient extends EventTarget {
   #ws = null;
@@ -134,6 +137,14 @@ export class SignalingClient extends EventTarget {
 
   admit(peerId) { return this.#send({ type: 'admit', peer: peerId }); }
   decline(peerId) { return this.#send({ type: 'decline', peer: peerId }); }
+  /** Provider or clinician: take a person out of the call; their link stops working. */
+  remove(peerId) { return this.#send({ type: 'remove', peer: peerId }); }
+  /** Provider or clinician: let a patient or guest share a screen, or take it back. */
+  allowShare(peerId, allowed) { return this.#send({ type: 'allow_share', peer: peerId, allowed: Boolean(allowed) }); }
+  /** Our own media state: microphone on, camera on, sharing a screen. */
+  sendMedia({ audio, video, screen }) {
+    return this.#send({ type: 'media', audio: Boolean(audio), video: Boolean(video), screen: Boolean(screen) });
+  }
   sendOffer(to, sdp) { return this.#send({ type: 'offer', to, sdp }); }
   sendAnswer(to, sdp) { return this.#send({ type: 'answer', to, sdp }); }
 
@@ -257,6 +268,11 @@ export class SignalingClient extends EventTarget {
         this.#emit('declined', msg);
         this.#shutdown('declined');
         return;
+      case 'removed':
+        // The link no longer joins: reconnecting cannot help.
+        this.#emit('removed', msg);
+        this.#shutdown('removed');
+        return;
       case 'candidate':
         this.#emit('candidate', { ...msg, candidate: candidateFromWire(msg.candidate) });
         return;
@@ -282,7 +298,8 @@ export class SignalingClient extends EventTarget {
 
   #onError(msg) {
     const code = msg.code;
-    const joinFailed = code === 'bad_field' && msg.ref_id === this.#joinId;
+    // A join refused because the visit is full closes the socket; an admit over it does not.
+    const joinFailed = (code === 'bad_field' || code === 'room_full') && msg.ref_id === this.#joinId;
     const fatal = FATAL_CODES.has(code) || joinFailed;
     if (code === 'bad_resume') {
       // Our place is gone; the server closes the socket and we join afresh.

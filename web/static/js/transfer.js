@@ -101,6 +101,8 @@ function peerName(session) {
   if (session && session.name) return session.name;
   if (session && session.role === 'provider') return 'the provider';
   if (session && session.role === 'patient') return 'the patient';
+  if (session && session.role === 'clinician') return 'the clinician';
+  if (session && session.role === 'guest') return 'the guest';
   return 'the other side';
 }
 
@@ -167,8 +169,11 @@ export class Transfers {
     });
   }
 
-  /** Send a File or Blob to the current peer. Returns the transfer id. */
-  send(file) {
+  /**
+   * Send a File or Blob to one peer: `session`, or the current peer when it is omitted. Returns
+   * the transfer id.
+   */
+  send(file, session = null) {
     const name = offerName((file && file.name) || 'file');
     const size = file ? file.size : 0;
     const t = this.#create({
@@ -186,7 +191,7 @@ export class Transfers {
         `This file is too large to send (${formatBytes(size)}). Files can be at most 1 GiB.`);
       return t.id;
     }
-    const target = this.#target();
+    const target = session && !session.closed ? { session } : this.#target();
     if (!target) {
       this.#finish(t, 'failed', '', 'Not sent: files can be sent once the other side is connected.');
       return t.id;
