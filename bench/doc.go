@@ -13,6 +13,11 @@
 //     server (telemed: Peer.SendFile, framing and SHA-256 included), beside two raw pion pairs with no
 //     framing: default settings (pion-default) and telemed's tuning (pion-tuned).
 //
-// bench/run.sh runs the join and memory benchmarks, bench/files.sh the file transfer one, and
+//   - TestGroupVisitCost: a group visit of 2, 3 and 4 Chromiums through telemed (video caps by group
+//     size, getStats for quality) beside the same Chromiums in a mesh signaled by the test, with no
+//     server and browser defaults: each sender's uplink, CPU per browser, time until every pair
+//     decodes video. It runs only with TELEMED_BENCH=1.
+//
+// bench/run.sh runs the join and memory benchmarks, bench/group.sh the group visit one, bench/files.sh the file transfer one, and
 // bench/turn.sh the TURN relay against coturn; docs/benchmarks.md has the method and the results.
 package bench
