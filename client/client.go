@@ -27,6 +27,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/protocol"
 	"github.com/telemed/telemed/vitals"
 )
@@ -222,14 +223,19 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// roleOfToken reads the role from a link token, <consultation>.<role>.<expiry>.<signature>. Only the
-// server's word counts; this is a guess to prepare ahead.
+// roleOfToken reads the role from a link token: <consultation>.<role>.<expiry>.<signature>, or
+// <consultation>.<role>.<expiry>.<subject>.<signature> for a link issued to one holder (an
+// invitation, a device). The role is the second part of both (docs/signaling.md); anything else gives
+// "". Only the server's word counts; this is a guess to prepare ahead.
 func roleOfToken(token string) string {
 	parts := strings.Split(token, ".")
-	if len(parts) < 4 {
+	if len(parts) != 4 && len(parts) != 5 {
 		return ""
 	}
-	return parts[len(parts)-3]
+	if !consult.Role(parts[1]).Valid() {
+		return ""
+	}
+	return parts[1]
 }
 
 // prewarm starts preparing a peer connection in the background. It is bound to its peer when one
