@@ -242,9 +242,10 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 		media:    protocol.MediaState{Audio: true, Video: true},
 	}
 	// Build the peer connection while the signaling connection is being made and while nobody waits
-	// for it: a patient prepares the one (and its offer) it will use towards whoever admits it; a
-	// provider prepares one for the next patient. A newcomer is the impolite side
-	// (docs/signaling.md), so a patient's is impolite and a provider's polite.
+	// for it: a patient, guest or clinician prepares the one (and its offer) it will use towards the
+	// first person already in the call; a provider prepares one for the next newcomer. A newcomer is
+	// the impolite side (docs/signaling.md), so the provider's is polite and everyone else's impolite;
+	// connections to the other peers are made when they are known.
 	s.prewarm(roleOfToken(token) == "provider")
 	ws, w, err := s.connect(ctx, "")
 	if err != nil {
@@ -529,8 +530,8 @@ func (s *Session) WaitWaiting(ctx context.Context) ([]protocol.Waiting, error) {
 	return w, err
 }
 
-// waitFor waits until cond holds, the session closes, or ctx ends, checking cond whenever the session's
-// state changes.
+// waitFor waits until cond holds, the session ends (returning Err), or ctx ends, checking cond
+// whenever the session's state changes.
 func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		s.mu.Lock()
@@ -543,7 +544,7 @@ func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
-			return ErrClosed
+			return s.Err()
 		case <-changed:
 		}
 	}
