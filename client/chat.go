@@ -20,7 +20,7 @@ const (
 )
 
 // ErrChatNotOpen is returned by SendChat before the chat channel to the peer is open (WaitChat waits
-// for it).
+// for it), and by Session.SendChat when nobody is in the call.
 var ErrChatNotOpen = errors.New("telemed: the chat channel is not open yet")
 
 // ChatMessage is one chat message, sent or received.
@@ -42,28 +42,77 @@ type chatFrame struct {
 
 // SendChat sends a chat message to the peer. Config.OnChatDelivered reports its receipt.
 func (p *Peer) SendChat(text string) (ChatMessage, error) {
-	text = consult.TrimChatText(text)
-	if err := checkChatText(text); err != nil {
+	m, frame, err := newChat(text)
+	if err != nil {
 		return ChatMessage{}, err
 	}
-	dc := p.chatChannel()
-	if dc == nil {
+	if err := p.sendChatFrame(frame); err != nil {
+		return ChatMessage{}, err
+	}
+	return m, nil
+}
+
+// SendChat sends one chat message to every person in the call, each over its own peer connection
+// (devices read no chat and get none). Config.OnChatDelivered reports each receipt, all with the
+// message's id. When some of them could not be reached (their chat channel is not open yet:
+// ErrChatNotOpen) it returns the message and an error naming them: the others have it. When nobody
+// was reached it returns only an error, ErrChatNotOpen if nobody is in the call.
+func (s *Session) SendChat(text string) (ChatMessage, error) {
+	m, frame, err := newChat(text)
+	if err != nil {
+		return ChatMessage{}, err
+	}
+	var errs []error
+	sent := 0
+	for _, p := range s.Peers() {
+		if p.role() == roleDevice {
+			continue
+		}
+		if err := p.sendChatFrame(frame); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", p.who(), err))
+			continue
+		}
+		sent++
+	}
+	switch {
+	case sent > 0:
+		return m, errors.Join(errs...)
+	case len(errs) > 0:
+		return ChatMessage{}, errors.Join(errs...)
+	default:
 		return ChatMessage{}, ErrChatNotOpen
+	}
+}
+
+// newChat makes a chat message of text and its frame.
+func newChat(text string) (ChatMessage, string, error) {
+	text = consult.TrimChatText(text)
+	if err := checkChatText(text); err != nil {
+		return ChatMessage{}, "", err
 	}
 	ms := time.Now().UnixMilli()
 	m := ChatMessage{ID: newID(), Text: text, SentAt: time.UnixMilli(ms)}
 	frame, err := encodeJSON(chatFrame{Type: "msg", ID: m.ID, Text: text, SentAt: &ms})
 	if err != nil {
-		return ChatMessage{}, fmt.Errorf("send chat: %w", err)
+		return ChatMessage{}, "", fmt.Errorf("send chat: %w", err)
 	}
 	if len(frame) > maxChatFrame {
 		// Escaped characters can make 4000 characters longer than a frame may be.
-		return ChatMessage{}, fmt.Errorf("send chat: the message is %d bytes as a frame, over %d", len(frame), maxChatFrame)
+		return ChatMessage{}, "", fmt.Errorf("send chat: the message is %d bytes as a frame, over %d", len(frame), maxChatFrame)
+	}
+	return m, frame, nil
+}
+
+// sendChatFrame sends a chat frame on the newest open chat channel to the peer.
+func (p *Peer) sendChatFrame(frame string) error {
+	dc := p.chatChannel()
+	if dc == nil {
+		return ErrChatNotOpen
 	}
 	if err := dc.SendText(frame); err != nil {
-		return ChatMessage{}, fmt.Errorf("send chat: %w", err)
+		return fmt.Errorf("send chat: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 func checkChatText(text string) error {

@@ -7,6 +7,13 @@
 //	defer s.Close()
 //	if err := s.WaitAdmitted(ctx); err != nil { ... }
 //	peer, err := s.WaitPeer(ctx)
+//
+// A call may hold several people (a group visit, docs/signaling.md): the session keeps one Peer, with
+// its own peer connection, for each of them and for each of the patient's monitoring devices. Tracks
+// of Config.Tracks and a screen (Session.PublishScreen) go to every person; Session.SendChat writes
+// to everyone, Peer.SendChat and Peer.SendFile to one. Session.SetMedia tells the others whether the
+// microphone and camera are on (Peer.Media is what a peer said); providers and clinicians may
+// Remove people and AllowShare a screen. A session whose person was removed ends with ErrRemoved.
 package client
 
 import (
@@ -27,20 +34,24 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/protocol"
 	"github.com/telemed/telemed/vitals"
 )
 
 // Config configures a Session. Only Link is required.
 type Config struct {
-	// Link is the consultation's start_url (provider) or join_url (patient).
+	// Link is the consultation's start_url (provider), its join_url (patient), an invitation's
+	// join_url (guest or clinician) or a device's link.
 	Link string
-	// Name is shown to the other side. Required for patients; providers' names come from their account.
+	// Name is shown to the others. Required for patients; providers' names come from their account,
+	// invited people's from their invitation.
 	Name string
 	// API builds peer connections. Default: NewAPI(), pion's defaults with TuneSettingEngine's
 	// settings. An API of your own should have them too (TuneSettingEngine), for fast file transfers.
 	API *webrtc.API
-	// Tracks are sent to every person in the call (not to a patient's monitoring devices).
+	// Tracks are sent to every person in the call (not to a patient's monitoring devices). A screen is
+	// published apart, while sharing (Session.PublishScreen).
 	Tracks []webrtc.TrackLocal
 	// DataChannels are opened towards each peer by the side that makes the first offer, so they are
 	// part of the first negotiation. The other side receives them in OnDataChannel. That side also
@@ -100,12 +111,16 @@ var ErrDeclined = errors.New("telemed: the provider declined")
 // ErrClosed is returned by calls on a closed session.
 var ErrClosed = errors.New("telemed: session closed")
 
+// ErrRemoved ends a session whose person a provider or clinician removed from the consultation (or
+// whose invitation was revoked): the session does not resume, and the link no longer joins.
+var ErrRemoved = errors.New("telemed: removed from the consultation")
+
 // EventType says what an Event is about.
 type EventType int
 
 // Events a session reports.
 const (
-	EventLobby         EventType = iota + 1 // the waiting room changed (providers)
+	EventLobby         EventType = iota + 1 // the waiting room changed (providers and clinicians)
 	EventAdmitted                           // this participant was admitted
 	EventDeclined                           // this participant was declined
 	EventPeerJoined                         // a peer was admitted into the call
@@ -116,15 +131,27 @@ const (
 	EventReconnected                        // the signaling connection is back
 	EventRejoined                           // the place was gone (a server restart): joined afresh, with a new id
 	EventClosed                             // the session is over
+	EventMedia                              // a peer's media state changed (Event.Media, Peer.Media)
+	EventRemoved                            // this person was removed; the session ends with ErrRemoved
+	EventShareAllowed                       // this person may now share a screen, or no longer may (Event.Allowed)
 )
 
 // Event is something that happened in the session.
 type Event struct {
-	Type    EventType
-	Peer    *Peer
+	// Type says what happened, and so which of the other fields are set.
+	Type EventType
+	// Peer is the peer it happened to (EventPeerJoined, EventPeerConnected, EventPeerLeft, EventMedia).
+	Peer *Peer
+	// Waiting is the waiting room, for EventLobby.
 	Waiting []protocol.Waiting
-	Reason  string // for EventPeerLeft
-	Err     error  // for EventError and EventClosed
+	// Reason is why the peer left, for EventPeerLeft (protocol.ReasonLeft, ReasonRemoved, ...).
+	Reason string
+	// Err is the server's error for EventError, and why the session ended for EventClosed.
+	Err error
+	// Media is the peer's new media state, for EventMedia.
+	Media protocol.MediaState
+	// Allowed says whether this person may share a screen, for EventShareAllowed.
+	Allowed bool
 }
 
 // Session is one participant's presence in a consultation.
@@ -156,6 +183,13 @@ type Session struct {
 	declined bool
 	closed   bool
 	lastErr  error
+
+	// Group visits (group.go).
+	mediaMu  sync.Mutex          // orders media messages; taken before mu
+	media    protocol.MediaState // this person's, as last set (SetMedia)
+	mediaSet bool                // SetMedia was called: send media again on admission
+	canShare bool                // may share a screen (welcome, share_allowed)
+	screen   webrtc.TrackLocal   // the published screen, or nil
 }
 
 // ParseLink splits a start_url or join_url into the WebSocket URL, consultation id and token.
@@ -205,11 +239,13 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 		admitted: make(chan struct{}),
 		changed:  make(chan struct{}),
 		welcomed: make(chan struct{}),
+		media:    protocol.MediaState{Audio: true, Video: true},
 	}
 	// Build the peer connection while the signaling connection is being made and while nobody waits
-	// for it: a patient prepares the one (and its offer) it will use towards whoever admits it; a
-	// provider prepares one for the next patient. A newcomer is the impolite side
-	// (docs/signaling.md), so a patient's is impolite and a provider's polite.
+	// for it: a patient, guest or clinician prepares the one (and its offer) it will use towards the
+	// first person already in the call; a provider prepares one for the next newcomer. A newcomer is
+	// the impolite side (docs/signaling.md), so the provider's is polite and everyone else's impolite;
+	// connections to the other peers are made when they are known.
 	s.prewarm(roleOfToken(token) == "provider")
 	ws, w, err := s.connect(ctx, "")
 	if err != nil {
@@ -222,14 +258,19 @@ func Join(ctx context.Context, cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// roleOfToken reads the role from a link token, <consultation>.<role>.<expiry>.<signature>. Only the
-// server's word counts; this is a guess to prepare ahead.
+// roleOfToken reads the role from a link token: <consultation>.<role>.<expiry>.<signature>, or
+// <consultation>.<role>.<expiry>.<subject>.<signature> for a link issued to one holder (an
+// invitation, a device). The role is the second part of both (docs/signaling.md); anything else gives
+// "". Only the server's word counts; this is a guess to prepare ahead.
 func roleOfToken(token string) string {
 	parts := strings.Split(token, ".")
-	if len(parts) < 4 {
+	if len(parts) != 4 && len(parts) != 5 {
 		return ""
 	}
-	return parts[len(parts)-3]
+	if !consult.Role(parts[1]).Valid() {
+		return ""
+	}
+	return parts[1]
 }
 
 // prewarm starts preparing a peer connection in the background. It is bound to its peer when one
@@ -335,6 +376,12 @@ func (s *Session) applyWelcome(w protocol.Welcome) {
 	s.mu.Lock()
 	s.welcome = w
 	s.waiting = w.Waiting
+	s.canShare = w.You.CanShare
+	// A fresh join (EventRejoined) may have lost the permission to share.
+	unshare := !w.You.CanShare && (s.screen != nil || s.media.Screen)
+	if unshare {
+		s.screen, s.media.Screen = nil, false
+	}
 	peers := make([]*Peer, 0, len(s.peers)+1)
 	for _, p := range s.peers {
 		peers = append(peers, p)
@@ -347,6 +394,11 @@ func (s *Session) applyWelcome(w protocol.Welcome) {
 	for _, p := range peers {
 		if err := p.PC.SetConfiguration(iceConfiguration(w)); err != nil {
 			s.log.Debug("telemed client: cannot update ICE servers", "peer", p.ID, "err", err)
+		}
+	}
+	if unshare {
+		for _, err := range s.syncScreens() {
+			s.log.Warn("telemed client: cannot stop sharing", "err", err)
 		}
 	}
 	s.welcome1.Do(func() { close(s.welcomed) })
@@ -370,20 +422,27 @@ func (s *Session) Events() <-chan Event { return s.events }
 // ID is this participant's id.
 func (s *Session) ID() string { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome.You.ID }
 
-// Role is "provider" or "patient".
+// Role is this participant's role: "provider", "patient", "guest", "clinician" or "device".
 func (s *Session) Role() string { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome.You.Role }
 
 // Welcome returns the server's last welcome.
 func (s *Session) Welcome() protocol.Welcome { s.mu.Lock(); defer s.mu.Unlock(); return s.welcome }
 
-// Waiting returns the waiting room as last reported (providers only).
+// Waiting returns the waiting room as last reported (providers and clinicians only).
 func (s *Session) Waiting() []protocol.Waiting {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]protocol.Waiting(nil), s.waiting...)
 }
 
-// Peers returns the peers in the call.
+// Peer returns the peer in the call with this id, or nil.
+func (s *Session) Peer(id string) *Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peers[id]
+}
+
+// Peers returns the peers in the call: people and devices.
 func (s *Session) Peers() []*Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -403,21 +462,36 @@ func (s *Session) WaitAdmitted(ctx context.Context) error {
 	case <-admitted:
 		return nil
 	case <-s.done:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.declined {
-			return ErrDeclined
-		}
-		if s.lastErr != nil {
-			return s.lastErr
-		}
-		return ErrClosed
+		return s.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// WaitPeer blocks until the peer connection to some peer is connected, and returns that peer.
+// Done is closed when the session has ended: closed, or ended by the server (Err says why).
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the session goes on, and once it has ended (Done) why: ErrDeclined,
+// ErrRemoved, the server's *Error (the consultation ended, the link expired), or ErrClosed.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.declined:
+		return ErrDeclined
+	case s.lastErr != nil:
+		return s.lastErr
+	}
+	return ErrClosed
+}
+
+// WaitPeer blocks until the peer connection to some person (not a device) is connected, and returns
+// that peer.
 func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
 	var found *Peer
 	err := s.waitFor(ctx, func() bool {
@@ -432,15 +506,32 @@ func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
 	return found, err
 }
 
-// WaitWaiting blocks until someone is in the waiting room (providers) and returns the room.
+// WaitPeers blocks until the peer connections to at least n people (devices are not counted) are
+// connected, and returns those peers.
+func (s *Session) WaitPeers(ctx context.Context, n int) ([]*Peer, error) {
+	var found []*Peer
+	err := s.waitFor(ctx, func() bool {
+		found = found[:0]
+		for _, p := range s.Peers() {
+			if p.role() != roleDevice && p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
+				found = append(found, p)
+			}
+		}
+		return len(found) >= n
+	})
+	return found, err
+}
+
+// WaitWaiting blocks until someone is in the waiting room (providers and clinicians) and returns the
+// room.
 func (s *Session) WaitWaiting(ctx context.Context) ([]protocol.Waiting, error) {
 	var w []protocol.Waiting
 	err := s.waitFor(ctx, func() bool { w = s.Waiting(); return len(w) > 0 })
 	return w, err
 }
 
-// waitFor waits until cond holds, the session closes, or ctx ends, checking cond whenever the session's
-// state changes.
+// waitFor waits until cond holds, the session ends (returning Err), or ctx ends, checking cond
+// whenever the session's state changes.
 func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		s.mu.Lock()
@@ -453,7 +544,7 @@ func (s *Session) waitFor(ctx context.Context, cond func() bool) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
-			return ErrClosed
+			return s.Err()
 		case <-changed:
 		}
 	}
@@ -489,12 +580,12 @@ func (s *Session) send(ctx context.Context, m any) error {
 	return writeJSON(ctx, ws, m)
 }
 
-// Admit lets a waiting patient into the call (providers only).
+// Admit lets a waiting person into the call (providers and clinicians only).
 func (s *Session) Admit(ctx context.Context, peerID string) error {
 	return s.send(ctx, protocol.Message{Type: protocol.TypeAdmit, Peer: peerID})
 }
 
-// Decline turns a waiting patient away (providers only).
+// Decline turns a waiting person away (providers and clinicians only).
 func (s *Session) Decline(ctx context.Context, peerID string) error {
 	return s.send(ctx, protocol.Message{Type: protocol.TypeDecline, Peer: peerID})
 }
@@ -692,6 +783,9 @@ func (s *Session) readConn(ws *websocket.Conn) error {
 }
 
 func (s *Session) handle(typ string, data []byte) {
+	if s.handleGroup(typ, data) {
+		return
+	}
 	switch typ {
 	case protocol.TypeLobby:
 		var m protocol.Lobby
@@ -767,7 +861,12 @@ func (s *Session) setAdmitted(peers []protocol.Peer) {
 	if first {
 		close(s.admitted)
 	}
+	resend := first && s.mediaSet
 	s.mu.Unlock()
+	if resend {
+		// Set while waiting, or before a fresh join: the server takes it only now.
+		go s.resendMedia()
+	}
 	if first {
 		s.emit(Event{Type: EventAdmitted})
 	}
@@ -779,8 +878,12 @@ func (s *Session) setAdmitted(peers []protocol.Peer) {
 // addPeer creates the peer connection towards a peer, unless it exists (after a resume it does).
 func (s *Session) addPeer(pp protocol.Peer) *Peer {
 	s.mu.Lock()
-	exists := s.closed || s.peers[pp.ID] != nil
+	old := s.peers[pp.ID]
+	exists := s.closed || old != nil
 	s.mu.Unlock()
+	if old != nil {
+		s.updateMedia(old, pp.Media) // a resumed welcome says what may have changed meanwhile
+	}
 	if exists {
 		return nil
 	}
@@ -814,6 +917,7 @@ func (s *Session) addPeer(pp protocol.Peer) *Peer {
 		pc.Close()
 		return nil
 	}
+	p.syncScreen()
 	return p
 }
 
@@ -841,6 +945,7 @@ func (s *Session) takeWarm(pp protocol.Peer) *Peer {
 	s.peers[pp.ID] = p
 	s.mu.Unlock()
 	p.bind(pp)
+	p.syncScreen() // prepared before the screen may have been published
 	s.notify()
 	if pp.Polite {
 		s.prewarm(true) // ready for whoever comes next

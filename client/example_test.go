@@ -52,3 +52,43 @@ func ExampleSession_Admit() {
 		}
 	}
 }
+
+// In a group visit a provider program admits everyone who waits, chats to all of them, turns its
+// camera off for the others, shares a screen, and removes a guest.
+func ExampleSession_PublishScreen() {
+	ctx := context.Background()
+	screen, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "screen", "screen")
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := client.Join(ctx, client.Config{Link: "https://telemed.example.org/c/c_8kq3#t=..."}) // the start_url
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Leave(ctx)
+	for ev := range s.Events() {
+		switch ev.Type {
+		case client.EventLobby:
+			for _, w := range ev.Waiting {
+				s.Admit(ctx, w.ID) // the patient, and each invited guest or clinician
+			}
+		case client.EventPeerConnected:
+			if len(s.Peers()) < 3 {
+				continue
+			}
+			s.SendChat("Welcome, everyone")                      // one message to every person
+			s.SetMedia(ctx, true, false, false)                  // microphone on, camera off
+			if err := s.PublishScreen(ctx, screen); err != nil { // write the screen's frames into it
+				log.Print(err)
+			}
+		case client.EventMedia:
+			fmt.Printf("%s: camera on %v\n", ev.Peer.Name, ev.Media.Video)
+		case client.EventPeerJoined:
+			if ev.Peer.Role == "guest" && ev.Peer.Name == "Not invited by me" {
+				s.Remove(ctx, ev.Peer.ID) // their link no longer joins; they get client.ErrRemoved
+			}
+		case client.EventClosed:
+			return
+		}
+	}
+}

@@ -13,8 +13,11 @@ import (
 
 // Peer is another participant in the call and the peer connection to them.
 type Peer struct {
-	ID   string
+	// ID is the participant's id in this consultation.
+	ID string
+	// Role is "provider", "patient", "guest", "clinician" or "device".
 	Role string
+	// Name is the name the others are shown.
 	Name string
 	// PC is the peer connection. Use it for stats, or to add tracks and data channels later (which
 	// renegotiates).
@@ -41,10 +44,26 @@ type Peer struct {
 
 	dcs channels    // telemed's own data channels: chat and file transfers
 	vit vitalsState // live vitals channels (vitals.go)
+
+	// What the peer signaled, guarded by stateMu, which bind also holds while it sets ID, Role and Name.
+	stateMu sync.Mutex
+	media   protocol.MediaState
+
+	// The screen this side sends the peer (group.go), guarded by screenMu.
+	screenMu     sync.Mutex
+	screenTrack  webrtc.TrackLocal
+	screenSender *webrtc.RTPSender
 }
 
 // Polite reports whether this side is the polite one towards the peer.
 func (p *Peer) Polite() bool { return p.polite }
+
+// role returns Role, and "" while the connection is not bound to its peer yet; safe while bind runs.
+func (p *Peer) role() string {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	return p.Role
+}
 
 // setUpLocked installs the handlers and adds the tracks and data channels. p.mu is held.
 func (p *Peer) setUpLocked() error {
@@ -116,7 +135,10 @@ func (p *Peer) CreateDataChannel(label string, init *webrtc.DataChannelInit) (*w
 // other side can answer.
 func (p *Peer) bind(pp protocol.Peer) {
 	p.outMu.Lock()
+	p.stateMu.Lock()
 	p.ID, p.Role, p.Name = pp.ID, pp.Role, pp.Name // polite is set at creation: a prepared connection is impolite
+	p.media = pp.Media
+	p.stateMu.Unlock()
 	p.bound = true
 	p.outMu.Unlock()
 	p.handOver()
