@@ -191,14 +191,16 @@ func (p *Peer) syncScreen() error {
 	if want == nil {
 		return nil
 	}
-	sender, err := p.PC.AddTrack(want)
+	// A transceiver of its own, never AddTrack: that could reuse the camera's m-line, and receivers
+	// take the first video m-line for the camera and every later one for a screen.
+	tr, err := p.PC.AddTransceiverFromTrack(want, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if errors.Is(err, webrtc.ErrConnectionClosed) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("send the screen to %s: %w", p.who(), err)
 	}
-	p.screenTrack, p.screenSender = want, sender
+	p.screenTrack, p.screenSender = want, tr.Sender()
 	return nil
 }
 
