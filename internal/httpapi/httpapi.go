@@ -17,7 +17,11 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/httpapi/fhirapi"
 )
+
+// Export is what the FHIR API needs (monitoring.Service has it): each read is audited as an export.
+type Export = fhirapi.Export
 
 // SessionCookie is the name of the provider's session cookie.
 const SessionCookie = "telemed_session"
@@ -133,7 +137,8 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("DELETE /api/v1/consultations/{id}/invitations/{inv}", a.providerOrLink(a.revokeInvitation))
 	}
 	a.monitoringRoutes(mux)
-	a.fhirRoutes(mux)
+	fhirapi.Mount(mux, fhirapi.Options{Export: o.Export, BaseURL: o.BaseURL, Now: o.Now, Logger: o.Logger,
+		Authenticate: a.authenticateProvider, UserError: statusOf})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errcode.NotFound, "no such API endpoint")
 	})
@@ -267,6 +272,15 @@ func userError(err error) (*errcode.Error, bool) {
 	}
 	_, ok := statusOfCode[se.Code]
 	return se, ok
+}
+
+// statusOf is userError for the FHIR API: the status and message of an error a person can act on.
+func statusOf(err error) (int, string, bool) {
+	se, ok := userError(err)
+	if !ok {
+		return 0, "", false
+	}
+	return statusOfCode[se.Code], se.Message, true
 }
 
 // largeBody is what a request that may carry a large body allows.
