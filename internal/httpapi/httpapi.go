@@ -48,6 +48,13 @@ type Options struct {
 	// InvitationRevoked is told when an invitation is revoked, to remove its holder from the call.
 	// Default: nothing.
 	InvitationRevoked func(consultationID, invitationID string)
+	// Quality serves connection tests and call quality reports. Default: no such endpoints.
+	Quality Quality
+	// TestICEServers gives a connection test its ICE servers. Default: none.
+	TestICEServers TestICEServers
+	// ICETransportPolicy is every call's RTCConfiguration.iceTransportPolicy, "all" or "relay",
+	// told to a connection test. Default: "all".
+	ICETransportPolicy string
 	// Patients serves a provider's patients' records.
 	Patients Patients
 	// Events streams a patient's record as it changes.
@@ -110,6 +117,9 @@ func New(o Options) http.Handler {
 	if o.Present == nil {
 		o.Present = func(string) bool { return false }
 	}
+	if o.ICETransportPolicy == "" {
+		o.ICETransportPolicy = "all"
+	}
 	a := &api{o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
@@ -136,6 +146,7 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("GET /api/v1/consultations/{id}/invitations", a.providerOrLink(a.listInvitations))
 		mux.HandleFunc("DELETE /api/v1/consultations/{id}/invitations/{inv}", a.providerOrLink(a.revokeInvitation))
 	}
+	a.qualityRoutes(mux)
 	a.monitoringRoutes(mux)
 	fhirapi.Mount(mux, fhirapi.Options{Export: o.Export, BaseURL: o.BaseURL, Now: o.Now, Logger: o.Logger,
 		Authenticate: a.authenticateProvider, UserError: statusOf})
