@@ -41,7 +41,12 @@ type precallOutcome struct {
 	Figures  string `json:"figures"`
 	Saved    string `json:"saved"` // "true" once the result was posted to /quality
 	Progress string `json:"progress"`
+	// Summary is the kind of the report postCallQuality kept, when the helper was asked to send one.
+	Summary string `json:"summary,omitempty"`
 }
+
+// precallSummaryEnv asks the browser helper to send an end-of-call summary too, as call.js does.
+const precallSummaryEnv = "TELEMED_PRECALL_SUMMARY"
 
 // TestPrecallNAT runs the page's connection test from behind a NAT: with the network open it reports
 // good (a public address, the relay over UDP and TCP, a fast loop through it); with UDP to the server
@@ -80,9 +85,10 @@ func TestPrecallNAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := func(name string) precallOutcome {
+	browser := func(name string, env ...string) precallOutcome {
 		t.Helper()
-		p := lab.start(t, name, lab.peerA, []string{precallRoleEnv + "=browser", natLinkEnv + "=" + c.JoinURL, "TELEMED_CHROMIUM=" + chromium},
+		env = append(env, precallRoleEnv+"=browser", natLinkEnv+"="+c.JoinURL, "TELEMED_CHROMIUM="+chromium)
+		p := lab.start(t, name, lab.peerA, env,
 			self, "-test.run=^TestPrecallProcess$", "-test.v", "-test.count=1", "-test.timeout=120s")
 		var o precallOutcome
 		if err := precallResult(p, 120*time.Second, &o); err != nil || o.Error != "" {
@@ -102,15 +108,15 @@ func TestPrecallNAT(t *testing.T) {
 
 	// natA now drops every UDP packet to the server, forwarded from its LAN: STUN, TURN over UDP.
 	lab.inNS(lab.natA, lab.iptables, "-I", "FORWARD", "-p", "udp", "-d", natServerIP, "-j", "DROP")
-	blocked := browser("browser-udp-dropped")
+	blocked := browser("browser-udp-dropped", precallSummaryEnv+"=1")
 	const words = "UDP is blocked on your network; the call will use the relay over TCP"
-	if blocked.Verdict != "udp_blocked" || blocked.Saved != "true" || !strings.Contains(blocked.Words, words) ||
+	if blocked.Verdict != "udp_blocked" || blocked.Saved != "true" || !strings.Contains(blocked.Words, words) || blocked.Summary != "call" ||
 		!strings.Contains(blocked.Figures, "Relay over UDPblocked") || !strings.Contains(blocked.Figures, "Relay over TCPworks") {
 		lab.dump(t, server)
-		t.Fatalf("UDP dropped: %+v; want %q with the relay over TCP working, and the result kept", blocked, words)
+		t.Fatalf("UDP dropped: %+v; want %q with the relay over TCP working, the result kept, and the page's summary", blocked, words)
 	}
 
-	// The provider reads both, from the other side of the lab, with the provider's link.
+	// The provider reads them, from the other side of the lab, with the provider's link.
 	q := lab.start(t, "quality", lab.peerB, []string{precallRoleEnv + "=quality", natLinkEnv + "=" + c.StartURL},
 		self, "-test.run=^TestPrecallProcess$", "-test.v", "-test.count=1", "-test.timeout=60s")
 	var list struct {
@@ -121,8 +127,12 @@ func TestPrecallNAT(t *testing.T) {
 		lab.dump(t, server, q)
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(raw, &list); err != nil || len(list.Reports) != 2 {
-		t.Fatalf("GET /quality answered %s (%v), want the two tests", raw, err)
+	if err := json.Unmarshal(raw, &list); err != nil || len(list.Reports) != 3 {
+		t.Fatalf("GET /quality answered %s (%v), want the two tests and the summary", raw, err)
+	}
+	if r := list.Reports[2]; r.Kind != consult.QualityCall || r.From.Role != consult.RolePatient || r.Call == nil || len(r.Call.Peers) != 1 ||
+		r.Call.Peers[0].Path != "relay" || r.Call.Peers[0].OutgoingKbps == nil || *r.Call.Peers[0].OutgoingKbps != 1534 {
+		t.Errorf("the summary: %s, want the patient's one peer as postCallQuality sent it", mustJSON(r))
 	}
 	for i, want := range []struct{ verdict, relay string }{{"good", "udp"}, {"udp_blocked", "tcp"}} {
 		r := list.Reports[i]
@@ -223,6 +233,18 @@ func precallInBrowser(t *testing.T, link string) precallOutcome {
 			figures: (r.querySelector('.connection-figures') || {textContent: ''}).textContent};
 	})()`)
 	o.Progress = progress
+	if os.Getenv(precallSummaryEnv) != "" {
+		// What call.js does at the end of a call, with a measurement in quality.js's shape.
+		o.Summary = evalJS[string](t, ctx, `(async () => {
+			const m = await import('/static/js/precall.js');
+			const id = decodeURIComponent(location.pathname.split('/').pop());
+			const token = decodeURIComponent(location.hash.replace(/^#t=/, ''));
+			const peer = m.peerSummary({role: 'provider', name: 'Dr Grace Hopper'},
+				{rttMs: 24, lossPct: 0.4, sentLossPct: null, jitterMs: 3, outBitrate: 1534000, localType: 'relay', remoteType: 'relay', word: 'good'});
+			const r = await m.postCallQuality(id, token, {duration_s: 95, peers: [peer]});
+			return r.kind;
+		})()`)
+	}
 	evalJS[bool](t, ctx, `(() => { const d = document.querySelector('#connection-result details'); if (d) d.open = true; return true })()`)
 	screenshot(t, ctx, "precall-"+o.Verdict)
 	return o

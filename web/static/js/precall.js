@@ -83,9 +83,35 @@ async function postJSON(path, token, body) {
  * }} summary
  * @returns {Promise<object>} the report as kept (docs/api.md#call-quality); rejects with an Error
  *   carrying the server's message and `code` (bad_field names the field at fault).
+ *
+ * peerSummary(peer, measurement) builds one entry of `peers` from a quality.js measurement.
  */
 export async function postCallQuality(consultationId, token, summary) {
   return postJSON(`/api/v1/consultations/${encodeURIComponent(consultationId)}/quality`, token, { kind: 'call', call: summary });
+}
+
+/**
+ * One entry of a summary's `peers`, from what the call page knows of a peer and a measurement of its
+ * connection in the shape of quality.js's measure() ({rttMs, lossPct, sentLossPct, jitterMs,
+ * outBitrate (bit/s), localType, remoteType, word}). A connection never measured counts as poor.
+ *
+ * @param {{role: string, name?: string}} peer
+ * @param {object|null} m
+ */
+export function peerSummary(peer, m) {
+  const num = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : null);
+  const loss = [num(m && m.lossPct), num(m && m.sentLossPct)].filter((v) => v !== null);
+  const path = !m || !m.localType ? '' : m.localType === 'relay' || m.remoteType === 'relay' ? 'relay' : 'direct';
+  return {
+    role: peer.role,
+    name: Array.from(String(peer.name || '')).slice(0, 80).join(''), // code points, as the server counts
+    path,
+    rtt_ms: num(m && m.rttMs),
+    loss_pct: loss.length ? Math.min(100, Math.max(...loss)) : null,
+    jitter_ms: num(m && m.jitterMs),
+    outgoing_kbps: num(m && m.outBitrate) === null ? null : Math.round(m.outBitrate / 1000),
+    quality: m && ['good', 'fair', 'poor'].includes(m.word) ? m.word : 'poor',
+  };
 }
 
 /** Resolve with what p resolves to, or with fallback after ms. */
