@@ -131,6 +131,9 @@ const (
 	// AuditTranscriptSaved is a save of the consultation's chat transcript; its detail is the number
 	// of messages, never their text.
 	AuditTranscriptSaved = "transcript.saved"
+	// AuditQualityReported is a connection test or an end-of-call quality summary kept with the
+	// consultation; its detail is the kind and, for a call, the number of peers, never the figures.
+	AuditQualityReported = "quality.reported"
 
 	AuditPatientCreated    = "patient.created"
 	AuditDeviceEnrollment  = "device.enrollment_created"
@@ -157,6 +160,36 @@ type TranscriptMessage struct {
 	Name string    // the sender's display name; may be empty
 	Text string    // plain text
 	At   time.Time // when the sender sent it, by the sender's clock
+}
+
+// QualityKind is what a quality report describes.
+type QualityKind string
+
+// The kinds of quality report.
+const (
+	// QualityPrecall is the connection test a person runs on the device check page, before the visit.
+	QualityPrecall QualityKind = "precall"
+	// QualityCall is a person's summary, at the end of a call, of the connection to each other person.
+	QualityCall QualityKind = "call"
+)
+
+// QualityReport is a connection test or an end-of-call summary, kept with the consultation for
+// support. Who made it comes from their link or session, never from what they sent.
+type QualityReport struct {
+	ID             string
+	ConsultationID string
+	Kind           QualityKind
+	// Role and Name are the reporter's: the role of their link, the invitation's or provider's name
+	// ("" for the patient, whose name the server does not know).
+	Role Role
+	Name string
+	// Reporter names one person for the per-person limit: the role, and the invitation for an
+	// invited person ("guest i_4hd2...").
+	Reporter string
+	At       time.Time
+	// Figures is the measurements as JSON, as package consultations checked and encoded them. It never
+	// holds an IP address.
+	Figures string
 }
 
 // Errors of the domain. Adapters map them to protocol error codes and HTTP statuses.

@@ -1,6 +1,6 @@
 // Package consultations is what happens around a video visit, apart from the call itself: creating a
 // consultation and its links, checking a link when someone joins (admission), ending it, its saved
-// chat transcript, and its audit trail. The call's state (waiting room, who is in) is package
+// chat transcript, the connection tests and call quality summaries kept with it, and its audit trail. The call's state (waiting room, who is in) is package
 // consult's Room, run by the signaling server.
 package consultations
 
@@ -28,10 +28,11 @@ const (
 	MaxTitleLength = 200
 )
 
-// Store is what consultations reads and keeps: consultations and transcripts, their audit trail, and
-// the provider, patient or device a link names.
+// Store is what consultations reads and keeps: consultations, transcripts and quality reports, their
+// audit trail, and the provider, patient or device a link names.
 type Store interface {
 	store.Consultations
+	store.CallQuality
 	ProviderByID(ctx context.Context, id string) (consult.Provider, error)
 	Patient(ctx context.Context, id string) (consult.Patient, error)
 	Device(ctx context.Context, id string) (monitor.Device, error)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -50,6 +51,16 @@ func (a *api) authenticate(r *http.Request) (caller, *authError) {
 		return caller{}, &authError{"your session has expired; sign in again"}
 	}
 	return caller{provider: p, actor: p.ID}, nil
+}
+
+// authenticateProvider is authenticate for the FHIR API: the provider, how the audit trail names
+// them, or why the request is not a provider's.
+func (a *api) authenticateProvider(r *http.Request) (consult.Provider, string, error) {
+	c, aerr := a.authenticate(r)
+	if aerr != nil {
+		return consult.Provider{}, "", errors.New(aerr.message)
+	}
+	return c.provider, c.actor, nil
 }
 
 // provider wraps a handler that needs a signed-in provider (session cookie or API token).

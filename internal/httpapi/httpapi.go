@@ -17,7 +17,11 @@ import (
 	"time"
 
 	"github.com/telemed/telemed/errcode"
+	"github.com/telemed/telemed/internal/httpapi/fhirapi"
 )
+
+// Export is what the FHIR API needs (monitoring.Service has it): each read is audited as an export.
+type Export = fhirapi.Export
 
 // SessionCookie is the name of the provider's session cookie.
 const SessionCookie = "telemed_session"
@@ -44,6 +48,13 @@ type Options struct {
 	// InvitationRevoked is told when an invitation is revoked, to remove its holder from the call.
 	// Default: nothing.
 	InvitationRevoked func(consultationID, invitationID string)
+	// Quality serves connection tests and call quality reports. Default: no such endpoints.
+	Quality Quality
+	// TestICEServers gives a connection test its ICE servers. Default: none.
+	TestICEServers TestICEServers
+	// ICETransportPolicy is every call's RTCConfiguration.iceTransportPolicy, "all" or "relay",
+	// told to a connection test. Default: "all".
+	ICETransportPolicy string
 	// Patients serves a provider's patients' records.
 	Patients Patients
 	// Events streams a patient's record as it changes.
@@ -106,6 +117,9 @@ func New(o Options) http.Handler {
 	if o.Present == nil {
 		o.Present = func(string) bool { return false }
 	}
+	if o.ICETransportPolicy == "" {
+		o.ICETransportPolicy = "all"
+	}
 	a := &api{o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
@@ -132,8 +146,10 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("GET /api/v1/consultations/{id}/invitations", a.providerOrLink(a.listInvitations))
 		mux.HandleFunc("DELETE /api/v1/consultations/{id}/invitations/{inv}", a.providerOrLink(a.revokeInvitation))
 	}
+	a.qualityRoutes(mux)
 	a.monitoringRoutes(mux)
-	a.fhirRoutes(mux)
+	fhirapi.Mount(mux, fhirapi.Options{Export: o.Export, BaseURL: o.BaseURL, Now: o.Now, Logger: o.Logger,
+		Authenticate: a.authenticateProvider, UserError: statusOf})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errcode.NotFound, "no such API endpoint")
 	})
@@ -267,6 +283,15 @@ func userError(err error) (*errcode.Error, bool) {
 	}
 	_, ok := statusOfCode[se.Code]
 	return se, ok
+}
+
+// statusOf is userError for the FHIR API: the status and message of an error a person can act on.
+func statusOf(err error) (int, string, bool) {
+	se, ok := userError(err)
+	if !ok {
+		return 0, "", false
+	}
+	return statusOfCode[se.Code], se.Message, true
 }
 
 // largeBody is what a request that may carry a large body allows.

@@ -173,6 +173,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Present: sig.Present, DeviceRevoked: sig.Kick,
+		Quality: svc.Consultations, TestICEServers: s.testICEServers, ICETransportPolicy: s.cfg.ICETransportPolicy,
 	})
 	s.serve(handler)
 	return nil

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/ice"
 	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/protocol"
@@ -60,13 +62,36 @@ func (s *Server) startTURN(o Options, reg prometheus.Registerer) error {
 // iceServers builds a participant's ICE servers: the embedded STUN/TURN and any --turn-server, the
 // TURN ones with a fresh credential that names the participant.
 func (s *Server) iceServers(participantID string) []protocol.ICEServer {
+	return s.servers(s.cfg.TURNCredentialTTL).For(participantID)
+}
+
+// testICEServers builds the ICE servers of a connection test, whose TURN credential lasts
+// consultations.TestCredentialTTL (or --turn-credential-ttl if shorter): it is handed out before
+// anyone is admitted.
+func (s *Server) testICEServers(user string) ([]protocol.ICEServer, time.Time) {
+	ttl := min(consultations.TestCredentialTTL, s.cfg.TURNCredentialTTL)
+	list := s.servers(ttl).For(user)
+	for _, is := range list {
+		if is.Username != "" {
+			now := time.Now
+			if s.now != nil {
+				now = s.now
+			}
+			return list, now().Add(ttl).Truncate(time.Second).UTC()
+		}
+	}
+	return list, time.Time{}
+}
+
+// servers are the ICE servers of the configuration, with TURN credentials that last ttl.
+func (s *Server) servers(ttl time.Duration) ice.Servers {
 	servers := ice.Servers{Host: s.cfg.TURNPublicIP, WebHost: hostName(s.baseURL), External: s.cfg.TURNServers,
-		Secret: s.turnSecret, CredentialTTL: s.cfg.TURNCredentialTTL, Now: s.now}
+		Secret: s.turnSecret, CredentialTTL: ttl, Now: s.now}
 	if s.turn != nil {
 		servers.UDPPort = turn.Port(s.turn.UDPAddr())
 		servers.TLSPort = turn.Port(s.turn.TLSAddr())
 	}
-	return servers.For(participantID)
+	return servers
 }
 
 // hostName is the host of a base URL, without port or brackets.

@@ -24,6 +24,7 @@ var (
 type Store interface {
 	Accounts
 	Consultations
+	CallQuality
 	Monitoring
 	AuditLog
 	Settings
@@ -80,6 +81,16 @@ type Consultations interface {
 	// RemovePatient records that the patient was removed from a consultation's call, which stops the
 	// patient link; removing again keeps the first time.
 	RemovePatient(ctx context.Context, consultationID string, at time.Time) error
+}
+
+// CallQuality keeps the connection tests and end-of-call quality summaries of consultations.
+type CallQuality interface {
+	// AddQualityReport stores r, unless its consultation already has perConsultation reports, or
+	// r.Reporter has perReporter reports in it (ErrLimit); ErrNotFound if the consultation does not
+	// exist.
+	AddQualityReport(ctx context.Context, r consult.QualityReport, perConsultation, perReporter int) error
+	// QualityReports returns a consultation's quality reports, oldest first.
+	QualityReports(ctx context.Context, consultationID string) ([]consult.QualityReport, error)
 }
 
 // AuditLog keeps the append-only audit trail.

@@ -1,8 +1,8 @@
 // Package storetest is the conformance suite every store implementation passes: the same behaviour
 // whether telemed runs on SQLite or on a shared database.
 //
-// There is one suite per context interface of package store (Accounts, Consultations, Monitoring,
-// AuditLog, Settings), so that an implementation of only some of them can be checked against those,
+// There is one suite per context interface of package store (Accounts, Consultations, CallQuality,
+// Monitoring, AuditLog, Settings), so that an implementation of only some of them can be checked against those,
 // and Run, which runs them all against a whole store.Store. The suites are in this file; the checks
 // they run are in a file per context.
 package storetest
@@ -25,6 +25,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 	t.Run("Consultations", func(t *testing.T) {
 		Consultations(t, func(t *testing.T) ConsultationsStore { return open(t) })
+	})
+	t.Run("CallQuality", func(t *testing.T) {
+		CallQuality(t, func(t *testing.T) CallQualityStore { return open(t) })
 	})
 	t.Run("Monitoring", func(t *testing.T) {
 		Monitoring(t, func(t *testing.T) MonitoringStore { return open(t) })
@@ -63,6 +66,21 @@ func Consultations(t *testing.T, open func(t *testing.T) ConsultationsStore) {
 	t.Run("consultations", func(t *testing.T) { testConsultations(t, open(t)) })
 	t.Run("transcripts", func(t *testing.T) { testTranscripts(t, open(t)) })
 	t.Run("invitations", func(t *testing.T) { testInvitations(t, open(t)) })
+}
+
+// CallQualityStore is what the CallQuality suite opens: the quality reports and, for the
+// consultations they belong to, the accounts and the consultations.
+type CallQualityStore interface {
+	store.Accounts
+	store.Consultations
+	store.CallQuality
+}
+
+// CallQuality checks a store.CallQuality: connection tests and end-of-call summaries. open returns a
+// new, empty store for each subtest.
+func CallQuality(t *testing.T, open func(t *testing.T) CallQualityStore) {
+	t.Run("reports", func(t *testing.T) { testQualityReports(t, open(t)) })
+	t.Run("limits", func(t *testing.T) { testQualityLimits(t, open(t)) })
 }
 
 // MonitoringStore is what the Monitoring suite opens: the monitoring records and, for the providers

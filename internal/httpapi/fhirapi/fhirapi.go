@@ -1,9 +1,14 @@
-package httpapi
+// Package fhirapi is the HTTP side of telemed's FHIR R4 API (docs/monitoring.md#fhir-r4): its routes,
+// the provider's credentials they take, and answers that are FHIR resources, errors included (an
+// EHR's FHIR client understands an OperationOutcome, not telemed's error JSON). The mapping itself is
+// package fhir; package httpapi mounts these routes beside the JSON API.
+package fhirapi
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -14,9 +19,38 @@ import (
 	"github.com/telemed/telemed/internal/store"
 )
 
-// fhirRoutes mounts the FHIR R4 API (docs/monitoring.md#fhir-r4). Its answers, errors included, are
-// FHIR resources: an EHR's FHIR client understands an OperationOutcome, not telemed's error JSON.
-func (a *api) fhirRoutes(mux *http.ServeMux) {
+// Options configure the FHIR API.
+type Options struct {
+	// Export reads and audits what is exported. Required.
+	Export Export
+	// BaseURL is the server's public URL, which references start with.
+	BaseURL string
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// Authenticate returns the provider behind a request (an API token or a session) and how the
+	// audit trail names them, or an error whose message tells a person why not. Required.
+	Authenticate func(r *http.Request) (p consult.Provider, actor string, err error)
+	// UserError returns the HTTP status and message of an error a person can act on, and false for
+	// a fault of the server. Required: the JSON API's mapping, so that both answer alike.
+	UserError func(err error) (status int, message string, ok bool)
+	// Logger receives the server's faults; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// api is the FHIR API's handlers.
+type api struct {
+	Options
+}
+
+// Mount adds the FHIR R4 API's routes, under fhir.BasePath, to mux.
+func Mount(mux *http.ServeMux, o Options) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	a := &api{o}
 	mux.HandleFunc("GET "+fhir.BasePath+"/metadata", a.fhirMetadata)
 	mux.HandleFunc("GET "+fhir.BasePath+"/Patient/{id}", a.fhirProvider(a.fhirPatient))
 	mux.HandleFunc("GET "+fhir.BasePath+"/Observation/{id}", a.fhirProvider(a.fhirObservation))
@@ -63,21 +97,27 @@ func jsonFormat(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// fhirProvider is provider for the FHIR API: same credentials, errors as OperationOutcome, and only
-// JSON (_format) served.
+// caller is the provider behind a request, and how the audit trail names them.
+type caller struct {
+	provider consult.Provider
+	actor    string
+}
+
+// fhirProvider wraps a handler that needs a provider: the JSON API's credentials, errors as
+// OperationOutcome, and only JSON (_format) served.
 func (a *api) fhirProvider(h func(http.ResponseWriter, *http.Request, caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !jsonFormat(w, r) {
 			return
 		}
-		c, aerr := a.authenticate(r)
-		if aerr != nil {
+		p, actor, err := a.Authenticate(r)
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="telemed"`)
 			writeFHIR(w, http.StatusUnauthorized, fhir.NewOperationOutcome(fhir.IssueSecurity,
-				aerr.message+": send a provider API token as \"Authorization: Bearer tm_...\""))
+				err.Error()+": send a provider API token as \"Authorization: Bearer tm_...\""))
 			return
 		}
-		h(w, r, c)
+		h(w, r, caller{provider: p, actor: actor})
 	}
 }
 
@@ -89,9 +129,8 @@ func (a *api) fhirFail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	// The same status as the JSON API; a code without one is the server's fault, as there.
-	if se, ok := userError(err); ok {
-		status := statusOfCode[se.Code]
-		writeFHIR(w, status, fhir.NewOperationOutcome(fhirIssue(status), se.Message))
+	if status, message, ok := a.UserError(err); ok {
+		writeFHIR(w, status, fhir.NewOperationOutcome(fhirIssue(status), message))
 		return
 	}
 	a.Logger.Error("FHIR request failed", "path", r.URL.Path, "err", err)
