@@ -186,10 +186,7 @@ func runGroupVisit(t *testing.T, chromium string, pages []groupPage, extraURL st
 		return o.who != provider.who || (m.Screen > 10 && tile.Screen)
 	})
 	for _, p := range others {
-		big := evalJS[bool](t, p.ctx, `(() => { const s = document.querySelector('.tile-screen:not([hidden])'); const c = document.querySelector('.tile:not(.tile-screen)'); return !!s && s.getBoundingClientRect().width > c.getBoundingClientRect().width })()`)
-		if !big {
-			t.Fatalf("%s: the shared screen is not shown larger than the cameras", p.who)
-		}
+		waitJS(t, p.ctx, p.who+": the shared screen larger than the cameras", `(() => { const s = document.querySelector('.tile-screen:not([hidden])'); const c = document.querySelector('.tile:not(.tile-screen)'); return !!s && s.getBoundingClientRect().width > c.getBoundingClientRect().width })()`, 10*time.Second)
 	}
 	screenshot(t, patient.ctx, fmt.Sprintf("group-%d-patient-screen", len(pages)))
 	click(t, provider.ctx, "#share-btn")
@@ -286,6 +283,44 @@ func TestBrowserGroupVisit(t *testing.T) {
 	}
 	pages[0].who = e.provider.Name
 	runGroupVisit(t, chromium, pages, aunt.JoinURL, false)
+
+	// The provider leaves: the quality of each connection is kept with the visit, for support.
+	click(t, provider, "#hangup-btn")
+	waitState(t, provider, "provider", "ended")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var q struct {
+			Reports []struct {
+				Kind string `json:"kind"`
+				From struct {
+					Role string `json:"role"`
+				} `json:"from"`
+				Call *struct {
+					Peers []struct {
+						Name    string `json:"name"`
+						Quality string `json:"quality"`
+					} `json:"peers"`
+				} `json:"call"`
+			} `json:"reports"`
+		}
+		a.do("GET", "/api/v1/consultations/"+c.ID+"/quality", "", auth, &q)
+		var got []string
+		for _, r := range q.Reports {
+			if r.Kind == "call" && r.From.Role == "provider" && r.Call != nil {
+				for _, p := range r.Call.Peers {
+					got = append(got, p.Name+":"+p.Quality)
+				}
+			}
+		}
+		if len(got) == 2 && strings.Contains(strings.Join(got, " "), "Ada:") && strings.Contains(strings.Join(got, " "), "Marta:") {
+			t.Logf("the provider's end-of-call summary: %v", got)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the provider's end-of-call summary of Ada and Marta is not kept: %+v", q)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestBrowserGroupVisitOverTURNRelay: the same with 3 Chromiums forced to iceTransportPolicy relay

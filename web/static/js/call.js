@@ -10,6 +10,7 @@ import { $, h, tokenFromHash } from './dom.js';
 import { Tiles } from './tiles.js';
 import { InviteDialog, roleWord } from './invite.js';
 import { capsFor, measure, ownConnectionWeak } from './quality.js';
+import { postCallQuality, peerSummary } from './precall.js';
 
 const ERROR_CLEAR_MS = 10000;
 const LOBBY_TICK_MS = 15000;
@@ -889,20 +890,21 @@ async function mediaStats() {
   return out;
 }
 
-// A summary of each connection at the end of the call, kept with the visit for support.
+// A summary of each connection at the end of the call, kept with the visit for support
+// (docs/api.md#call-quality). Sent once; a call must end even when it cannot be sent.
+let qualityReported = false;
 function reportQuality() {
-  const summary = [...sessions.values()].map((session) => {
-    const m = quality.get(session.id) || {};
-    return {
-      name: session.name, role: session.role, quality: m.word || '', rtt_ms: m.rttMs ?? null,
-      loss_pct: m.lossPct ?? null, jitter_ms: m.jitterMs ?? null,
-      outgoing_kbps: m.outBitrate != null ? Math.round(m.outBitrate / 1000) : null,
-    };
-  }).filter((p) => p.quality);
-  if (summary.length === 0) return;
-  import('./precall.js')
-    .then((m) => (typeof m.postCallQuality === 'function' ? m.postCallQuality(consultationId, token, summary) : null))
-    .catch(() => { /* support data only: a call must end even when it cannot be sent */ });
+  if (qualityReported || !callStartedAt) return;
+  const list = [...sessions.values()].filter((session) => PERSON_ROLES.includes(session.role));
+  if (list.length === 0) return;
+  qualityReported = true;
+  const summary = {
+    duration_s: Math.round((Date.now() - callStartedAt) / 1000),
+    peers: list.slice(0, 8).map((session) => peerSummary(session, quality.get(session.id) || null)),
+  };
+  postCallQuality(consultationId, token, summary).catch((err) => {
+    console.warn('telemed: the call quality summary was not kept', err);
+  });
 }
 
 // ---------- screen sharing ----------
