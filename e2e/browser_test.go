@@ -45,9 +45,10 @@ func newDenyingBrowser(t *testing.T, execPath string) context.Context {
 	return startBrowser(t, execPath, chromedp.Flag("deny-permission-prompts", true))
 }
 
+// startBrowser starts a headless Chromium with a fresh profile; flags override the defaults here.
 func startBrowser(t *testing.T, execPath string, permission ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	opts := append(append(chromedp.DefaultExecAllocatorOptions[:], permission...),
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(execPath),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.NoSandbox,
@@ -63,6 +64,8 @@ func startBrowser(t *testing.T, execPath string, permission ...chromedp.ExecAllo
 		chromedp.Flag("enable-precise-memory-info", true),
 		chromedp.Flag("js-flags", "--expose-gc"),
 	)
+	// Last, so that a caller's flag overrides one above.
+	opts = append(opts, permission...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
 	t.Cleanup(func() { cancel(); cancelAlloc() })
