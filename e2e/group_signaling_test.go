@@ -216,10 +216,11 @@ func TestGroupVisitSignaling(t *testing.T) {
 			t.Fatalf("media = %s, want the interpreter's camera and microphone off", m.Raw)
 		}
 	}
-	prov.send(t, `{"type":"remove","peer":"`+w.You.ID+`","id":5}`)
-	// No one removes the provider.
+	// No one removes the provider. (Before the removal below: reading up to this error would skip
+	// the peer_left that removal sends.)
 	doc.send(t, `{"type":"remove","peer":"`+prov.you(t).ID+`"}`)
 	expectError(t, doc, "the clinician removes the provider", "forbidden")
+	prov.send(t, `{"type":"remove","peer":"`+w.You.ID+`","id":5}`)
 
 	// The provider removed the interpreter: they are told and let go, the others see them leave.
 	in.readType(t, protocol.TypeRemoved)

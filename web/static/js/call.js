@@ -231,8 +231,11 @@ window.telemed = {
   signaling,
   media,
   sessions,
-  /** Send a File or Blob to the current peer, as the attach button does; returns the transfer id. */
-  sendFile: (file) => transfers.send(file),
+  /**
+   * Send a File or Blob to one person (by peer id; the current peer when omitted); returns the
+   * transfer id. The attach button sends to everyone.
+   */
+  sendFile: (file, peerId) => transfers.send(file, peerId ? sessions.get(peerId) || null : null),
   /** Send a chat message, as typing it and pressing Send does; returns its id or null. */
   sendChat: (text) => chat.send(text),
   transfers: () => transfers.list(),
@@ -1007,8 +1010,13 @@ function hangUp() {
 
 // ---------- chat panel: files ----------
 
+// In a group visit a file goes to everyone, one transfer each, like a chat message.
 function sendFiles(files) {
-  for (const file of files) transfers.send(file);
+  const targets = chat.targets();
+  for (const file of files) {
+    if (targets.length === 0) transfers.send(file); // says why it cannot be sent
+    for (const target of targets) transfers.send(file, target.session);
+  }
 }
 
 function setUpFiles() {
