@@ -93,18 +93,7 @@ func TestNATTraversal(t *testing.T) {
 
 	// The CLI only touches the SQLite file, so it runs here, in the test's own namespace, before the
 	// server starts; the links it prints point at the server's address inside the lab.
-	data := t.TempDir()
-	natRun(t, strings.NewReader(testPassword+"\n"), bin, "provider", "add", "--data", data,
-		"--email", "grace@clinic.example", "--name", "Dr Grace Hopper", "--password-stdin")
-	var c struct {
-		StartURL string `json:"start_url"`
-		JoinURL  string `json:"join_url"`
-	}
-	out := natRun(t, nil, bin, "consult", "new", "--data", data, "--provider", "grace@clinic.example",
-		"--base-url", natBaseURL, "--json")
-	if err := json.Unmarshal(out, &c); err != nil || c.StartURL == "" || c.JoinURL == "" {
-		t.Fatalf("consult new --json printed %q (%v), want start_url and join_url", out, err)
-	}
+	data, c := newLabConsultation(t, bin, natBaseURL)
 
 	server := lab.start(t, "server", lab.inet, nil, bin, "serve", "--http", natHTTPAddr, "--base-url", natBaseURL,
 		"--data", data, "--log-level", "debug",
@@ -619,6 +608,30 @@ func (b *lineBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.all.String()
+}
+
+// labConsultation is a consultation made with the CLI in a data folder of its own, before the server
+// starts, as an operator would; its links point at baseURL.
+type labConsultation struct {
+	ID       string `json:"id"`
+	StartURL string `json:"start_url"`
+	JoinURL  string `json:"join_url"`
+}
+
+// newLabConsultation makes a provider and a consultation with the telemed binary; it returns the data
+// folder and the consultation.
+func newLabConsultation(t *testing.T, bin, baseURL string) (string, labConsultation) {
+	t.Helper()
+	data := t.TempDir()
+	natRun(t, strings.NewReader(testPassword+"\n"), bin, "provider", "add", "--data", data,
+		"--email", "grace@clinic.example", "--name", "Dr Grace Hopper", "--password-stdin")
+	var c labConsultation
+	out := natRun(t, nil, bin, "consult", "new", "--data", data, "--provider", "grace@clinic.example",
+		"--base-url", baseURL, "--json")
+	if err := json.Unmarshal(out, &c); err != nil || c.ID == "" || c.StartURL == "" || c.JoinURL == "" {
+		t.Fatalf("consult new --json printed %q (%v), want id, start_url and join_url", out, err)
+	}
+	return data, c
 }
 
 // buildTelemed builds the telemed command into a temporary folder: the test runs the real program, with

@@ -98,17 +98,7 @@ func TestGroupVisitCarriesNoMediaThroughServer(t *testing.T) {
 
 	addr := serverIP + ":8080"
 	base := "http://" + addr
-	data := t.TempDir()
-	natRun(t, strings.NewReader(testPassword+"\n"), bin, "provider", "add", "--data", data,
-		"--email", "grace@clinic.example", "--name", "Dr Grace Hopper", "--password-stdin")
-	var c struct {
-		ID       string `json:"id"`
-		StartURL string `json:"start_url"`
-		JoinURL  string `json:"join_url"`
-	}
-	if err := json.Unmarshal(natRun(t, nil, bin, "consult", "new", "--data", data, "--provider", "grace@clinic.example", "--base-url", base, "--json"), &c); err != nil {
-		t.Fatal(err)
-	}
+	data, c := newLabConsultation(t, bin, base)
 	var inv struct {
 		JoinURL string `json:"join_url"`
 	}

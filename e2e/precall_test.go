@@ -59,19 +59,7 @@ func TestPrecallNAT(t *testing.T) {
 	bin := buildTelemed(t)
 	lab.build()
 
-	data := t.TempDir()
-	natRun(t, strings.NewReader(testPassword+"\n"), bin, "provider", "add", "--data", data,
-		"--email", "grace@clinic.example", "--name", "Dr Grace Hopper", "--password-stdin")
-	var c struct {
-		ID       string `json:"id"`
-		StartURL string `json:"start_url"`
-		JoinURL  string `json:"join_url"`
-	}
-	out := natRun(t, nil, bin, "consult", "new", "--data", data, "--provider", "grace@clinic.example",
-		"--base-url", natBaseURL, "--json")
-	if err := json.Unmarshal(out, &c); err != nil || c.JoinURL == "" {
-		t.Fatalf("consult new --json printed %q (%v)", out, err)
-	}
+	data, c := newLabConsultation(t, bin, natBaseURL)
 	server := lab.start(t, "server", lab.inet, nil, bin, "serve", "--http", natHTTPAddr, "--base-url", natBaseURL,
 		"--data", data, "--log-level", "debug",
 		"--turn-addr", "0.0.0.0:3478", "--turn-public-ip", natServerIP, "--turn-secret", rand.Text())
