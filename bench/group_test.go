@@ -368,7 +368,11 @@ func meshGroup(t *testing.T, chromium, url string, n int) groupCost {
 const meshPage = `<!doctype html><meta charset="utf-8"><title>mesh</title><body><script>
 window.pcs = new Map();
 let stream = null;
-window.ready = navigator.mediaDevices.getUserMedia({ audio: true, video: true }).then((s) => { stream = s; return true; });
+// The same capture as telemed's page asks for (web/static/js/devices.js).
+window.ready = navigator.mediaDevices.getUserMedia({
+  audio: true,
+  video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+}).then((s) => { stream = s; return true; });
 function make(id) {
   const pc = new RTCPeerConnection();
   for (const track of stream.getTracks()) pc.addTrack(track, stream);

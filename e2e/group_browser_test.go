@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,14 +106,55 @@ func waitGroup(t *testing.T, pages []groupPage, what string, timeout time.Durati
 	}
 }
 
-// newGroupBrowser is a browser of a group visit: its fake camera runs at 15 frames a second, so that
-// four or five Chromiums encoding for three others each leave these 2 cores some room.
+// newGroupBrowser is a browser of a group visit. Its camera is a small moving picture (320×240, 15
+// frames a second) rather than the fake device's 1280×720 at 30, so that four or five Chromiums
+// encoding for three others each leave these 2 cores some room.
 func newGroupBrowser(t *testing.T, chromium string, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	return startBrowser(t, chromium, append([]chromedp.ExecAllocatorOption{
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", "fps=15"),
+		chromedp.Flag("use-file-for-fake-video-capture", smallVideo(t)),
 	}, flags...)...)
+}
+
+var smallVideoOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// smallVideo writes, once per test run, a 2-second Y4M clip of a bar sweeping across a grey picture.
+func smallVideo(t *testing.T) string {
+	t.Helper()
+	smallVideoOnce.Do(func() {
+		const w, h, frames = 320, 240, 30
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "YUV4MPEG2 W%d H%d F15:1 Ip A1:1 C420jpeg\n", w, h)
+		for f := 0; f < frames; f++ {
+			b.WriteString("FRAME\n")
+			for y := 0; y < h; y++ {
+				for x := 0; x < w; x++ {
+					luma := byte(96 + y/4)
+					if x/16 == f*w/16/frames {
+						luma = 235
+					}
+					b.WriteByte(luma)
+				}
+			}
+			b.Write(bytes.Repeat([]byte{128}, w*h/2)) // U and V: no colour
+		}
+		dir, err := os.MkdirTemp("", "telemed-e2e-video-")
+		if err != nil {
+			smallVideoOnce.err = err
+			return
+		}
+		smallVideoOnce.path = filepath.Join(dir, "small.y4m")
+		smallVideoOnce.err = os.WriteFile(smallVideoOnce.path, b.Bytes(), 0o644)
+	})
+	if smallVideoOnce.err != nil {
+		t.Fatalf("write the fake camera's clip: %v", smallVideoOnce.err)
+	}
+	return smallVideoOnce.path
 }
 
 // openGroupPage opens a link and joins; everyone but the provider waits.
@@ -191,6 +236,13 @@ func runGroupVisit(t *testing.T, chromium string, pages []groupPage, extraURL st
 	screenshot(t, patient.ctx, fmt.Sprintf("group-%d-patient", len(pages)))
 
 	step("media from everyone")
+	// Each sender caps its camera as the call grows (docs/benchmarks.md#group-visits): at 4 people the
+	// 320-pixel-wide camera arrives at most 320/1.5 wide.
+	if len(pages) >= 4 {
+		waitGroup(t, pages, "the camera scaled down for a call of 4", 15*time.Second, func(_ groupPage, m remoteMedia, _ tileState, ok bool) bool {
+			return ok && m.VideoWidth > 0 && m.VideoWidth <= 214
+		})
+	}
 	// The patient turns the camera off: everyone's tile of the patient says so.
 	click(t, patient.ctx, "#camera-btn")
 	waitGroup(t, pages, "the patient's camera shown off", 10*time.Second, func(o groupPage, _ remoteMedia, tile tileState, _ bool) bool {
@@ -204,12 +256,14 @@ func runGroupVisit(t *testing.T, chromium string, pages []groupPage, extraURL st
 	waitJS(t, provider.ctx, "the provider sharing", `document.querySelector('#share-btn').getAttribute('aria-pressed') === 'true'`, 10*time.Second)
 	others := pages[1:]
 	waitGroup(t, others, "the provider's screen decoded", 30*time.Second, func(o groupPage, m remoteMedia, tile tileState, _ bool) bool {
-		return o.who != provider.who || (m.Screen > 10 && tile.Screen)
+		return o.who != provider.who || (m.Screen > 5 && tile.Screen)
 	})
+	step("the provider's screen decoded by the others")
 	for _, p := range others {
 		waitJS(t, p.ctx, p.who+": the shared screen larger than the cameras", `(() => { const s = document.querySelector('.tile-screen:not([hidden])'); const c = document.querySelector('.tile:not(.tile-screen)'); return !!s && s.getBoundingClientRect().width > c.getBoundingClientRect().width })()`, 10*time.Second)
 	}
 	screenshot(t, patient.ctx, fmt.Sprintf("group-%d-patient-screen", len(pages)))
+	step("the screen shown large")
 	click(t, provider.ctx, "#share-btn")
 	waitGroup(t, others, "the provider's screen gone", 10*time.Second, func(o groupPage, _ remoteMedia, tile tileState, _ bool) bool {
 		return o.who != provider.who || !tile.Screen
@@ -227,6 +281,18 @@ func runGroupVisit(t *testing.T, chromium string, pages []groupPage, extraURL st
 	}
 
 	step("screen shared and stopped")
+
+	// The patient may share only once the provider allows it.
+	if evalJS[bool](t, patient.ctx, `!document.querySelector('#share-btn').hidden`) {
+		t.Fatal("the patient is offered Share screen before being allowed")
+	}
+	patID := tilesOf(t, provider)[patient.who].ID
+	click(t, provider.ctx, fmt.Sprintf(`.tile[data-peer=%q] .tile-allow`, patID))
+	waitJS(t, patient.ctx, "the patient offered Share screen", `!document.querySelector('#share-btn').hidden`, 10*time.Second)
+	if label := evalJS[string](t, provider.ctx, fmt.Sprintf(`document.querySelector('.tile[data-peer=%q] .tile-allow').textContent`, patID)); !strings.Contains(label, "Stop") {
+		t.Fatalf("the provider's button after allowing reads %q, want it to offer taking it back", label)
+	}
+	step("the patient allowed to share")
 	// The visit is full: one more person is told so, in words.
 	if extraURL != "" {
 		if _, err := chromedp.Run(extra, chromedp.Navigate(extraURL)); err != nil {

@@ -138,11 +138,10 @@ func TestGroupVisitCarriesNoMediaThroughServer(t *testing.T) {
 
 	// Secure context for the camera on a plain-http address that is not localhost.
 	insecure := chromedp.Flag("unsafely-treat-insecure-origin-as-secure", base)
-	fake := chromedp.Flag("use-fake-ui-for-media-stream", true)
 	pages := []groupPage{
-		{who: "Dr Grace Hopper", role: "provider", url: c.StartURL, ctx: startBrowser(t, chromium, fake, insecure)},
-		{who: "Ada", role: "patient", url: c.JoinURL, ctx: startBrowser(t, chromium, fake, insecure)},
-		{who: "Marta", role: "guest", url: inv.JoinURL, ctx: startBrowser(t, chromium, fake, insecure)},
+		{who: "Dr Grace Hopper", role: "provider", url: c.StartURL, ctx: newGroupBrowser(t, chromium, insecure)},
+		{who: "Ada", role: "patient", url: c.JoinURL, ctx: newGroupBrowser(t, chromium, insecure)},
+		{who: "Marta", role: "guest", url: inv.JoinURL, ctx: newGroupBrowser(t, chromium, insecure)},
 	}
 	openGroupPage(t, pages[0])
 	waitState(t, pages[0].ctx, "provider", "in-call")

@@ -927,7 +927,9 @@ async function startSharing() {
   }
   let stream;
   try {
-    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    // 15 frames a second at most: a document, an X-ray or a chart needs sharpness, not motion, and
+    // the sharer encodes it once per other person.
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 15 } }, audio: false });
   } catch (err) {
     if (err && err.name !== 'NotAllowedError' && err.name !== 'AbortError') {
       showError('Your screen could not be shared. Please try again.');
@@ -1203,7 +1205,14 @@ function init() {
       signaling.remove(e.detail.id);
     }
   });
-  tiles.addEventListener('allowshare', (e) => signaling.allowShare(e.detail.id, e.detail.allowed));
+  tiles.addEventListener('allowshare', (e) => {
+    // Only the person concerned hears share_allowed: keep our own record of what we allowed.
+    if (!signaling.allowShare(e.detail.id, e.detail.allowed)) return;
+    const info = peerInfo.get(e.detail.id);
+    if (info) info.canShare = e.detail.allowed;
+    toast(e.detail.allowed ? `${e.detail.name} may now share a screen.` : `${e.detail.name} can no longer share a screen.`);
+    renderRemote();
+  });
   tiles.addEventListener('blocked', () => { el.soundBtn.hidden = false; });
   el.shareBtn.addEventListener('click', () => (screenTrack ? stopSharing() : startSharing()));
 
