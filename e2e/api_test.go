@@ -71,6 +71,10 @@ func TestAPI(t *testing.T) {
 	if resp := a.do("GET", "/healthz", "", nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
+	var ready map[string]string
+	if resp := a.do("GET", "/readyz", "", nil, &ready); resp.StatusCode != 200 || ready["status"] != "ready" {
+		t.Fatalf("readyz: %d %v, want 200 ready", resp.StatusCode, ready)
+	}
 	resp := a.do("GET", "/", "", nil, nil)
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
 		t.Fatalf("security headers missing: %v", resp.Header)

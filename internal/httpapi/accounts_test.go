@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -280,4 +281,30 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 			t.Errorf("Strict-Transport-Security %q over TLS", hsts)
 		}
 	})
+}
+
+// TestHealthAndReadiness: /healthz says the process is alive whatever the store does; /readyz tells a
+// load balancer, in a fixed word, why this node should get no traffic, and never the error itself.
+func TestHealthAndReadiness(t *testing.T) {
+	var ready error
+	h := newAPI(t, httpapi.Options{Ready: func(context.Context) error { return ready }})
+	check := func(path string, status int, want string) {
+		t.Helper()
+		w := serve(h, httptest.NewRequest("GET", path, nil))
+		if w.Code != status || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("GET %s = %d %s, want %d with %s", path, w.Code, w.Body.String(), status, want)
+		}
+		if strings.Contains(w.Body.String(), "/var/lib") {
+			t.Errorf("GET %s shows the store's error: %s", path, w.Body.String())
+		}
+	}
+	check("/healthz", http.StatusOK, `"status":"ok"`)
+	check("/readyz", http.StatusOK, `"status":"ready"`)
+
+	ready = errors.New("open /var/lib/telemed/telemed.db: disk I/O error")
+	check("/healthz", http.StatusOK, `"status":"ok"`)
+	check("/readyz", http.StatusServiceUnavailable, `"reason":"the store does not answer"`)
+
+	ready = fmt.Errorf("close: %w", httpapi.ErrDraining)
+	check("/readyz", http.StatusServiceUnavailable, `"reason":"the server is shutting down"`)
 }

@@ -77,7 +77,8 @@ type Options struct {
 	SecureCookies bool
 	// AllowedOrigins are the hosts, besides the request's own, whose pages may call the API with a cookie.
 	AllowedOrigins []string
-	// Ready reports whether the server can take requests; GET /healthz answers 503 while it errs.
+	// Ready reports whether the server can take requests; GET /readyz answers 503 while it errs
+	// (ErrDraining: the server is shutting down; any other error: the store does not answer).
 	Ready func(ctx context.Context) error
 	// Metrics serves Prometheus metrics at GET /metrics to a provider's API token or session.
 	Metrics http.Handler
@@ -123,6 +124,7 @@ func New(o Options) http.Handler {
 	a := &api{o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /ws", o.Signaling)
 
 	if o.Metrics != nil {
@@ -212,17 +214,33 @@ func (a *api) page(name string) http.HandlerFunc {
 	}
 }
 
+// ErrDraining is what Options.Ready returns while the server shuts down: a load balancer should send
+// new work elsewhere.
+var ErrDraining = errors.New("the server is shutting down")
+
+// healthz says the process is alive and serving HTTP; whether it should get traffic is readyz's.
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz says whether this node should get traffic: the store answers and it is not shutting down.
+// The reason is in words and fixed; the error itself, which may name files or hosts, is logged.
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := a.Ready(ctx); err != nil {
-			a.Logger.Warn("health check failed", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			reason := "the store does not answer"
+			if errors.Is(err, ErrDraining) {
+				reason = "the server is shutting down"
+			} else {
+				a.Logger.Warn("readiness check failed", "err", err)
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,7 @@ type Options struct {
 
 // Server is a running telemed.
 type Server struct {
+	draining atomic.Bool // set by Close: GET /readyz answers 503
 	cfg      config.Serve
 	log      *slog.Logger
 	store    *sqlite.Store
@@ -170,7 +172,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		BaseURL: s.baseURL, Now: o.Now, Signaling: sig, EndConsultation: sig.EndConsultation, Static: web.Static,
 		SecureCookies:  s.cfg.TLSCert != "" || strings.HasPrefix(s.baseURL, "https://"),
 		AllowedOrigins: append(s.cfg.OriginHosts(), hostOf(s.baseURL)),
-		Ready:          s.store.Ping, Logger: s.log.With("component", "http"),
+		Ready:          s.ready, Logger: s.log.With("component", "http"),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Present: sig.Present, DeviceRevoked: sig.Kick,
 		Quality: svc.Consultations, TestICEServers: s.testICEServers, ICETransportPolicy: s.cfg.ICETransportPolicy,
@@ -273,7 +275,16 @@ func (s *Server) Services() Services { return s.services }
 func (s *Server) Done() <-chan error { return s.served }
 
 // Close stops accepting, disconnects signaling clients, and closes the store.
+// ready is GET /readyz's check: not shutting down, and the store answers.
+func (s *Server) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return httpapi.ErrDraining
+	}
+	return s.store.Ping(ctx)
+}
+
 func (s *Server) Close() error {
+	s.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.cancelBase()
