@@ -329,6 +329,9 @@ func runGroupVisit(t *testing.T, chromium string, pages []groupPage, extraURL st
 	if code := evalJS[string](t, family.ctx, `(window.telemed.signaling.fatalError || {}).code || ''`); code != "bad_token" {
 		t.Fatalf("the removed family member's link: code %q, want bad_token", code)
 	}
+	if text := evalJS[string](t, family.ctx, `document.querySelector('#fatal-text').textContent`); !strings.Contains(text, "removed") {
+		t.Fatalf("the removed family member's page says %q, want it to say they were removed", text)
+	}
 	step("the removed link refused")
 	// Those left still see each other.
 	waitGroup(t, rest, "video after the removal", 10*time.Second, func(_ groupPage, m remoteMedia, _ tileState, ok bool) bool {

@@ -320,8 +320,12 @@ function showFatal(code, serverMessage) {
   teardown();
   const entry = FATAL_TEXT[code];
   el.fatalTitle.textContent = entry ? entry[0] : 'We couldn’t join the consultation';
-  el.fatalText.textContent = entry ? entry[isProvider ? 2 : 1]
+  let text = entry ? entry[isProvider ? 2 : 1]
     : (serverMessage || 'Something went wrong. Please reload the page, or ask your clinic for a new link.');
+  // bad_token covers several causes; for a person's link the server's words say which (removed from
+  // the visit, invitation revoked, tampered), where ours can only guess.
+  if (code === 'bad_token' && !isProvider && serverMessage) text = serverMessage;
+  el.fatalText.textContent = text;
   el.error.textContent = '';
   setScreen('error');
   renderStatus();
