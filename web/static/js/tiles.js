@@ -56,15 +56,17 @@ export class Tiles extends EventTarget {
       }
     }
     for (const p of people) this.#render(p);
-    // Keep DOM order as given, screens first.
-    const order = [];
-    for (const p of people) {
-      const t = this.#tiles.get(p.id);
-      if (!t.screenFig.hidden) order.unshift(t.screenFig);
+    // Keep DOM order as given: shared screens first (the newest first), then the cameras, then the
+    // hidden screens, which stay in the grid for the next share.
+    const tiles = people.map((p) => this.#tiles.get(p.id));
+    const shown = tiles.filter((t) => !t.screenFig.hidden).map((t) => t.screenFig).reverse();
+    const order = [...shown, ...tiles.map((t) => t.fig), ...tiles.filter((t) => t.screenFig.hidden).map((t) => t.screenFig)];
+    // Moving nodes costs a layout; this runs on every track and state change, so only when it must.
+    const current = [...this.#root.children];
+    if (order.length !== current.length || order.some((node, i) => node !== current[i])) {
+      for (const node of order) this.#root.append(node);
     }
-    for (const p of people) order.push(this.#tiles.get(p.id).fig);
-    for (const node of order) this.#root.append(node);
-    const sharing = order.filter((n) => n.classList.contains('tile-screen'));
+    const sharing = shown;
     this.#root.dataset.count = String(people.length);
     this.#root.classList.toggle('has-screen', sharing.length > 0);
   }
