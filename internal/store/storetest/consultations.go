@@ -128,16 +128,7 @@ func testInvitations(t *testing.T, s ConsultationsStore) {
 				Role: consult.RoleClinician, Name: "Dr R", CreatedAt: t0.Add(time.Duration(i+1) * time.Second)}, 3)
 		}()
 	}
-	made := 0
-	for range 8 {
-		err := <-errs
-		switch {
-		case err == nil:
-			made++
-		case !errors.Is(err, store.ErrLimit):
-			t.Fatalf("CreateInvitation over the limit: %v, want ErrLimit", err)
-		}
-	}
+	made := madeUnderLimit(t, errs, 8, "CreateInvitation")
 	if made != 2 {
 		t.Fatalf("%d invitations made for 2 places", made)
 	}

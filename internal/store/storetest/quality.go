@@ -70,16 +70,7 @@ func testQualityLimits(t *testing.T, s CallQualityStore) {
 			errs <- s.AddQualityReport(ctx, qualityReport(fmt.Sprintf("q_r%d", i), "c_1", fmt.Sprintf("guest i_%d", i), 3+i), 5, 2)
 		}()
 	}
-	made := 0
-	for range 8 {
-		err := <-errs
-		switch {
-		case err == nil:
-			made++
-		case !errors.Is(err, store.ErrLimit):
-			t.Fatalf("AddQualityReport over the limit: %v, want ErrLimit", err)
-		}
-	}
+	made := madeUnderLimit(t, errs, 8, "AddQualityReport")
 	if made != 3 {
 		t.Fatalf("%d reports stored for 3 places", made)
 	}

@@ -187,3 +187,20 @@ func testPatientAudit(t *testing.T, s store.AuditLog) {
 		t.Fatalf("PatientAudit = %+v, %v", got, err)
 	}
 }
+
+// madeUnderLimit reads n results of concurrent writes that a limit bounds and returns how many
+// succeeded; any error but store.ErrLimit fails the test.
+func madeUnderLimit(t *testing.T, errs <-chan error, n int, what string) int {
+	t.Helper()
+	made := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			made++
+		case !errors.Is(err, store.ErrLimit):
+			t.Fatalf("%s over the limit: %v, want ErrLimit", what, err)
+		}
+	}
+	return made
+}
