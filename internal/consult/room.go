@@ -305,3 +305,39 @@ func (r *Room) list(keep func(*Member) bool, cmp func(a, b *Member) int) []Membe
 	}
 	return out
 }
+
+// RoomSnapshot is a Room's whole state, for keeping it outside the process: on another node, or
+// across a restart. RestoreRoom makes the same Room again.
+type RoomSnapshot struct {
+	MaxPeople int              `json:"max_people"`
+	Next      int              `json:"next"`
+	Members   []MemberSnapshot `json:"members"`
+}
+
+// MemberSnapshot is a Member with what the room keeps of it privately.
+type MemberSnapshot struct {
+	Member
+	Admitted bool `json:"admitted"`
+	Order    int  `json:"order"`
+}
+
+// Snapshot returns the room's state; the room is not changed.
+func (r *Room) Snapshot() RoomSnapshot {
+	s := RoomSnapshot{MaxPeople: r.maxPeople, Next: r.next, Members: make([]MemberSnapshot, 0, len(r.members))}
+	for _, m := range r.list(func(*Member) bool { return true }, func(a, b *Member) int { return a.Since.Compare(b.Since) }) {
+		s.Members = append(s.Members, MemberSnapshot{Member: m, Admitted: m.admitted, Order: m.order})
+	}
+	return s
+}
+
+// RestoreRoom returns the Room whose Snapshot s is.
+func RestoreRoom(s RoomSnapshot) *Room {
+	r := NewRoom(s.MaxPeople)
+	r.next = s.Next
+	for _, ms := range s.Members {
+		m := ms.Member
+		m.admitted, m.order = ms.Admitted, ms.Order
+		r.members[m.ID] = &m
+	}
+	return r
+}

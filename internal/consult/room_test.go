@@ -3,6 +3,7 @@ package consult
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -215,5 +216,33 @@ func TestGroupRoom(t *testing.T) {
 				t.Fatalf("%s and %s are both polite or both impolite", a.ID, b.ID)
 			}
 		}
+	}
+}
+
+func TestRoomSnapshotRestoresTheSameRoom(t *testing.T) {
+	r := NewRoom(3)
+	t0 := time.Unix(1000, 0)
+	for i, m := range []Member{{ID: "prov", Role: RoleProvider}, {ID: "pat", Role: RolePatient}, {ID: "g", Role: RoleGuest}} {
+		m.Since = t0.Add(time.Duration(i) * time.Second)
+		if _, err := r.Add(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Admit("prov", "pat"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SetMedia("pat", Media{Audio: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := RestoreRoom(r.Snapshot())
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("restored room differs:\n got %+v\nwant %+v", got.Snapshot(), r.Snapshot())
+	}
+	// The restored room goes on where the first left off: the guest is admitted after the patient.
+	if _, err := got.Admit("prov", "g"); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Polite("pat", "g") || got.Polite("g", "pat") {
+		t.Fatal("admission order was not kept")
 	}
 }
