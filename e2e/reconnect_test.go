@@ -15,6 +15,7 @@ import (
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/internal/signal/hub"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -110,7 +111,7 @@ func (p *proxy) via(link, base string) string {
 }
 
 func TestReconnectResumesPlace(t *testing.T) {
-	e := startServer(t, server.Options{Signal: signal.Options{ResumeGrace: 2 * time.Second}})
+	e := startServer(t, server.Options{Signal: signal.Options{Options: hub.Options{ResumeGrace: 2 * time.Second}}})
 	ctx := ctxTimeout(t, 40*time.Second)
 	c := e.newConsultation(t, time.Hour)
 	px := newProxy(t, e.srv.Addr().String())
@@ -282,7 +283,7 @@ func TestResumeReplaysWhatADeadConnectionSwallowed(t *testing.T) {
 // so its place is gone (bad_resume). The client joins afresh, as the protocol says, and the provider
 // can admit it again.
 func TestRejoinWhenPlaceIsGone(t *testing.T) {
-	e := startServer(t, server.Options{Signal: signal.Options{ResumeGrace: 300 * time.Millisecond}})
+	e := startServer(t, server.Options{Signal: signal.Options{Options: hub.Options{ResumeGrace: 300 * time.Millisecond}}})
 	ctx := ctxTimeout(t, 30*time.Second)
 	c := e.newConsultation(t, time.Hour)
 	px := newProxy(t, e.srv.Addr().String())

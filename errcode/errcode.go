@@ -31,6 +31,9 @@ const (
 	BadToken Code = "bad_token"
 	// Busy: the server (or a receiver) has too much under way; try again in a moment.
 	Busy Code = "busy"
+	// Unavailable: a service the server depends on (its database, Redis) does not answer; try again
+	// in a moment (HTTP 503).
+	Unavailable Code = "unavailable"
 	// Internal: a fault of the server; details are in its log, never in the message.
 	Internal Code = "internal"
 
@@ -96,7 +99,7 @@ func API() []Code {
 func Signaling() []Code {
 	return []Code{TooLarge, BadJSON, UnknownType, BadField, NotJoined, AlreadyJoined, UnsupportedVersion,
 		BadToken, LinkExpired, WrongConsultation, Ended, Forbidden, NotAdmitted, UnknownPeer, RoomFull,
-		WaitingRoomFull, BadResume, RateLimited, Internal}
+		WaitingRoomFull, BadResume, RateLimited, Unavailable, Internal}
 }
 
 // Rejection returns the codes of a refused reading in an upload's "rejected" list (docs/monitoring.md).

@@ -27,6 +27,7 @@ import (
 	"github.com/telemed/telemed/internal/httpapi"
 	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/internal/signal/hub"
 	"github.com/telemed/telemed/internal/store"
 	"github.com/telemed/telemed/internal/store/sqlite"
 	"github.com/telemed/telemed/internal/turn"
@@ -196,15 +197,18 @@ func (s *Server) signalOptions(o Options) signal.Options {
 	so.Now = o.Now
 	so.AllowedOrigins = append(so.AllowedOrigins, s.cfg.OriginHosts()...)
 	so.AllowedOrigins = append(so.AllowedOrigins, hostOf(s.baseURL))
-	so.Gatekeeper = func(ctx context.Context, id, token string) (signal.Ticket, error) {
+	so.Gatekeeper = func(ctx context.Context, id, token string) (hub.Ticket, error) {
 		t, err := svc.Consultations.Admit(ctx, id, token)
 		if err != nil {
-			return signal.Ticket{}, err
+			return hub.Ticket{}, err
 		}
-		return signal.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
+		return hub.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
 			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject, Name: t.Name}, nil
 	}
 	so.Removed = svc.Consultations.StopLink
+	if so.Snapshots == nil {
+		so.Snapshots = settingSnapshots{s.store}
+	}
 	if so.MaxParticipants == 0 {
 		so.MaxParticipants = s.cfg.MaxParticipants
 	}
@@ -306,3 +310,31 @@ func (s *Server) Metrics() *prometheus.Registry { return s.metrics }
 
 // TURN is the embedded STUN/TURN server, or nil when --turn=false.
 func (s *Server) TURN() *turn.Server { return s.turn }
+
+// settingSnapshot is where a single node keeps its signaling state while it restarts.
+const settingSnapshot = "signal_snapshot"
+
+// settingSnapshots keeps signaling snapshots in the store's settings.
+type settingSnapshots struct{ st store.Settings }
+
+func (k settingSnapshots) LoadSnapshot(ctx context.Context) ([]byte, error) {
+	v, err := k.st.Setting(ctx, settingSnapshot)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load signaling snapshot: %w", err)
+	}
+	// Loaded once: a later crash must not bring back places from before it.
+	if err := k.st.DeleteSetting(ctx, settingSnapshot); err != nil {
+		return nil, fmt.Errorf("load signaling snapshot: %w", err)
+	}
+	return []byte(v), nil
+}
+
+func (k settingSnapshots) SaveSnapshot(ctx context.Context, b []byte) error {
+	if err := k.st.PutSetting(ctx, settingSnapshot, string(b)); err != nil {
+		return fmt.Errorf("save signaling snapshot: %w", err)
+	}
+	return nil
+}

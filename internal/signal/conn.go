@@ -12,6 +12,7 @@ import (
 
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/signal/hub"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -49,7 +50,7 @@ type conn struct {
 	pinging  atomic.Bool // a ping is waiting for its pong
 
 	// Owned by the serve goroutine.
-	p          *participant
+	p          *hub.Place
 	limiter    *rate.Limiter
 	dropped    int
 	toldLimits time.Time // when the client was last told it is over the rate limit
@@ -97,6 +98,9 @@ func (c *conn) takeQueue() [][]byte {
 	return q
 }
 
+// Close implements route.Sender.
+func (c *conn) Close(code int, reason string) { c.close(websocket.StatusCode(code), reason) }
+
 // close asks the writer to send what is queued and then close the socket. It never blocks.
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
@@ -125,12 +129,13 @@ func (c *conn) serve(ctx context.Context) {
 		if c.p != nil {
 			// A client that closes its socket in order (a page reload, a closed tab) has left; only
 			// a connection lost without a close frame keeps its place for the grace period.
+			p, bg := c.p, context.WithoutCancel(ctx)
 			if websocket.CloseStatus(readErr) != -1 && !c.closing.Load() {
-				p := c.p
-				c.srv.hub.leaveIf(context.WithoutCancel(ctx), p, protocol.ReasonLeft, func() bool { return p.conn == c })
+				c.srv.hub.Hangup(bg, p)
 			} else {
-				c.srv.hub.disconnected(c.p, c)
+				c.srv.hub.Disconnected(bg, p, c)
 			}
+			c.srv.hub.Gone(c)
 		}
 		c.close(closeNormal, "")
 		<-c.done
@@ -198,7 +203,7 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 			c.sendError(&protocol.Error{Code: errcode.NotJoined, Message: "Send join first.", RefID: m.ID})
 			return true
 		}
-		p, err := c.srv.hub.join(ctx, c, m)
+		p, err := c.srv.hub.Join(ctx, c, m)
 		if err != nil {
 			err.RefID = m.ID
 			c.fail(err)
@@ -213,19 +218,19 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 	case protocol.TypeJoin:
 		err = &protocol.Error{Code: errcode.AlreadyJoined, Message: "Already joined."}
 	case protocol.TypeAdmit:
-		err = c.srv.hub.admit(ctx, c.p, m.Peer)
+		err = c.srv.hub.Admit(ctx, c.p, m.Peer)
 	case protocol.TypeDecline:
-		err = c.srv.hub.decline(ctx, c.p, m.Peer)
+		err = c.srv.hub.Decline(ctx, c.p, m.Peer)
 	case protocol.TypeRemove:
-		err = c.srv.hub.remove(ctx, c.p, m.Peer)
+		err = c.srv.hub.Remove(ctx, c.p, m.Peer)
 	case protocol.TypeMedia:
-		err = c.srv.hub.media(c.p, consult.Media{Audio: *m.Audio, Video: *m.Video, Screen: *m.Screen})
+		err = c.srv.hub.Media(ctx, c.p, consult.Media{Audio: *m.Audio, Video: *m.Video, Screen: *m.Screen})
 	case protocol.TypeAllowShare:
-		err = c.srv.hub.allowShare(c.p, m.Peer, *m.Allowed)
+		err = c.srv.hub.AllowShare(ctx, c.p, m.Peer, *m.Allowed)
 	case protocol.TypeOffer, protocol.TypeAnswer, protocol.TypeCandidate:
-		err = c.srv.hub.relay(c.p, m)
+		err = c.srv.hub.Relay(ctx, c.p, m)
 	case protocol.TypeLeave:
-		c.srv.hub.leave(ctx, c.p, protocol.ReasonLeft)
+		c.srv.hub.Leave(ctx, c.p, protocol.ReasonLeft)
 		c.p = nil
 		c.close(closeNormal, "left")
 		return false

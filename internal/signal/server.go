@@ -7,7 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -16,44 +16,24 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/telemed/telemed/errcode"
-	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/origin"
+	"github.com/telemed/telemed/internal/signal/hub"
+	"github.com/telemed/telemed/internal/signal/rooms"
 	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/protocol"
 )
 
-// Options configure a Server. Only Gatekeeper is required; every other field has the default its
-// comment gives.
+// Options configure a Server: the hub's (who may join what, the rooms, where messages go) and the
+// connections'. Only Gatekeeper is required; every other field has the default its comment gives.
 type Options struct {
-	// Gatekeeper checks the link in each join. Required.
-	Gatekeeper Gatekeeper
-	// Audit records joins, admissions and departures. Default: none.
-	Audit func(ctx context.Context, e consult.AuditEvent)
-	// ICEServers returns the ICE servers handed to a participant in its welcome, with fresh
-	// credentials each time (a resumed session gets new ones). Default: none, which suits peers on
-	// one network.
-	ICEServers func(participantID string) []protocol.ICEServer
-	// ICETransportPolicy is told to every client: "all" (default) or "relay", which keeps media on
-	// TURN so that neither side learns the other's IP address.
-	ICETransportPolicy string
-	// Router carries messages to participants. Default: a route.Local.
-	Router route.Router
-	// Logger for connection events. Default: slog.Default().
-	Logger *slog.Logger
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	hub.Options
+	// Snapshots keep the rooms and messages of the default Rooms and Router across a restart of
+	// this node: saved by Close, loaded (and deleted) by NewServer, so that people in a call keep
+	// their places. Default: none. Unused with other Rooms, which keep their own.
+	Snapshots Snapshots
 	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket, besides the Host
 	// the request came in on. Default: none.
 	AllowedOrigins []string
-	// MaxParticipants is how many people a call holds, devices not counted. Default:
-	// consult.DefaultMaxPeople (4).
-	MaxParticipants int
-	// Removed makes a removal last: it stops the link of the person a provider or clinician removed
-	// (their invitation, or the consultation's patient link). Default: none, so the link would join
-	// again once this node forgets the removal.
-	Removed func(ctx context.Context, consultationID string, role consult.Role, subject string) error
-	// ResumeGrace is how long a dropped participant keeps its place. Default: 30 s.
-	ResumeGrace time.Duration
 	// JoinTimeout is how long a new connection has to send join. Default: 20 s.
 	JoinTimeout time.Duration
 	// PingInterval is the idle time after which the server pings. Default: 15 s.
@@ -69,40 +49,26 @@ type Options struct {
 	MaxDropped int
 }
 
+// Snapshots keep a single node's signaling state across its restart.
+type Snapshots interface {
+	// LoadSnapshot returns the snapshot saved last and forgets it; nil if there is none.
+	LoadSnapshot(ctx context.Context) ([]byte, error)
+	// SaveSnapshot keeps b until LoadSnapshot.
+	SaveSnapshot(ctx context.Context, b []byte) error
+}
+
 // ErrNoGatekeeper is returned by NewServer without Options.Gatekeeper.
-var ErrNoGatekeeper = errors.New("signal: Options.Gatekeeper is required")
+var ErrNoGatekeeper = hub.ErrNoGatekeeper
 
 func (o *Options) setDefaults() error {
-	if o.Gatekeeper == nil {
-		return ErrNoGatekeeper
-	}
-	if o.Audit == nil {
-		o.Audit = func(context.Context, consult.AuditEvent) {}
-	}
-	if o.Removed == nil {
-		o.Removed = func(context.Context, string, consult.Role, string) error { return nil }
-	}
-	if o.ICEServers == nil {
-		o.ICEServers = func(string) []protocol.ICEServer { return []protocol.ICEServer{} }
-	}
-	if o.ICETransportPolicy == "" {
-		o.ICETransportPolicy = "all"
-	}
-	if o.Router == nil {
-		o.Router = route.NewLocal()
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if err := o.Options.SetDefaults(); err != nil {
+		return err
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&o.ResumeGrace, 30*time.Second)
 	def(&o.JoinTimeout, 20*time.Second)
 	def(&o.PingInterval, 15*time.Second)
 	def(&o.IdleTimeout, 45*time.Second)
@@ -122,7 +88,7 @@ func (o *Options) setDefaults() error {
 // Server is the signaling endpoint: an http.Handler that upgrades to WebSocket.
 type Server struct {
 	opts   Options
-	hub    *hub
+	hub    *hub.Hub
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -135,8 +101,74 @@ func NewServer(o Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opts: o, ctx: ctx, cancel: cancel}
-	s.hub = newHub(&s.opts)
+	err := s.restore(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if s.hub, err = hub.New(s.opts.Options); err != nil {
+		cancel()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.hub.SweepLoop(ctx)
+	}()
 	return s, nil
+}
+
+// snapshot is what Snapshots keep: the default Rooms' and Router's exports.
+type snapshot struct {
+	Rooms     json.RawMessage `json:"rooms"`
+	Mailboxes json.RawMessage `json:"mailboxes"`
+}
+
+// restore loads the snapshot that the node saved when it last stopped.
+func (s *Server) restore(ctx context.Context) error {
+	mem, local, ok := s.snapshotted()
+	if !ok {
+		return nil
+	}
+	b, err := s.opts.Snapshots.LoadSnapshot(ctx)
+	if err != nil || b == nil {
+		return err
+	}
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("signaling snapshot: %w", err)
+	}
+	if err := errors.Join(mem.Import(snap.Rooms), local.Import(snap.Mailboxes)); err != nil {
+		return fmt.Errorf("signaling snapshot: %w", err)
+	}
+	ids, _ := mem.IDs(ctx)
+	s.opts.Logger.Info("signaling restored from the last stop: people have the grace period to resume", "consultations", len(ids))
+	return nil
+}
+
+// save keeps the snapshot for the next start.
+func (s *Server) save(ctx context.Context) error {
+	mem, local, ok := s.snapshotted()
+	if !ok {
+		return nil
+	}
+	var snap snapshot
+	var err1, err2 error
+	snap.Rooms, err1 = mem.Export()
+	snap.Mailboxes, err2 = local.Export()
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("signaling snapshot: %w", err)
+	}
+	if ids, _ := mem.IDs(ctx); len(ids) == 0 {
+		return nil
+	}
+	return s.opts.Snapshots.SaveSnapshot(ctx, encode(snap))
+}
+
+func (s *Server) snapshotted() (*rooms.Memory, *route.Local, bool) {
+	mem, ok1 := s.opts.Rooms.(*rooms.Memory)
+	local, ok2 := s.opts.Router.(*route.Local)
+	return mem, local, ok1 && ok2 && s.opts.Snapshots != nil
 }
 
 // ServeHTTP checks the Origin, upgrades the request and runs the client until it goes.
@@ -161,33 +193,67 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.serve(s.ctx)
 }
 
-// EndConsultation disconnects everyone in a consultation that has just been ended.
-func (s *Server) EndConsultation(id string) { s.hub.end(id) }
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("signal: encode: " + err.Error()) // our own types always encode
+	}
+	return b
+}
 
-// Present reports whether a provider or patient is in the call of a consultation on this node: a
+// opTimeout bounds the calls that come from outside a connection (HTTP handlers, alerts).
+const opTimeout = 10 * time.Second
+
+func (s *Server) opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, opTimeout)
+}
+
+// EndConsultation disconnects everyone in a consultation that has just been ended.
+func (s *Server) EndConsultation(id string) {
+	ctx, cancel := s.opContext()
+	defer cancel()
+	s.hub.End(ctx, id)
+}
+
+// Present reports whether a provider or patient is in the call of a consultation, on any node: a
 // device joins only a consultation someone is in.
-func (s *Server) Present(consultationID string) bool { return s.hub.present(consultationID) }
+func (s *Server) Present(consultationID string) bool {
+	ctx, cancel := s.opContext()
+	defer cancel()
+	return s.hub.Present(ctx, consultationID)
+}
 
 // SendAlert tells the providers and clinicians in the call of a consultation about an alert (its JSON as the HTTP API
 // shows it).
 func (s *Server) SendAlert(consultationID string, alert json.RawMessage) {
-	s.hub.sendAdmitters(consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
+	ctx, cancel := s.opContext()
+	defer cancel()
+	s.hub.SendAdmitters(ctx, consultationID, encode(protocol.Alert{Type: protocol.TypeAlert, Alert: alert}))
 }
 
-// Kick disconnects, from every consultation on this node, whoever joined with a link issued to
-// subject (a device that has just been revoked).
-func (s *Server) Kick(subject string) { s.hub.kick(subject) }
+// Kick disconnects, from every consultation, whoever joined with a link issued to subject (a device
+// that has just been revoked).
+func (s *Server) Kick(subject string) {
+	ctx, cancel := s.opContext()
+	defer cancel()
+	s.hub.Kick(ctx, subject)
+}
 
-// RemoveInvited removes from a consultation on this node whoever joined with the invitation
-// subject, which has just been revoked: they are told "removed", the others "peer_left".
+// RemoveInvited removes from a consultation whoever joined with the invitation subject, which has
+// just been revoked: they are told "removed", the others "peer_left".
 func (s *Server) RemoveInvited(consultationID, subject string) {
-	s.hub.removeSubject(context.Background(), consultationID, subject)
+	ctx, cancel := s.opContext()
+	defer cancel()
+	s.hub.RemoveSubject(ctx, consultationID, subject)
 }
 
-// Close disconnects every client and waits for their loops to finish.
+// Close disconnects every client (they will resume, here after a restart or on another node), waits
+// for their loops to finish, and saves the snapshot if there are Snapshots.
 func (s *Server) Close() error {
-	s.hub.shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.hub.Shutdown(ctx)
 	s.cancel()
 	s.wg.Wait()
-	return nil
+	return s.save(ctx)
 }

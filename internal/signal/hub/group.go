@@ -1,4 +1,4 @@
-package signal
+package hub
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/signal/rooms"
+	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -31,6 +33,40 @@ func linkKey(consultationID string, role consult.Role, subject string) string {
 	}
 }
 
+func joinError(err error) *protocol.Error {
+	switch {
+	case errors.Is(err, consult.ErrBadToken):
+		return &protocol.Error{Code: errcode.BadToken, Message: "This link is not valid. Check that it was copied whole, or ask the clinic for a new one."}
+	case errors.Is(err, consult.ErrLinkExpired):
+		return &protocol.Error{Code: errcode.LinkExpired, Message: "This link has expired. Ask your clinic for a new one."}
+	case errors.Is(err, consult.ErrWrongConsultation):
+		return &protocol.Error{Code: errcode.WrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
+	case errors.Is(err, consult.ErrEnded):
+		return &protocol.Error{Code: errcode.Ended, Message: "This consultation has ended."}
+	case errors.Is(err, consult.ErrRemoved):
+		return kickedError(consult.RoleGuest)
+	case errors.Is(err, consult.ErrDeviceRevoked):
+		return &protocol.Error{Code: errcode.BadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
+	default:
+		return &protocol.Error{Code: errcode.Internal, Message: "The server could not check this link. Please try again in a moment."}
+	}
+}
+
+func roomError(err error) *protocol.Error {
+	switch {
+	case errors.Is(err, consult.ErrForbidden):
+		return &protocol.Error{Code: errcode.Forbidden, Message: "Your role in this consultation does not allow that."}
+	case errors.Is(err, consult.ErrNotAdmitted):
+		return &protocol.Error{Code: errcode.NotAdmitted, Message: "You are still in the waiting room."}
+	case errors.Is(err, consult.ErrRoomFull):
+		return &protocol.Error{Code: errcode.RoomFull, Message: "A patient is already in this consultation."}
+	case errors.Is(err, consult.ErrCallFull):
+		return &protocol.Error{Code: errcode.RoomFull, Message: "The visit is full: no more people can be admitted."}
+	default:
+		return &protocol.Error{Code: errcode.UnknownPeer, Message: "That participant is not in this consultation."}
+	}
+}
+
 // kickedError is what a link stopped by a removal or a revocation is told.
 func kickedError(role consult.Role) *protocol.Error {
 	if role == consult.RoleDevice {
@@ -51,130 +87,145 @@ func addError(err error, maxPeople int) *protocol.Error {
 	}
 }
 
-// remove takes a person out of the consultation at the word of a provider or clinician, and stops
+// Remove takes a person out of the consultation at the word of a provider or clinician, and stops
 // their link.
-func (h *hub) remove(ctx context.Context, p *participant, who string) *protocol.Error {
-	h.mu.Lock()
-	target, err := p.room.state.RemoveBy(p.id, who)
-	if err != nil {
-		h.mu.Unlock()
-		if errors.Is(err, consult.ErrForbidden) && p.role.Admits() {
-			return &protocol.Error{Code: errcode.Forbidden, Message: "The provider and devices cannot be removed from a consultation."}
+func (h *Hub) Remove(ctx context.Context, p *Place, who string) *protocol.Error {
+	var target rooms.Person
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return errGone
 		}
-		return roomError(err)
+		m, err := r.State.RemoveBy(p.id, who)
+		if err != nil {
+			if errors.Is(err, consult.ErrForbidden) && p.role.Admits() {
+				return &protocol.Error{Code: errcode.Forbidden, Message: "The provider and devices cannot be removed from a consultation."}
+			}
+			return roomError(err)
+		}
+		target = *r.People[who]
+		h.removed(r, who, m.Admitted())
+		return nil
+	})
+	if err != nil {
+		return h.failed("remove", err)
 	}
-	tp := p.room.members[who]
-	if key := linkKey(p.room.id, tp.role, tp.subject); key != "" {
-		h.kicked[key] = struct{}{}
-	}
-	conn := h.removedLocked(tp, target.Admitted())
-	h.mu.Unlock()
-	h.afterRemoval(ctx, p.id, tp, conn)
+	h.afterRemoval(ctx, p.id, p.roomID, who, target)
 	return nil
 }
 
-// removeSubject removes whoever holds the invitation subject in a consultation: it was revoked.
-func (h *hub) removeSubject(ctx context.Context, consultationID, subject string) {
+// RemoveSubject removes whoever holds the invitation subject in a consultation: it was revoked.
+func (h *Hub) RemoveSubject(ctx context.Context, consultationID, subject string) {
 	if subject == "" {
 		return
 	}
-	h.mu.Lock()
-	h.kicked[linkKey(consultationID, "", subject)] = struct{}{}
-	r := h.rooms[consultationID]
-	if r == nil {
-		h.mu.Unlock()
-		return
-	}
-	var gone []*participant
-	var conns []*conn
-	for _, tp := range r.members {
-		if tp.subject != subject {
-			continue
+	gone := map[string]rooms.Person{}
+	err := h.rooms.Update(ctx, consultationID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return nil
 		}
-		m, _ := r.state.Remove(tp.id)
-		gone = append(gone, tp)
-		conns = append(conns, h.removedLocked(tp, m.Admitted()))
-	}
-	h.mu.Unlock()
-	for i, tp := range gone {
-		h.afterRemoval(ctx, "", tp, conns[i])
-	}
-}
-
-// removedLocked tells a removed participant and the others, and forgets the participant; it returns
-// the connection to close once the lock is released. tp is already out of the room's state.
-func (h *hub) removedLocked(tp *participant, wasAdmitted bool) *conn {
-	r := tp.room
-	h.router.Send(tp.id, encode(protocol.Envelope{Type: protocol.TypeRemoved}))
-	conn := tp.conn
-	h.removeLocked(tp)
-	if wasAdmitted {
-		left := encode(protocol.PeerLeft{Type: protocol.TypePeerLeft, Peer: tp.id, Reason: protocol.ReasonRemoved})
-		for _, o := range r.state.Admitted() {
-			h.router.Send(o.ID, left)
+		if r.Stopped == nil {
+			r.Stopped = map[string]bool{}
 		}
-	} else {
-		h.sendLobbyLocked(r)
-	}
-	return conn
-}
-
-// afterRemoval closes a removed participant's connection, stops their link in the store and audits
-// it; by is who removed them ("" for a revoked invitation, which the HTTP side audits).
-func (h *hub) afterRemoval(ctx context.Context, by string, tp *participant, c *conn) {
-	if c != nil {
-		c.close(closeNormal, protocol.ReasonRemoved)
-	}
-	if err := h.opts.Removed(ctx, tp.room.id, tp.role, tp.subject); err != nil {
-		// This node still refuses the link (kicked); another node, or this one restarted, would not.
-		h.opts.Logger.Error("remove: could not stop the link", "consultation", tp.room.id, "participant", tp.id, "err", err)
-	}
-	tp.log.Info("removed", "by", by)
-	if by != "" {
-		h.opts.Audit(ctx, consult.AuditEvent{Actor: by, Action: consult.AuditRemoved, ConsultationID: tp.room.id,
-			Detail: tp.id + " " + string(tp.role)})
-	}
-}
-
-// media records p's media state and tells the others in the call.
-func (h *hub) media(p *participant, media consult.Media) *protocol.Error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m, err := p.room.state.SetMedia(p.id, media)
+		r.Stopped[linkKey(r.ID, "", subject)] = true
+		for id, pp := range r.People {
+			if pp.Subject != subject {
+				continue
+			}
+			m, _ := r.State.Remove(id)
+			gone[id] = *pp
+			h.removed(r, id, m.Admitted())
+		}
+		return nil
+	})
 	if err != nil {
-		if errors.Is(err, consult.ErrForbidden) {
-			return &protocol.Error{Code: errcode.Forbidden, Message: "You may share your screen only once the provider allows it."}
-		}
-		return roomError(err)
+		h.o.Logger.Error("revoked invitation: the rooms could not be reached", "consultation", consultationID, "err", err)
 	}
-	h.sendMediaLocked(p.room, m)
+	for id, pp := range gone {
+		h.afterRemoval(ctx, "", consultationID, id, pp)
+	}
+}
+
+// removed stops the link of id, already out of r.State, tells them and the others, and forgets them.
+func (h *Hub) removed(r *rooms.Room, id string, wasAdmitted bool) {
+	pp := r.People[id]
+	if key := linkKey(r.ID, pp.Role, pp.Subject); key != "" {
+		if r.Stopped == nil {
+			r.Stopped = map[string]bool{}
+		}
+		r.Stopped[key] = true
+	}
+	h.router.Send(id, encode(protocol.Envelope{Type: protocol.TypeRemoved}))
+	h.router.Close(id, route.CloseNormal, protocol.ReasonRemoved)
+	h.takeOut(r, id, wasAdmitted, protocol.ReasonRemoved)
+}
+
+// afterRemoval stops a removed participant's link in the store and audits it; by is who removed
+// them ("" for a revoked invitation, which the HTTP side audits).
+func (h *Hub) afterRemoval(ctx context.Context, by, roomID, id string, pp rooms.Person) {
+	if err := h.o.Removed(ctx, roomID, pp.Role, pp.Subject); err != nil {
+		// The room still refuses the link (Stopped) while it lasts; a later call would not.
+		h.o.Logger.Error("remove: could not stop the link", "consultation", roomID, "participant", id, "err", err)
+	}
+	h.o.Logger.Info("removed", "consultation", roomID, "participant", id, "by", by)
+	if by != "" {
+		h.o.Audit(ctx, consult.AuditEvent{Actor: by, Action: consult.AuditRemoved, ConsultationID: roomID,
+			Detail: id + " " + string(pp.Role)})
+	}
+}
+
+// Media records p's media state and tells the others in the call.
+func (h *Hub) Media(ctx context.Context, p *Place, media consult.Media) *protocol.Error {
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return errGone
+		}
+		m, err := r.State.SetMedia(p.id, media)
+		if err != nil {
+			if errors.Is(err, consult.ErrForbidden) {
+				return &protocol.Error{Code: errcode.Forbidden, Message: "You may share your screen only once the provider allows it."}
+			}
+			return roomError(err)
+		}
+		h.sendMedia(r, m)
+		return nil
+	})
+	if err != nil {
+		return h.failed("media", err)
+	}
 	return nil
 }
 
-func (h *hub) sendMediaLocked(r *room, m consult.Member) {
+func (h *Hub) sendMedia(r *rooms.Room, m consult.Member) {
 	msg := encode(protocol.Media{Type: protocol.TypeMedia, Peer: m.ID,
 		MediaState: protocol.MediaState{Audio: m.Media.Audio, Video: m.Media.Video, Screen: m.Media.Screen}})
-	for _, o := range r.state.Admitted() {
+	for _, o := range r.State.Admitted() {
 		if o.ID != m.ID && consult.Connects(o.Role, m.Role) {
 			h.router.Send(o.ID, msg)
 		}
 	}
 }
 
-// allowShare lets a patient or guest share a screen, or takes it back.
-func (h *hub) allowShare(p *participant, who string, allowed bool) *protocol.Error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	before, _ := p.room.state.Member(who)
-	m, err := p.room.state.AllowShare(p.id, who, allowed)
+// AllowShare lets a patient or guest share a screen, or takes it back.
+func (h *Hub) AllowShare(ctx context.Context, p *Place, who string, allowed bool) *protocol.Error {
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return errGone
+		}
+		before, _ := r.State.Member(who)
+		m, err := r.State.AllowShare(p.id, who, allowed)
+		if err != nil {
+			return roomError(err)
+		}
+		if !m.Role.Admits() {
+			h.router.Send(who, encode(protocol.ShareAllowed{Type: protocol.TypeShareAllowed, Allowed: m.CanShare}))
+		}
+		if before.Media.Screen && !m.Media.Screen {
+			h.sendMedia(r, m)
+		}
+		return nil
+	})
 	if err != nil {
-		return roomError(err)
-	}
-	if !m.Role.Admits() {
-		h.router.Send(who, encode(protocol.ShareAllowed{Type: protocol.TypeShareAllowed, Allowed: m.CanShare}))
-	}
-	if before.Media.Screen && !m.Media.Screen {
-		h.sendMediaLocked(p.room, m)
+		return h.failed("allow_share", err)
 	}
 	return nil
 }

@@ -1,16 +1,19 @@
-package signal
+package hub
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/auth"
 	"github.com/telemed/telemed/internal/consult"
+	"github.com/telemed/telemed/internal/signal/rooms"
 	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/protocol"
 )
@@ -34,45 +37,129 @@ type Ticket struct {
 // consult.ErrLinkExpired, consult.ErrWrongConsultation or consult.ErrEnded for links that do not admit.
 type Gatekeeper func(ctx context.Context, consultationID, token string) (Ticket, error)
 
-// participant is one person (or program) in a consultation, across reconnections.
-type participant struct {
+// Place is a participant's place in a consultation, as a connection of this node holds it. The place itself (its
+// state in the room, its resume secret) is in the rooms Store, shared with the other nodes.
+type Place struct {
 	id      string
+	roomID  string
 	role    consult.Role
-	subject string // the device id of a device; ""
+	subject string // the device id of a device, the invitation id of an invitee; ""
 	name    string
-	resume  string
-	room    *room
-	conn    *conn       // nil while disconnected
-	grace   *time.Timer // runs while disconnected
+	conn    route.Sender
+	connKey string // names conn in rooms.Person.Conn
 	log     *slog.Logger
 }
 
-type room struct {
-	id           string
-	title        string
-	providerName string
-	state        *consult.Room
-	members      map[string]*participant
+// Options configure a Hub. Only Gatekeeper is required; every other field has the default its
+// comment gives.
+type Options struct {
+	// Gatekeeper checks the link in each join. Required.
+	Gatekeeper Gatekeeper
+	// Audit records joins, admissions and departures. Default: none.
+	Audit func(ctx context.Context, e consult.AuditEvent)
+	// ICEServers returns the ICE servers handed to a participant in its welcome, with fresh
+	// credentials each time (a resumed session gets new ones). Default: none, which suits peers on
+	// one network.
+	ICEServers func(participantID string) []protocol.ICEServer
+	// ICETransportPolicy is told to every client: "all" (default) or "relay", which keeps media on
+	// TURN so that neither side learns the other's IP address.
+	ICETransportPolicy string
+	// Router carries messages to participants. Default: a route.Local.
+	Router route.Router
+	// Rooms keeps the consultations' rooms; nodes that share Rooms and Router share consultations.
+	// Default: a rooms.Memory.
+	Rooms rooms.Store
+	// Node names this node among those sharing Rooms. Default: a random name.
+	Node string
+	// NodeAlive reports whether a node sharing Rooms still runs: the places held by a node that is
+	// gone are kept for ResumeGrace, then taken out. Default: only this node runs.
+	NodeAlive func(ctx context.Context, node string) (bool, error)
+	// Logger for connection events. Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of arrivals. Default: time.Now.
+	Now func() time.Time
+	// MaxParticipants is how many people a call holds, devices not counted. Default:
+	// consult.DefaultMaxPeople (4).
+	MaxParticipants int
+	// Removed makes a removal last: it stops the link of the person a provider or clinician removed
+	// (their invitation, or the consultation's patient link). Default: none, so the link would join
+	// again once the room is gone.
+	Removed func(ctx context.Context, consultationID string, role consult.Role, subject string) error
+	// ResumeGrace is how long a dropped participant keeps its place. Default: 30 s.
+	ResumeGrace time.Duration
 }
 
-// hub keeps the rooms. Its lock guards rooms, members and participants; it is never held during I/O
-// other than Router.Send, which only queues.
-type hub struct {
-	opts   *Options
+// ErrNoGatekeeper is returned by New without Options.Gatekeeper.
+var ErrNoGatekeeper = errors.New("signal: Options.Gatekeeper is required")
+
+// SetDefaults fills in the defaults of the fields left zero.
+func (o *Options) SetDefaults() error {
+	if o.Gatekeeper == nil {
+		return ErrNoGatekeeper
+	}
+	if o.Audit == nil {
+		o.Audit = func(context.Context, consult.AuditEvent) {}
+	}
+	if o.Removed == nil {
+		o.Removed = func(context.Context, string, consult.Role, string) error { return nil }
+	}
+	if o.ICEServers == nil {
+		o.ICEServers = func(string) []protocol.ICEServer { return []protocol.ICEServer{} }
+	}
+	if o.ICETransportPolicy == "" {
+		o.ICETransportPolicy = "all"
+	}
+	if o.Router == nil {
+		o.Router = route.NewLocal()
+	}
+	if o.Rooms == nil {
+		o.Rooms = rooms.NewMemory()
+	}
+	if o.Node == "" {
+		o.Node = auth.NewID("n_")
+	}
+	if o.NodeAlive == nil {
+		self := o.Node
+		o.NodeAlive = func(_ context.Context, node string) (bool, error) { return node == self, nil }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ResumeGrace <= 0 {
+		o.ResumeGrace = 30 * time.Second
+	}
+	return nil
+}
+
+// Hub keeps this node's side of the consultations: which of its connections hold which place, and
+// the timers of places whose connection was lost here. The rooms themselves are in Options.Rooms;
+// every change to one is made inside Rooms.Update, and the messages it causes are sent there too,
+// so that they reach each participant in the order of the changes.
+type Hub struct {
+	o      Options
 	router route.Router
+	rooms  rooms.Store
+	serial atomic.Uint64
 
-	mu       sync.Mutex
-	rooms    map[string]*room
-	byResume map[string]*participant
-	// kicked are the links disconnected for good (linkKey: a revoked device or invitation, a removed
-	// patient): a join the gatekeeper let through just before must not get in after it.
-	kicked map[string]struct{}
-	closed bool
+	mu    sync.Mutex
+	local map[route.Sender]*Place
+	grace map[string]*time.Timer // by participant id: places whose connection was lost on this node
+	// revoked are the devices disconnected for good on this node: a join the gatekeeper let
+	// through just before the revocation must not get in after it.
+	revoked map[string]bool
+	closed  bool
 }
 
-func newHub(o *Options) *hub {
-	return &hub{opts: o, router: o.Router, rooms: make(map[string]*room), byResume: make(map[string]*participant),
-		kicked: make(map[string]struct{})}
+// New returns a Hub. Run SweepLoop beside it, and Shutdown it when the node stops.
+func New(o Options) (*Hub, error) {
+	if err := o.SetDefaults(); err != nil {
+		return nil, err
+	}
+	return &Hub{o: o, router: o.Router, rooms: o.Rooms, local: make(map[route.Sender]*Place),
+		grace: make(map[string]*time.Timer), revoked: make(map[string]bool)}, nil
 }
 
 func encode(v any) []byte {
@@ -83,42 +170,75 @@ func encode(v any) []byte {
 	return b
 }
 
-func joinError(err error) *protocol.Error {
-	switch {
-	case errors.Is(err, consult.ErrBadToken):
-		return &protocol.Error{Code: errcode.BadToken, Message: "This link is not valid. Check that it was copied whole, or ask the clinic for a new one."}
-	case errors.Is(err, consult.ErrLinkExpired):
-		return &protocol.Error{Code: errcode.LinkExpired, Message: "This link has expired. Ask your clinic for a new one."}
-	case errors.Is(err, consult.ErrWrongConsultation):
-		return &protocol.Error{Code: errcode.WrongConsultation, Message: "This link is not for this consultation, or the consultation does not exist."}
-	case errors.Is(err, consult.ErrEnded):
-		return &protocol.Error{Code: errcode.Ended, Message: "This consultation has ended."}
-	case errors.Is(err, consult.ErrRemoved):
-		return kickedError(consult.RoleGuest)
-	case errors.Is(err, consult.ErrDeviceRevoked):
-		return &protocol.Error{Code: errcode.BadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
-	default:
-		return &protocol.Error{Code: errcode.Internal, Message: "The server could not check this link. Please try again in a moment."}
+// failed is the error a client is told when a change to a room did not happen: the refusal the
+// change returned, or that the shared state could not be reached.
+func (h *Hub) failed(op string, err error) *protocol.Error {
+	var refused *protocol.Error
+	if errors.As(err, &refused) {
+		return refused
+	}
+	h.o.Logger.Error(op+": the rooms could not be reached", "err", err)
+	return &protocol.Error{Code: errcode.Unavailable, Message: "The server cannot reach the state of consultations just now. Please try again in a moment."}
+}
+
+var errShuttingDown = &protocol.Error{Code: errcode.Unavailable, Message: "The server is shutting down; connect again."}
+
+func (h *Hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// held records that p's place is held by a connection of this node, and that it is not lost.
+func (h *Hub) held(p *Place) {
+	p.log = h.o.Logger.With("consultation", p.roomID, "participant", p.id, "role", p.role)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.local[p.conn] = p
+	if t := h.grace[p.id]; t != nil {
+		t.Stop()
+		delete(h.grace, p.id)
 	}
 }
 
-// join admits a connection into a consultation, or resumes the place it had. A returned error is fatal
+// gone forgets c, whose loop has ended.
+func (h *Hub) Gone(c route.Sender) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.local, c)
+}
+
+func (h *Hub) newConnKey() string {
+	return h.o.Node + " " + strconv.FormatUint(h.serial.Add(1), 10)
+}
+
+// ID is the participant's id.
+func (p *Place) ID() string { return p.id }
+
+// Hangup takes p out of its consultation, unless another connection holds the place now: its client
+// closed the socket in order (a page reload, a closed tab), which is leaving.
+func (h *Hub) Hangup(ctx context.Context, p *Place) {
+	h.leaveIf(ctx, p.roomID, p.id, protocol.ReasonLeft, func(pp *rooms.Person) bool { return pp.Conn == p.connKey })
+}
+
+// Join admits a connection into a consultation, or resumes the place it had. A returned error is fatal
 // for the connection.
-func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participant, *protocol.Error) {
-	t, err := h.opts.Gatekeeper(ctx, m.Consultation, m.Token)
+func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Place, *protocol.Error) {
+	t, err := h.o.Gatekeeper(ctx, m.Consultation, m.Token)
 	if err != nil && !errors.Is(err, consult.ErrLinkExpired) {
 		if perr := joinError(err); perr.Code == errcode.Internal {
-			h.opts.Logger.Error("join: gatekeeper failed", "consultation", m.Consultation, "err", err)
+			h.o.Logger.Error("join: gatekeeper failed", "consultation", m.Consultation, "err", err)
 		}
 		return nil, joinError(err)
 	}
-	if err != nil || t.Expired {
-		if m.Resume == "" {
-			return nil, joinError(consult.ErrLinkExpired)
-		}
+	if (err != nil || t.Expired) && m.Resume == "" {
+		return nil, joinError(consult.ErrLinkExpired)
+	}
+	if h.isClosed() {
+		return nil, errShuttingDown
 	}
 	if m.Resume != "" {
-		return h.resume(c, t, m.Resume, m.LastSeq)
+		return h.resume(ctx, c, t, m.Resume, m.LastSeq)
 	}
 	name := m.Name
 	if t.Role == consult.RoleProvider {
@@ -128,57 +248,67 @@ func (h *hub) join(ctx context.Context, c *conn, m protocol.Message) (*participa
 	} else if name == "" {
 		return nil, &protocol.Error{Code: errcode.BadField, Message: "Please enter your name before joining."}
 	}
-
-	p := &participant{id: auth.NewID("p_"), role: t.Role, subject: t.Subject, name: name, resume: auth.NewID("r_") + auth.NewID("")}
-	now := h.opts.Now()
-
 	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return nil, &protocol.Error{Code: errcode.Internal, Message: "The server is shutting down."}
-	}
-	if _, gone := h.kicked[linkKey(t.ConsultationID, t.Role, t.Subject)]; gone {
-		h.mu.Unlock()
+	revoked := t.Role == consult.RoleDevice && h.revoked[t.Subject]
+	h.mu.Unlock()
+	if revoked {
 		return nil, kickedError(t.Role)
 	}
-	r := h.rooms[t.ConsultationID]
-	if r == nil {
-		r = &room{id: t.ConsultationID, title: t.Title, providerName: t.ProviderName,
-			state: consult.NewRoom(h.opts.MaxParticipants), members: make(map[string]*participant)}
-		h.rooms[r.id] = r
-	}
-	member, err := r.state.Add(consult.Member{ID: p.id, Role: p.role, Name: p.name, Since: now})
-	if err != nil {
-		if r.state.Len() == 0 {
-			delete(h.rooms, r.id)
-		}
-		h.mu.Unlock()
-		return nil, addError(err, r.state.MaxPeople())
-	}
-	p.room, p.conn = r, c
-	p.log = h.opts.Logger.With("consultation", r.id, "participant", p.id, "role", p.role)
-	r.members[p.id] = p
-	h.byResume[p.resume] = p
-	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)), 0)
-	h.mu.Unlock()
 
-	// The join is written to the audit trail before the others learn of it (outside the lock: it is a
-	// database write), so that the trail can never show a patient admitted before they joined.
+	p := &Place{id: auth.NewID("p_"), roomID: t.ConsultationID, role: t.Role, subject: t.Subject, name: name,
+		conn: c, connKey: h.newConnKey()}
+	var member consult.Member
+	err = h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			r.Title, r.ProviderName = t.Title, t.ProviderName
+			r.State = consult.NewRoom(h.o.MaxParticipants)
+		}
+		if r.Stopped[linkKey(r.ID, t.Role, t.Subject)] {
+			return kickedError(t.Role)
+		}
+		var err error
+		if member, err = r.State.Add(consult.Member{ID: p.id, Role: p.role, Name: p.name, Since: h.o.Now()}); err != nil {
+			return addError(err, r.State.MaxPeople())
+		}
+		r.People[p.id] = &rooms.Person{Role: p.role, Subject: p.subject, Name: p.name,
+			Resume: auth.NewID("r_") + auth.NewID(""), Conn: p.connKey}
+		return h.router.Attach(p.id, c, encode(h.welcome(r, p.id)), 0)
+	})
+	if err != nil {
+		return nil, h.failed("join", err)
+	}
+	h.held(p)
+
+	// The join is written to the audit trail before the others learn of it (outside the room's
+	// lock: it is a database write), so that the trail can never show a patient admitted before
+	// they joined.
 	p.log.Info("joined", "state", stateOf(member))
-	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditJoined, ConsultationID: r.id,
+	h.o.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditJoined, ConsultationID: p.roomID,
 		Detail: string(p.role) + " " + stateOf(member)})
 
-	h.mu.Lock()
-	// Unless gone meanwhile, or admitted meanwhile (the admission announced them already).
-	if now, ok := r.state.Member(p.id); ok && r.members[p.id] == p && now.Admitted() == member.Admitted() {
-		if member.Admitted() {
-			h.announceJoinedLocked(p)
-		} else {
-			h.sendLobbyLocked(r)
+	err = h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		// Unless gone meanwhile, or admitted meanwhile (the admission announced them already).
+		if now, ok := h.member(r, p.id); ok && now.Admitted() == member.Admitted() {
+			if member.Admitted() {
+				h.announceJoined(r, p.id)
+			} else {
+				h.sendLobby(r)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		p.log.Error("join: the others could not be told", "err", err)
 	}
-	h.mu.Unlock()
 	return p, nil
+}
+
+// member is a participant's place in r, if r has it.
+func (h *Hub) member(r *rooms.Room, id string) (consult.Member, bool) {
+	if r == nil || r.State == nil {
+		return consult.Member{}, false
+	}
+	return r.State.Member(id)
 }
 
 func stateOf(m consult.Member) string {
@@ -188,318 +318,276 @@ func stateOf(m consult.Member) string {
 	return protocol.StateWaiting
 }
 
-func (h *hub) resume(c *conn, t Ticket, secret string, lastSeq uint64) (*participant, *protocol.Error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	p := h.byResume[secret]
-	if _, gone := h.kicked[linkKey(t.ConsultationID, t.Role, t.Subject)]; gone {
-		return nil, kickedError(t.Role)
+var errBadResume = &protocol.Error{Code: errcode.BadResume, Message: "Your earlier place in this consultation has expired. Join again."}
+
+func (h *Hub) resume(ctx context.Context, c route.Sender, t Ticket, secret string, lastSeq uint64) (*Place, *protocol.Error) {
+	var p *Place
+	err := h.rooms.Update(ctx, t.ConsultationID, func(r *rooms.Room) error {
+		if r.Stopped[linkKey(t.ConsultationID, t.Role, t.Subject)] {
+			return kickedError(t.Role)
+		}
+		var id string
+		var pp *rooms.Person
+		for pid, x := range r.People {
+			if x.Resume == secret {
+				id, pp = pid, x
+			}
+		}
+		if r.State == nil || pp == nil || pp.Role != t.Role || pp.Subject != t.Subject {
+			return errBadResume
+		}
+		p = &Place{id: id, roomID: r.ID, role: pp.Role, subject: pp.Subject, name: pp.Name, conn: c, connKey: h.newConnKey()}
+		pp.Conn, pp.LostAt = p.connKey, time.Time{}
+		// Attach closes the connection that held the place before, on whichever node: it has not
+		// noticed it is dead yet, and must not take the place down with it.
+		return h.router.Attach(id, c, encode(h.welcome(r, id)), lastSeq)
+	})
+	if err != nil {
+		return nil, h.failed("resume", err)
 	}
-	if h.closed || p == nil || p.room.id != t.ConsultationID || p.role != t.Role || p.subject != t.Subject {
-		return nil, &protocol.Error{Code: errcode.BadResume, Message: "Your earlier place in this consultation has expired. Join again."}
-	}
-	if p.grace != nil {
-		p.grace.Stop()
-		p.grace = nil
-	}
-	old := p.conn
-	p.conn = c
-	if old != nil {
-		// The old socket has not noticed it is dead yet; it must not take the place down with it.
-		old.close(closePolicy, "replaced by a newer connection")
-	}
-	h.router.Attach(p.id, c, encode(h.welcomeLocked(p)), lastSeq)
+	h.held(p)
 	p.log.Info("resumed")
 	return p, nil
 }
 
-func (h *hub) welcomeLocked(p *participant) protocol.Welcome {
-	r := p.room
-	me, _ := r.state.Member(p.id)
+func (h *Hub) welcome(r *rooms.Room, id string) protocol.Welcome {
+	me, _ := r.State.Member(id)
 	w := protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.ProtocolVersion,
-		You:          protocol.You{ID: p.id, Role: string(p.role), Name: p.name, CanShare: me.CanShare},
+		You:          protocol.You{ID: id, Role: string(me.Role), Name: me.Name, CanShare: me.CanShare},
 		State:        stateOf(me),
-		Consultation: protocol.ConsultationInfo{ID: r.id, Title: r.title, ProviderName: r.providerName, MaxParticipants: r.state.MaxPeople()},
+		Consultation: protocol.ConsultationInfo{ID: r.ID, Title: r.Title, ProviderName: r.ProviderName, MaxParticipants: r.State.MaxPeople()},
 		Peers:        []protocol.Peer{},
 		Waiting:      []protocol.Waiting{},
-		Resume:       p.resume,
-		ICEServers:   h.opts.ICEServers(p.id),
-		ICEPolicy:    h.opts.ICETransportPolicy,
+		Resume:       r.People[id].Resume,
+		ICEServers:   h.o.ICEServers(id),
+		ICEPolicy:    h.o.ICETransportPolicy,
 	}
 	if me.Admitted() {
-		w.Peers = h.peersLocked(p)
+		w.Peers = peers(r.State, id)
 	}
-	if p.role.Admits() && me.Admitted() {
-		w.Waiting = waitingList(r)
+	if me.Role.Admits() && me.Admitted() {
+		w.Waiting = waitingList(r.State)
 	}
 	return w
 }
 
-// peersLocked lists the admitted members other than p, with p's politeness towards each.
-func (h *hub) peersLocked(p *participant) []protocol.Peer {
-	peers := []protocol.Peer{}
-	for _, m := range p.room.state.Admitted() {
-		if m.ID != p.id && consult.Connects(p.role, m.Role) {
-			peers = append(peers, peerOf(m, p.room.state.Polite(p.id, m.ID)))
+// peers lists the admitted members other than id, with id's politeness towards each.
+func peers(s *consult.Room, id string) []protocol.Peer {
+	me, _ := s.Member(id)
+	out := []protocol.Peer{}
+	for _, m := range s.Admitted() {
+		if m.ID != id && consult.Connects(me.Role, m.Role) {
+			out = append(out, peerOf(m, s.Polite(id, m.ID)))
 		}
 	}
-	return peers
+	return out
 }
 
-func waitingList(r *room) []protocol.Waiting {
+func waitingList(s *consult.Room) []protocol.Waiting {
 	out := []protocol.Waiting{}
-	for _, m := range r.state.Waiting() {
+	for _, m := range s.Waiting() {
 		out = append(out, protocol.Waiting{ID: m.ID, Role: string(m.Role), Name: m.Name, Since: m.Since.UTC()})
 	}
 	return out
 }
 
-func (h *hub) sendLobbyLocked(r *room) {
-	msg := encode(protocol.Lobby{Type: protocol.TypeLobby, Waiting: waitingList(r)})
-	for _, id := range r.state.Admitters() {
+func (h *Hub) sendLobby(r *rooms.Room) {
+	msg := encode(protocol.Lobby{Type: protocol.TypeLobby, Waiting: waitingList(r.State)})
+	for _, id := range r.State.Admitters() {
 		h.router.Send(id, msg)
 	}
 }
 
-// announceJoinedLocked tells the other admitted members that p is in the call.
-func (h *hub) announceJoinedLocked(p *participant) {
-	r := p.room
-	me, _ := r.state.Member(p.id)
-	for _, m := range r.state.Admitted() {
-		if m.ID == p.id || !consult.Connects(p.role, m.Role) {
+// announceJoined tells the other admitted members that id is in the call.
+func (h *Hub) announceJoined(r *rooms.Room, id string) {
+	me, _ := r.State.Member(id)
+	for _, m := range r.State.Admitted() {
+		if m.ID == id || !consult.Connects(me.Role, m.Role) {
 			continue
 		}
-		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.state.Polite(m.ID, p.id))}))
+		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.State.Polite(m.ID, id))}))
 	}
 }
 
-func roomError(err error) *protocol.Error {
-	switch {
-	case errors.Is(err, consult.ErrForbidden):
-		return &protocol.Error{Code: errcode.Forbidden, Message: "Your role in this consultation does not allow that."}
-	case errors.Is(err, consult.ErrNotAdmitted):
-		return &protocol.Error{Code: errcode.NotAdmitted, Message: "You are still in the waiting room."}
-	case errors.Is(err, consult.ErrRoomFull):
-		return &protocol.Error{Code: errcode.RoomFull, Message: "A patient is already in this consultation."}
-	case errors.Is(err, consult.ErrCallFull):
-		return &protocol.Error{Code: errcode.RoomFull, Message: "The visit is full: no more people can be admitted."}
-	default:
-		return &protocol.Error{Code: errcode.UnknownPeer, Message: "That participant is not in this consultation."}
-	}
-}
+// errGone is what a participant whose place has been taken away meanwhile is told.
+var errGone = &protocol.Error{Code: errcode.NotAdmitted, Message: "Your place in this consultation has ended. Join again."}
 
-// admit lets a waiting patient into the call.
-func (h *hub) admit(ctx context.Context, p *participant, who string) *protocol.Error {
-	h.mu.Lock()
-	r := p.room
-	target, err := r.state.Admit(p.id, who)
+// Admit lets a waiting patient into the call.
+func (h *Hub) Admit(ctx context.Context, p *Place, who string) *protocol.Error {
+	var target consult.Member
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return errGone
+		}
+		var err error
+		if target, err = r.State.Admit(p.id, who); err != nil {
+			return roomError(err)
+		}
+		// The others first: they answer the newcomer's offer, so they should hear of it first.
+		h.announceJoined(r, who)
+		h.router.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: peers(r.State, who)}))
+		h.sendLobby(r)
+		return nil
+	})
 	if err != nil {
-		h.mu.Unlock()
-		return roomError(err)
+		return h.failed("admit", err)
 	}
-	tp := r.members[who]
-	// The others first: they answer the newcomer's offer, so they should hear of it first.
-	h.announceJoinedLocked(tp)
-	h.router.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: h.peersLocked(tp)}))
-	h.sendLobbyLocked(r)
-	h.mu.Unlock()
-
 	p.log.Info("admitted", "who", target.ID, "as", target.Role)
-	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditAdmitted, ConsultationID: r.id, Detail: target.ID})
+	h.o.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditAdmitted, ConsultationID: p.roomID, Detail: target.ID})
 	return nil
 }
 
-// decline turns a waiting patient away.
-func (h *hub) decline(ctx context.Context, p *participant, who string) *protocol.Error {
-	h.mu.Lock()
-	r := p.room
-	target, err := r.state.Decline(p.id, who)
+// Decline turns a waiting patient away.
+func (h *Hub) Decline(ctx context.Context, p *Place, who string) *protocol.Error {
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if r.State == nil {
+			return errGone
+		}
+		if _, err := r.State.Decline(p.id, who); err != nil {
+			return roomError(err)
+		}
+		h.router.Send(who, encode(protocol.Envelope{Type: protocol.TypeDeclined}))
+		h.router.Close(who, route.CloseNormal, "declined")
+		h.forget(r, who)
+		h.sendLobby(r)
+		return nil
+	})
 	if err != nil {
-		h.mu.Unlock()
-		return roomError(err)
+		return h.failed("decline", err)
 	}
-	tp := r.members[who]
-	h.router.Send(who, encode(protocol.Envelope{Type: protocol.TypeDeclined}))
-	h.removeLocked(tp)
-	h.sendLobbyLocked(r)
-	conn := tp.conn
-	h.mu.Unlock()
-
-	if conn != nil {
-		conn.close(closeNormal, "declined")
-	}
-	p.log.Info("declined", "who", target.ID)
-	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditDeclined, ConsultationID: r.id, Detail: target.ID})
+	p.log.Info("declined", "who", who)
+	h.o.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditDeclined, ConsultationID: p.roomID, Detail: who})
 	return nil
 }
 
-// relay forwards an offer, answer or candidate between two admitted members.
-func (h *hub) relay(p *participant, m protocol.Message) *protocol.Error {
+// Relay forwards an offer, answer or candidate between two admitted members.
+func (h *Hub) Relay(ctx context.Context, p *Place, m protocol.Message) *protocol.Error {
 	to := m.To
 	m.To, m.From, m.ID = "", p.id, nil
-	msg := encode(m)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := p.room.state.CanSignal(p.id, to); err != nil {
-		return roomError(err)
+	var refused *protocol.Error
+	err := h.rooms.View(ctx, p.roomID, func(r *rooms.Room) {
+		if r == nil || r.State == nil {
+			refused = errGone
+		} else if err := r.State.CanSignal(p.id, to); err != nil {
+			refused = roomError(err)
+		}
+	})
+	if err != nil {
+		return h.failed("relay", err)
 	}
-	h.router.Send(to, msg)
+	if refused != nil {
+		return refused
+	}
+	h.router.Send(to, encode(m))
 	return nil
 }
 
-// leave takes p out of its consultation for good.
-func (h *hub) leave(ctx context.Context, p *participant, reason string) {
-	h.leaveIf(ctx, p, reason, nil)
+// forget takes id out of r, and drops what the router kept for it.
+func (h *Hub) forget(r *rooms.Room, id string) {
+	r.State.Remove(id)
+	delete(r.People, id)
+	h.router.Forget(id)
 }
 
-// leaveIf is leave if cond, checked under the lock, still holds: a resume may have come in between
-// deciding to leave and leaving.
-func (h *hub) leaveIf(ctx context.Context, p *participant, reason string, cond func() bool) {
-	h.mu.Lock()
-	if p.room.members[p.id] != p || (cond != nil && !cond()) {
-		h.mu.Unlock()
-		return // already gone, or back
-	}
-	r := p.room
-	m, _ := r.state.Member(p.id)
-	h.removeLocked(p)
-	if m.Admitted() {
-		left := encode(protocol.PeerLeft{Type: protocol.TypePeerLeft, Peer: p.id, Reason: reason})
-		for _, o := range r.state.Admitted() {
+// takeOut forgets id, who is already out of r.State, and tells the others: peer_left to the call
+// if it was in it, the waiting list to the admitters if it waited.
+func (h *Hub) takeOut(r *rooms.Room, id string, wasAdmitted bool, reason string) {
+	h.forget(r, id)
+	if wasAdmitted {
+		left := encode(protocol.PeerLeft{Type: protocol.TypePeerLeft, Peer: id, Reason: reason})
+		for _, o := range r.State.Admitted() {
 			h.router.Send(o.ID, left)
 		}
 	} else {
-		h.sendLobbyLocked(r)
+		h.sendLobby(r)
+	}
+}
+
+// Leave takes p out of its consultation for good.
+func (h *Hub) Leave(ctx context.Context, p *Place, reason string) {
+	h.leaveIf(ctx, p.roomID, p.id, reason, nil)
+}
+
+// leaveIf is leave if cond, checked on the room's current state, still holds: a resume may have
+// come in between deciding to leave and leaving.
+func (h *Hub) leaveIf(ctx context.Context, roomID, id, reason string, cond func(*rooms.Person) bool) {
+	left := false
+	err := h.rooms.Update(ctx, roomID, func(r *rooms.Room) error {
+		pp := r.People[id]
+		m, ok := h.member(r, id)
+		if !ok || pp == nil || (cond != nil && !cond(pp)) {
+			return nil // already gone, or back
+		}
+		r.State.Remove(id)
+		h.takeOut(r, id, m.Admitted(), reason)
+		left = true
+		return nil
+	})
+	h.mu.Lock()
+	if t := h.grace[id]; t != nil {
+		t.Stop()
+		delete(h.grace, id)
 	}
 	h.mu.Unlock()
-
-	p.log.Info("left", "reason", reason)
-	h.opts.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditLeft, ConsultationID: r.id, Detail: reason})
-}
-
-func (h *hub) removeLocked(p *participant) {
-	r := p.room
-	r.state.Remove(p.id)
-	delete(r.members, p.id)
-	delete(h.byResume, p.resume)
-	if p.grace != nil {
-		p.grace.Stop()
-		p.grace = nil
+	if err != nil {
+		h.o.Logger.Error("leave: the rooms could not be reached", "consultation", roomID, "participant", id, "err", err)
+		return
 	}
-	h.router.Forget(p.id)
-	if r.state.Len() == 0 && h.rooms[r.id] == r {
-		delete(h.rooms, r.id)
+	if left {
+		h.o.Logger.Info("left", "consultation", roomID, "participant", id, "reason", reason)
+		h.o.Audit(ctx, consult.AuditEvent{Actor: id, Action: consult.AuditLeft, ConsultationID: roomID, Detail: reason})
 	}
 }
 
-// disconnected is called when c, p's connection, is gone without a leave. p keeps its place for the
-// grace period, so that a client whose network blipped can resume.
-func (h *hub) disconnected(p *participant, c *conn) {
+// Disconnected is called when c, p's connection, is gone without a leave. p keeps its place for the
+// grace period, so that a client whose network blipped, or whose node stopped, can resume.
+func (h *Hub) Disconnected(ctx context.Context, p *Place, c route.Sender) {
+	if h.isClosed() {
+		return // shutdown has marked the places lost already
+	}
+	lost := time.Now()
+	kept := false
+	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		if pp := r.People[p.id]; pp != nil && pp.Conn == p.connKey {
+			pp.Conn, pp.LostAt = "", lost
+			h.router.Detach(p.id, c)
+			kept = true
+		}
+		return nil // replaced by a newer connection, or already gone
+	})
+	if err != nil || !kept {
+		return // any node's sweep will see the place lost once this node's heartbeat stops
+	}
+	p.log.Info("connection lost; keeping the place", "grace", h.o.ResumeGrace)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if p.conn != c || p.room.members[p.id] != p || h.closed {
-		return // replaced by a newer connection, already gone, or the server is stopping
-	}
-	p.conn = nil
-	h.router.Detach(p.id, c)
-	p.log.Info("connection lost; keeping the place", "grace", h.opts.ResumeGrace)
-	p.grace = time.AfterFunc(h.opts.ResumeGrace, func() {
-		h.leaveIf(context.Background(), p, protocol.ReasonDisconnected, func() bool { return p.conn == nil })
+	h.grace[p.id] = time.AfterFunc(h.o.ResumeGrace, func() {
+		h.leaveIf(context.Background(), p.roomID, p.id, protocol.ReasonDisconnected, func(pp *rooms.Person) bool {
+			return pp.Conn == "" && pp.LostAt.Equal(lost)
+		})
 	})
 }
 
-// present reports whether a person is in the call of a consultation.
-func (h *hub) present(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.rooms[id]
-	return r != nil && r.state.Present()
+// Present reports whether a person is in the call of a consultation.
+func (h *Hub) Present(ctx context.Context, id string) bool {
+	in := false
+	err := h.rooms.View(ctx, id, func(r *rooms.Room) { in = r != nil && r.State != nil && r.State.Present() })
+	return err == nil && in
 }
 
-// sendAdmitters sends msg to the providers and clinicians in the call of a consultation.
-func (h *hub) sendAdmitters(id string, msg []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if r := h.rooms[id]; r != nil {
-		for _, pid := range r.state.Admitters() {
-			h.router.Send(pid, msg)
+// SendAdmitters sends msg to the providers and clinicians in the call of a consultation.
+func (h *Hub) SendAdmitters(ctx context.Context, id string, msg []byte) {
+	var to []string
+	err := h.rooms.View(ctx, id, func(r *rooms.Room) {
+		if r != nil && r.State != nil {
+			to = r.State.Admitters()
 		}
+	})
+	if err != nil {
+		h.o.Logger.Error("alert: the rooms could not be reached", "consultation", id, "err", err)
 	}
-}
-
-// kick disconnects, from every consultation, the participants whose link was issued to subject (a
-// device that has been revoked). They are told why and cannot resume.
-func (h *hub) kick(subject string) {
-	if subject == "" {
-		return
-	}
-	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.BadToken, Message: "This device has been revoked."})
-	h.mu.Lock()
-	h.kicked[linkKey("", consult.RoleDevice, subject)] = struct{}{}
-	var ps []*participant
-	var conns []*conn
-	for _, r := range h.rooms {
-		for _, p := range r.members {
-			if p.subject == subject {
-				ps = append(ps, p)
-				h.router.Send(p.id, msg)
-				if p.conn != nil {
-					conns = append(conns, p.conn)
-				}
-			}
-		}
-	}
-	h.mu.Unlock()
-	for _, p := range ps {
-		h.leaveIf(context.Background(), p, protocol.ReasonLeft, nil)
-	}
-	for _, c := range conns {
-		c.close(closePolicy, string(errcode.BadToken))
-	}
-}
-
-// end disconnects everyone in a consultation that has been ended.
-func (h *hub) end(id string) {
-	h.mu.Lock()
-	r := h.rooms[id]
-	if r == nil {
-		h.mu.Unlock()
-		return
-	}
-	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.Ended, Message: "This consultation has ended."})
-	var conns []*conn
-	for _, p := range r.members {
-		h.router.Send(p.id, msg)
-		if p.conn != nil {
-			conns = append(conns, p.conn)
-		}
-		h.removeLocked(p)
-	}
-	delete(h.rooms, id)
-	h.mu.Unlock()
-	for _, c := range conns {
-		c.close(closePolicy, string(errcode.Ended))
-	}
-}
-
-// shutdown closes every connection; clients will reconnect to another node or when this one is back.
-func (h *hub) shutdown() {
-	h.mu.Lock()
-	h.closed = true
-	var conns []*conn
-	for _, r := range h.rooms {
-		for _, p := range r.members {
-			if p.grace != nil {
-				p.grace.Stop()
-			}
-			if p.conn != nil {
-				conns = append(conns, p.conn)
-			}
-		}
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
-		c.close(closeGoingAway, "server shutting down")
+	for _, pid := range to {
+		h.router.Send(pid, msg)
 	}
 }
