@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/telemed/telemed/client"
+	"github.com/telemed/telemed/internal/config"
+	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/protocol"
+)
+
+// TestRestartKeepsAdmission: one node on SQLite is restarted in the middle of a call (SIGTERM, then
+// started again on the same folder and port). Both sides reconnect and resume their places: the
+// patient is not sent back to the waiting room, the provider sees nobody leave, and the data channel,
+// peer to peer, carries on through the restart.
+func TestRestartKeepsAdmission(t *testing.T) {
+	var cfg config.Serve
+	e := startServerEnv(t, func(c *config.Serve) { cfg = *c }, serverOptions())
+	cfg.HTTPAddr = e.srv.Addr().String()
+	ctx := ctxTimeout(t, 60*time.Second)
+	c := e.newConsultation(t, time.Hour)
+
+	echoes := make(chan string, 8)
+	opened := make(chan *webrtc.DataChannel, 1)
+	provider := mustJoin(t, ctx, client.Config{Link: c.StartURL,
+		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
+			dc.OnMessage(func(m webrtc.DataChannelMessage) { dc.SendText("echo " + string(m.Data)) })
+		}})
+	patient := mustJoin(t, ctx, client.Config{Link: c.JoinURL, Name: "Ada",
+		DataChannels: []client.DataChannelSpec{{Label: "check"}},
+		OnDataChannel: func(_ *client.Peer, dc *webrtc.DataChannel) {
+			dc.OnOpen(func() { opened <- dc })
+			dc.OnMessage(func(m webrtc.DataChannelMessage) { echoes <- string(m.Data) })
+		}})
+	if _, err := provider.WaitWaiting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	provider.Admit(ctx, patient.ID())
+	var dc *webrtc.DataChannel
+	select {
+	case dc = <-opened:
+	case <-ctx.Done():
+		t.Fatal("data channel did not open")
+	}
+	roundTrip := func(msg string) {
+		t.Helper()
+		dc.SendText(msg)
+		select {
+		case got := <-echoes:
+			if got != "echo "+msg {
+				t.Fatalf("echo %q", got)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no echo for %q", msg)
+		}
+	}
+	roundTrip("before")
+	ids := []string{provider.ID(), patient.ID()}
+
+	if err := e.srv.Close(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	roundTrip("while the server is down") // media and data never passed through it
+	o := serverOptions()
+	o.Logger = testLogger(t)
+	srv, err := server.Start(context.Background(), cfg, o)
+	if err != nil {
+		t.Fatalf("start again: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	for i, s := range []*client.Session{provider, patient} {
+		waitEvent(t, ctx, s, client.EventReconnected)
+		if s.ID() != ids[i] || s.Welcome().State != protocol.StateAdmitted || len(s.Welcome().Peers) != 1 {
+			t.Fatalf("after the restart: id %s (was %s), welcome %+v; want the same admitted place", s.ID(), ids[i], s.Welcome())
+		}
+	}
+	roundTrip("after the restart")
+	for drained := false; !drained; {
+		select {
+		case ev := <-provider.Events():
+			if ev.Type == client.EventPeerLeft || ev.Type == client.EventRejoined {
+				t.Fatalf("the provider saw the patient leave or wait across the restart: %+v", ev)
+			}
+		default:
+			drained = true
+		}
+	}
+	// Signaling works after it: a renegotiation's offer and answer go through the new process.
+	if err := provider.SetMedia(ctx, false, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitEvent(t, ctx, patient, client.EventMedia); ev.Peer.ID != ids[0] {
+		t.Fatalf("media event %+v, want the provider's", ev)
+	}
+}
