@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telemed/telemed/client"
 	"github.com/telemed/telemed/internal/config"
@@ -80,6 +83,13 @@ func TestRestartKeepsAdmission(t *testing.T) {
 		}
 	}
 	roundTrip("after the restart")
+	// The new process counts them: both connected to it, in one consultation, each resumed by a join.
+	for name, want := range map[string]float64{"telemed_signal_people": 2, "telemed_signal_consultations": 1,
+		"telemed_signal_connections": 2, `telemed_signal_messages_total{type="join"}`: 2} {
+		if got := metricValue(t, srv.Metrics(), name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
 	for drained := false; !drained; {
 		select {
 		case ev := <-provider.Events():
@@ -97,4 +107,35 @@ func TestRestartKeepsAdmission(t *testing.T) {
 	if ev := waitEvent(t, ctx, patient, client.EventMedia); ev.Peer.ID != ids[0] {
 		t.Fatalf("media event %+v, want the provider's", ev)
 	}
+}
+
+// metricValue is the value of a metric, named as Prometheus shows it (name{label="value"}).
+func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			shown := f.GetName()
+			if len(m.GetLabel()) > 0 {
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+				}
+				shown += "{" + strings.Join(ls, ",") + "}"
+			}
+			if shown == name {
+				switch {
+				case m.GetGauge() != nil:
+					return m.GetGauge().GetValue()
+				case m.GetCounter() != nil:
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -206,6 +206,7 @@ func (s *Server) signalOptions(o Options) signal.Options {
 			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject, Name: t.Name}, nil
 	}
 	so.Removed = svc.Consultations.StopLink
+	so.Metrics = s.metrics
 	if so.Snapshots == nil {
 		so.Snapshots = settingSnapshots{s.store}
 	}

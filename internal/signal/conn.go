@@ -187,6 +187,7 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 	}
 	m, perr := protocol.Decode(data)
 	if perr != nil {
+		c.srv.m.received("invalid")
 		if c.p == nil && m.Type == protocol.TypeJoin {
 			c.fail(perr)
 			return false
@@ -194,6 +195,7 @@ func (c *conn) handle(ctx context.Context, typ websocket.MessageType, data []byt
 		c.sendError(perr)
 		return true
 	}
+	c.srv.m.received(m.Type)
 	if m.Type == protocol.TypePing {
 		c.Send(encode(protocol.Envelope{Type: protocol.TypePong}))
 		return true

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/telemed/telemed/errcode"
@@ -31,6 +32,9 @@ type Options struct {
 	// this node: saved by Close, loaded (and deleted) by NewServer, so that people in a call keep
 	// their places. Default: none. Unused with other Rooms, which keep their own.
 	Snapshots Snapshots
+	// Metrics receives the node's signaling collectors (connections, people and consultations
+	// present, messages by type). Default: none.
+	Metrics prometheus.Registerer
 	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket, besides the Host
 	// the request came in on. Default: none.
 	AllowedOrigins []string
@@ -89,6 +93,7 @@ func (o *Options) setDefaults() error {
 type Server struct {
 	opts   Options
 	hub    *hub.Hub
+	m      *metrics
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -100,7 +105,7 @@ func NewServer(o Options) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{opts: o, ctx: ctx, cancel: cancel}
+	s := &Server{opts: o, ctx: ctx, cancel: cancel, m: newMetrics()}
 	err := s.restore(ctx)
 	if err != nil {
 		cancel()
@@ -109,6 +114,12 @@ func NewServer(o Options) (*Server, error) {
 	if s.hub, err = hub.New(s.opts.Options); err != nil {
 		cancel()
 		return nil, err
+	}
+	if o.Metrics != nil {
+		if err := s.m.register(o.Metrics, s.hub.Held); err != nil {
+			cancel()
+			return nil, fmt.Errorf("signaling metrics: %w", err)
+		}
 	}
 	s.wg.Add(1)
 	go func() {
@@ -189,6 +200,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(protocol.MaxFrameSize)
 	s.wg.Add(1)
 	defer s.wg.Done()
+	s.m.connections.Add(1)
+	defer s.m.connections.Add(-1)
 	c := newConn(s, ws)
 	c.serve(s.ctx)
 }

@@ -208,6 +208,17 @@ func (h *Hub) Gone(c route.Sender) {
 	delete(h.local, c)
 }
 
+// Held counts the places held by connections of this node, and the consultations they are in.
+func (h *Hub) Held() (places, consultations int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in := map[string]bool{}
+	for _, p := range h.local {
+		in[p.roomID] = true
+	}
+	return len(h.local), len(in)
+}
+
 func (h *Hub) newConnKey() string {
 	return h.o.Node + " " + strconv.FormatUint(h.serial.Add(1), 10)
 }
