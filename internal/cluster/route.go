@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/telemed/telemed/internal/signal/route"
@@ -30,6 +31,8 @@ type Router struct {
 	mu      sync.Mutex
 	conns   map[string]*attached // by participant id: connections on this node
 	stopped bool
+
+	sent, failed, fromHere, fromOthers prometheus.Counter
 
 	cancel context.CancelFunc
 }
@@ -56,8 +59,27 @@ func NewRouter(rdb redis.UniversalClient, prefix, node string, log *slog.Logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{rdb: rdb, prefix: prefix, node: node, log: log, conns: make(map[string]*attached),
 		cancel: cancel}
+	counter := func(name, help string, labels prometheus.Labels) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	r.sent = counter("telemed_cluster_messages_sent_total", "Signaling messages this node put in Redis for participants (on any node).", nil)
+	r.failed = counter("telemed_cluster_messages_failed_total", "Signaling messages this node could not put in Redis.", nil)
+	const received = "Signaling messages delivered to this node's connections through Redis, by the node that sent them."
+	r.fromHere = counter("telemed_cluster_messages_received_total", received, prometheus.Labels{"from": "this_node"})
+	r.fromOthers = counter("telemed_cluster_messages_received_total", received, prometheus.Labels{"from": "other_node"})
 	go r.read(ctx)
 	return r
+}
+
+// Register adds the router's counters to reg: messages sent, and received from this node and from
+// the others (the cross-node traffic).
+func (r *Router) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{r.sent, r.failed, r.fromHere, r.fromOthers} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("cluster metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Stop stops reading the inbox: nothing is delivered after it returns. (Close, in route.Router,
@@ -95,7 +117,7 @@ local at = redis.call('GET', KEYS[3])
 if at then
   local node = string.match(at, '^(%S+)')
   local inbox = ARGV[2] .. 'node:' .. node
-  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[3], 'c', at, 's', seq, 'm', m)
+  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[3], 'c', at, 's', seq, 'm', m, 'n', ARGV[7])
   redis.call('PEXPIRE', inbox, ARGV[5])
 end
 return seq`)
@@ -185,10 +207,13 @@ func (r *Router) Send(id string, msg []byte) {
 	ctx, cancel := r.bg()
 	defer cancel()
 	err := send.Run(ctx, r.rdb, r.keys(id), string(msg[1:]), r.prefix, id, keptPerParticipant,
-		participantTTL.Milliseconds(), inboxLength).Err()
+		participantTTL.Milliseconds(), inboxLength, r.node).Err()
 	if err != nil {
+		r.failed.Inc()
 		r.log.Warn("send: redis", "participant", id, "err", err)
+		return
 	}
+	r.sent.Inc()
 }
 
 // Close implements route.Router.
@@ -274,6 +299,11 @@ func (r *Router) handle(v map[string]any) {
 	}
 	switch v["x"] {
 	case nil:
+		if v["n"] == r.node {
+			r.fromHere.Inc()
+		} else {
+			r.fromOthers.Inc()
+		}
 		r.deliverLocked(a, v)
 	case "close":
 		if a.at == at {
