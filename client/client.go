@@ -677,7 +677,11 @@ func (s *Session) reconnect() *websocket.Conn {
 			fresh = err == nil
 		}
 		cancel()
-		if errors.As(err, &se) {
+		if errors.As(err, &se) && se.Code == errcode.Unavailable {
+			// The server is stopping, or cannot reach what nodes share: another try (through the
+			// load balancer, to another node perhaps) may well work.
+			s.log.Info("telemed client: the server is unavailable; trying again", "err", err)
+		} else if errors.As(err, &se) {
 			// The server refuses us (the link expired, the consultation ended): nothing to rejoin.
 			s.mu.Lock()
 			s.lastErr = se
