@@ -82,6 +82,11 @@ func Open(ctx context.Context, rawURL string, o Options) (*Redis, error) {
 	r := &Redis{addr: opts.Addr, prefix: o.Prefix, nodeID: newNodeID(), log: o.Logger, heartbeatTTL: o.HeartbeatTTL}
 	// The name shows in CLIENT LIST, so that an operator can tell the nodes' connections apart.
 	opts.ClientName = "telemed-" + r.nodeID
+	if opts.DialerRetries == 0 {
+		// go-redis dials five times for each try of a command, so a stopped Redis took seconds to
+		// say so: /readyz and requests should hear it at once, and this package's loops retry anyway.
+		opts.DialerRetries = 1
+	}
 	r.client = redis.NewClient(opts)
 	if o.Metrics != nil {
 		h, err := newLatencyHook(o.Metrics)
