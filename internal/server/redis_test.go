@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,17 +15,16 @@ import (
 
 	"github.com/telemed/telemed/internal/cluster/clustertest"
 	"github.com/telemed/telemed/internal/config"
-	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/server"
 )
 
-// startNode starts a telemed on loopback, without TURN, with --redis redisURL and its keys under
-// prefix; closed when the test ends.
-func startNode(t *testing.T, redisURL, prefix string) *server.Server {
+// startNode starts a telemed on loopback, without TURN, with --redis redisURL, its keys under
+// prefix and its data in dataDir; closed when the test ends.
+func startNode(t *testing.T, redisURL, prefix, dataDir string) *server.Server {
 	t.Helper()
 	cfg := config.DefaultServe()
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = dataDir
 	cfg.TURN = false
 	cfg.Redis = redisURL
 	srv, err := server.Start(context.Background(), cfg, server.Options{RedisPrefix: prefix, Logger: testLogger(t)})
@@ -71,7 +72,7 @@ func readyz(t *testing.T, srv *server.Server) (int, map[string]string) {
 // and 200 again once it is back, with no restart of telemed.
 func TestReadyzFollowsRedis(t *testing.T) {
 	redis := clustertest.StartServer(t)
-	srv := startNode(t, redis.URL(), "")
+	srv := startNode(t, redis.URL(), "", t.TempDir())
 	if code, v := readyz(t, srv); code != http.StatusOK || v["status"] != "ready" {
 		t.Fatalf("with Redis: %d %v", code, v)
 	}
@@ -119,18 +120,23 @@ func TestStartWithoutRedis(t *testing.T) {
 	}
 }
 
-// TestMonitoringEventsAcrossNodes: an alert raised by an upload on one node reaches a subscriber on
-// the other (as the patient's page there would see it), marked as another node's.
-func TestMonitoringEventsAcrossNodes(t *testing.T) {
+// TestPatientPageSeesAnotherNodesUpload: a device uploads to one node, and the patient's page open
+// on another node (its event stream, GET /api/v1/patients/{id}/events) shows the alert live. The two
+// nodes share one data folder here, standing for the database that real nodes share.
+func TestPatientPageSeesAnotherNodesUpload(t *testing.T) {
 	url := clustertest.URL(t)
 	prefix := clustertest.Prefix(t, url)
-	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
-	events, cancel := b.Services().Monitoring.Subscribe(monitoring.SubscribeOptions{})
-	defer cancel()
+	dir := t.TempDir()
+	a, b := startNode(t, url, prefix, dir), startNode(t, url, prefix, dir)
 
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	mon := a.Services().Monitoring
 	p, err := a.Services().Accounts.AddProvider(ctx, "grace@clinic.example", "Dr Grace Hopper", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := a.Services().Accounts.CreateAPIToken(ctx, p.ID, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,31 +148,72 @@ func TestMonitoringEventsAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrolled, err := mon.EnrollDevice(ctx, e.Code, "oximeter")
+	device, err := mon.EnrollDevice(ctx, e.Code, "oximeter")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := mon.DeviceByToken(ctx, enrolled.Token)
+
+	events := eventStream(ctx, t, b.BaseURL()+"/api/v1/patients/"+pt.ID+"/events", token)
+	reading := fmt.Sprintf(`{"code":"2708-6","value":85,"unit":"%%","time":%q}`, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano))
+	req, _ := http.NewRequestWithContext(ctx, "POST", a.BaseURL()+"/api/v1/observations", strings.NewReader(`{"batch_id":"b-1","readings":[`+reading+`]}`))
+	req.Header.Set("Authorization", "Bearer "+device.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reading := fmt.Sprintf(`{"code":"2708-6","value":85,"unit":"%%","time":%q}`, time.Now().Add(-time.Minute).Format(time.RFC3339Nano))
-	res, err := mon.Upload(ctx, d, monitoring.Batch{ID: "b-1", Readings: []json.RawMessage{json.RawMessage(reading)}})
-	if err != nil || len(res.Alerts) != 1 {
-		t.Fatalf("upload: %+v, %v; want one alert", res, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload to node A: %d", resp.StatusCode)
 	}
 	for {
 		select {
-		case ev := <-events:
-			if ev.Type != monitoring.EventAlert {
-				continue
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("node B's event stream ended")
 			}
-			if !ev.Remote || ev.PatientID != pt.ID || ev.Alert.ID != res.Alerts[0].ID {
-				t.Fatalf("on the other node: %+v, want the alert marked Remote", ev)
+			if strings.HasPrefix(ev, "event: alert\n") {
+				if !strings.Contains(ev, `"bound":"low"`) || !strings.Contains(ev, `"patient_id":"`+pt.ID+`"`) {
+					t.Fatalf("node B's page got %q", ev)
+				}
+				return
 			}
-			return
-		case <-time.After(5 * time.Second):
-			t.Fatal("the alert did not reach the other node within 5s")
+		case <-ctx.Done():
+			t.Fatal("node B's page did not get the alert uploaded to node A")
 		}
 	}
+}
+
+// eventStream opens a server-sent event stream with an API token and delivers its events, the
+// first (": connected") read already.
+func eventStream(ctx context.Context, t *testing.T, url, token string) <-chan string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	out := make(chan string, 100)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.Index(data, []byte("\n\n")); i >= 0 {
+			return i + 2, data[:i], nil
+		}
+		return 0, nil, nil
+	})
+	if !sc.Scan() {
+		t.Fatalf("GET %s: no first event", url)
+	}
+	go func() {
+		defer close(out)
+		for sc.Scan() {
+			out <- sc.Text()
+		}
+	}()
+	return out
 }
