@@ -36,7 +36,8 @@ type Options struct {
 	// other nodes take a node that stopped without a word for dead. It is refreshed every third of
 	// it. Default DefaultHeartbeatTTL; at least a second.
 	HeartbeatTTL time.Duration
-	// Metrics, if set, receives telemed_redis_command_duration_seconds.
+	// Metrics, if set, receives telemed_redis_command_duration_seconds, and the counts of what
+	// crosses between nodes (telemed_cluster_events_total).
 	Metrics prometheus.Registerer
 }
 
@@ -48,6 +49,7 @@ type Redis struct {
 	prefix string
 	nodeID string
 	log    *slog.Logger
+	reg    prometheus.Registerer // Options.Metrics; nil for none
 
 	heartbeatTTL  time.Duration
 	stopHeartbeat context.CancelFunc
@@ -79,7 +81,7 @@ func Open(ctx context.Context, rawURL string, o Options) (*Redis, error) {
 	if o.HeartbeatTTL < time.Second {
 		return nil, fmt.Errorf("redis: heartbeat TTL %s is under a second", o.HeartbeatTTL)
 	}
-	r := &Redis{addr: opts.Addr, prefix: o.Prefix, nodeID: newNodeID(), log: o.Logger, heartbeatTTL: o.HeartbeatTTL}
+	r := &Redis{addr: opts.Addr, prefix: o.Prefix, nodeID: newNodeID(), log: o.Logger, reg: o.Metrics, heartbeatTTL: o.HeartbeatTTL}
 	// The name shows in CLIENT LIST, so that an operator can tell the nodes' connections apart.
 	opts.ClientName = "telemed-" + r.nodeID
 	if opts.DialerRetries == 0 {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/telemed/telemed/internal/monitoring"
@@ -66,6 +67,7 @@ type EventBus struct {
 	once    sync.Once
 	dropped atomic.Int64
 	seq     uint64 // of the last event sent; the sender's own
+	counted *prometheus.CounterVec
 
 	last string // id of the last stream entry read; Receive's own
 }
@@ -93,7 +95,19 @@ func NewEventBus(ctx context.Context, r *Redis, o EventsOptions) (*EventBus, err
 		o.Block = DefaultEventsBlock
 	}
 	b := &EventBus{r: r, stream: r.Key("monitoring", "events"), maxLen: o.MaxLen, block: o.Block,
-		queue: make(chan monitoring.MonitorEvent, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
+		queue: make(chan monitoring.MonitorEvent, o.Queue), stop: make(chan struct{}), done: make(chan struct{}),
+		counted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telemed_cluster_events_total",
+			Help: "Monitoring events this node sent to the other nodes, received from them, or dropped because Redis did not answer for too long.",
+		}, []string{"direction"})}
+	for _, d := range []string{"sent", "received", "dropped"} {
+		b.counted.WithLabelValues(d) // shown at 0 before the first
+	}
+	if r.reg != nil {
+		if err := r.reg.Register(b.counted); err != nil {
+			return nil, fmt.Errorf("register monitoring event metrics: %w", err)
+		}
+	}
 	tail, err := r.client.XRevRangeN(ctx, b.stream, "+", "-", 1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("find the end of the monitoring events in redis at %s: %w", r.addr, err)
@@ -112,6 +126,7 @@ func (b *EventBus) Publish(e monitoring.MonitorEvent) {
 	select {
 	case b.queue <- e:
 	default:
+		b.counted.WithLabelValues("dropped").Inc()
 		if b.dropped.Add(1) == 1 {
 			b.r.log.Warn("monitoring events are being dropped: Redis has not answered for too long; the other nodes' pages miss them live (they are in the patients' records)", "queue", cap(b.queue))
 		}
@@ -226,6 +241,7 @@ func (b *EventBus) add(ctx context.Context, batch []entry) error {
 	if err != nil {
 		return fmt.Errorf("add %d monitoring events to redis at %s: %w", len(batch), b.r.addr, err)
 	}
+	b.counted.WithLabelValues("sent").Add(float64(len(batch)))
 	return nil
 }
 
@@ -261,6 +277,7 @@ func (b *EventBus) Receive(ctx context.Context, deliver func(monitoring.MonitorE
 			for _, m := range s.Messages {
 				b.last = m.ID
 				if e, ok := b.decode(m, seen); ok {
+					b.counted.WithLabelValues("received").Inc()
 					deliver(e)
 				}
 			}

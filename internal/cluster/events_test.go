@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/telemed/telemed/internal/cluster/clustertest"
@@ -83,6 +84,9 @@ func TestEventsReachEveryOtherNode(t *testing.T) {
 	busA.Close()
 	if e := next(t, fromB, 5*time.Second); e.Alert.ID != "a-2" {
 		t.Fatalf("after Close: %+v", e)
+	}
+	if sent, received := testutil.ToFloat64(busA.counted.WithLabelValues("sent")), testutil.ToFloat64(busB.counted.WithLabelValues("received")); sent != 3 || received != 3 {
+		t.Fatalf("counted %v sent by A and %v received by B, want 3 and 3", sent, received)
 	}
 }
 

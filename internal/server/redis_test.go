@@ -101,7 +101,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	for _, f := range families {
 		seen[f.GetName()] = true
 	}
-	for _, name := range []string{"telemed_redis_command_duration_seconds", "telemed_store_ping_duration_seconds"} {
+	for _, name := range []string{"telemed_redis_command_duration_seconds", "telemed_store_ping_duration_seconds", "telemed_cluster_events_total"} {
 		if !seen[name] {
 			t.Errorf("GET /metrics has no %s", name)
 		}
