@@ -78,7 +78,8 @@ type Server struct {
 	redis      *cluster.Redis
 	bus        *cluster.EventBus
 	eventsDone chan struct{}
-	storePing  prometheus.Histogram
+	// storePing times /readyz's ping of the store.
+	storePing prometheus.Histogram
 }
 
 // Services are telemed's use cases, built on one store.
