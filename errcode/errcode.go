@@ -36,6 +36,9 @@ const (
 	Unavailable Code = "unavailable"
 	// Internal: a fault of the server; details are in its log, never in the message.
 	Internal Code = "internal"
+	// Unavailable: a service the server depends on (its database, Redis) does not answer; try
+	// again in a moment. Not a fault of the request, nor of the server's code.
+	Unavailable Code = "unavailable"
 
 	// Codes of the HTTP API only.
 
@@ -92,7 +95,7 @@ const (
 // API returns the codes the HTTP API answers with (docs/api.md).
 func API() []Code {
 	return []Code{BadField, BadJSON, WeakPassword, BadCredentials, Unauthenticated, BadToken, BadOrigin,
-		NotFound, Conflict, Ended, TooLarge, Busy, Internal}
+		NotFound, Conflict, Ended, TooLarge, Busy, Unavailable, Internal}
 }
 
 // Signaling returns the codes of the signaling protocol's error message (docs/signaling.md).

@@ -58,6 +58,8 @@ type Serve struct {
 	TURNServers        []string      // --turn-server: external STUN/TURN URLs handed to clients (repeatable)
 	ICETransportPolicy string        // --ice-transport-policy: all, or relay to hide addresses
 	MaxParticipants    int           // --max-participants: people in a call, devices not counted
+
+	Redis string // --redis: URL of the Redis that the nodes share (redis:// or rediss://); none for one node
 }
 
 // DefaultServe returns the defaults of `telemed serve`.
@@ -92,6 +94,7 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "how long a TURN credential can start new allocations; calls outlive it")
 	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", listFlag(&c.TURNServers))
 	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "people a call holds (2 to 6; devices are not counted): every pair has its own peer connection, so each person sends their video once per other person")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "`URL` of the Redis that several nodes share (redis://[user:password@]host:port/db, or rediss:// for TLS); none for one node")
 	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
 }
 
@@ -137,8 +140,24 @@ func (c *Serve) Validate() error {
 			errs = append(errs, fmt.Errorf("--allowed-origin %q: want scheme://host[:port]", o))
 		}
 	}
+	if err := validRedisURL(c.Redis); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.validateTURN()...)
 	return errors.Join(errs...)
+}
+
+// validRedisURL checks --redis without connecting. Its errors never repeat the URL as given, which
+// may hold a password.
+func validRedisURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == "" {
+		return errors.New("--redis: want redis://[user:password@]host:port/db, such as redis://127.0.0.1:6379/0, or rediss:// for TLS")
+	}
+	return nil
 }
 
 func (c *Serve) validateTURN() []error {

@@ -113,3 +113,26 @@ func TestListFlagsTakeRepeatsAndCommas(t *testing.T) {
 		t.Fatalf("origins from the environment %q, %v", c.AllowedOrigins, err)
 	}
 }
+
+func TestRedisConfig(t *testing.T) {
+	c, err := parse(t, nil, map[string]string{"TELEMED_REDIS": "redis://redis.example.org:6379/2"})
+	if err != nil || c.Redis != "redis://redis.example.org:6379/2" {
+		t.Fatalf("TELEMED_REDIS: %q, %v", c.Redis, err)
+	}
+	c, err = parse(t, []string{"--redis", "rediss://telemed:pw@redis.example.org:6380/0"}, map[string]string{"TELEMED_REDIS": "redis://other:6379"})
+	if err != nil || c.Redis != "rediss://telemed:pw@redis.example.org:6380/0" {
+		t.Fatalf("--redis over TELEMED_REDIS: %q, %v", c.Redis, err)
+	}
+	if c, err := parse(t, nil, nil); err != nil || c.Redis != "" {
+		t.Fatalf("default: %q, %v (one node needs no Redis)", c.Redis, err)
+	}
+	for _, bad := range []string{"http://redis.example.org:6379", "redis.example.org:6379", "redis://", "redis://:s3cret@[::1"} {
+		_, err := parse(t, []string{"--redis", bad}, nil)
+		if err == nil || !strings.Contains(err.Error(), "--redis: want redis://") {
+			t.Errorf("--redis %q: %v", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("--redis %q: the error shows the password: %v", bad, err)
+		}
+	}
+}

@@ -1,10 +1,13 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"github.com/telemed/telemed/internal/accounts"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/httpapi"
+	"github.com/telemed/telemed/internal/store"
 )
 
 // browser returns a request as telemed's own page sends it: JSON, from the server's origin, with
@@ -307,4 +311,38 @@ func TestHealthAndReadiness(t *testing.T) {
 
 	ready = fmt.Errorf("close: %w", httpapi.ErrDraining)
 	check("/readyz", http.StatusServiceUnavailable, `"reason":"the server is shutting down"`)
+
+	ready = fmt.Errorf("%w: redis at /var/lib/redis.sock: connection refused", httpapi.ErrRedisDown)
+	check("/readyz", http.StatusServiceUnavailable, `{"reason":"redis does not answer","status":"unavailable"}`)
+}
+
+// TestSignInWhileTheStoreIsDown: a sign-in that cannot reach the store is a 503 in words, with when
+// to try again, whether the store says so or its connection failed; never a 500, and never the
+// error's detail.
+func TestSignInWhileTheStoreIsDown(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+	for name, err := range map[string]error{
+		"the store says it":    fmt.Errorf("provider by email: %w: dial db.internal:5432", store.ErrUnavailable),
+		"a connection refused": fmt.Errorf("provider by email: %w", refused),
+		"as an errcode.Error":  errcode.New(errcode.Unavailable, "the database does not answer; try again in a moment"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var logged bytes.Buffer
+			h := newAPI(t, httpapi.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil)), Accounts: &fakeAccounts{
+				login: func(context.Context, string, string) (string, consult.Provider, error) {
+					return "", consult.Provider{}, err
+				}}})
+			w := serve(h, browser("POST", "/api/v1/session", `{"email":"alice@example.org","password":"correct horse"}`, ""))
+			wantError(t, w, http.StatusServiceUnavailable, errcode.Unavailable)
+			if got := w.Header().Get("Retry-After"); got == "" {
+				t.Error("no Retry-After")
+			}
+			if strings.Contains(w.Body.String(), "db.internal") || strings.Contains(w.Body.String(), "refused") {
+				t.Errorf("the answer shows the error's detail: %s", w.Body)
+			}
+			if _, ok := err.(*errcode.Error); !ok && !strings.Contains(logged.String(), "does not answer") {
+				t.Errorf("not logged: %q", logged.String())
+			}
+		})
+	}
 }

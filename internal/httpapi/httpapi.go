@@ -12,12 +12,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/httpapi/fhirapi"
+	"github.com/telemed/telemed/internal/store"
 )
 
 // Export is what the FHIR API needs (monitoring.Service has it): each read is audited as an export.
@@ -218,12 +220,17 @@ func (a *api) page(name string) http.HandlerFunc {
 // new work elsewhere.
 var ErrDraining = errors.New("the server is shutting down")
 
+// ErrRedisDown is wrapped in what Options.Ready returns when the Redis that the nodes share does not
+// answer: the node cannot reach the others.
+var ErrRedisDown = errors.New("redis does not answer")
+
 // healthz says the process is alive and serving HTTP; whether it should get traffic is readyz's.
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz says whether this node should get traffic: the store answers and it is not shutting down.
+// readyz says whether this node should get traffic: the store (and Redis, if any) answers and it is
+// not shutting down.
 // The reason is in words and fixed; the error itself, which may name files or hosts, is logged.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.Ready != nil {
@@ -231,9 +238,13 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := a.Ready(ctx); err != nil {
 			reason := "the store does not answer"
-			if errors.Is(err, ErrDraining) {
+			switch {
+			case errors.Is(err, ErrDraining):
 				reason = "the server is shutting down"
-			} else {
+			case errors.Is(err, ErrRedisDown):
+				reason = ErrRedisDown.Error()
+				a.Logger.Warn("readiness check failed", "err", err)
+			default:
 				a.Logger.Warn("readiness check failed", "err", err)
 			}
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
@@ -268,8 +279,17 @@ var statusOfCode = map[errcode.Code]int{
 	errcode.Conflict:        http.StatusConflict,
 	errcode.Ended:           http.StatusConflict,
 	errcode.BadOrigin:       http.StatusForbidden,
+	errcode.Unavailable:     http.StatusServiceUnavailable,
 	errcode.Internal:        http.StatusInternalServerError,
 }
+
+// retryAfter is the Retry-After of an unavailable answer, in seconds: long enough for a database
+// fail-over or a restarted Redis, short enough that a person waiting does not give up.
+const retryAfter = "5"
+
+// unavailableMessage is the answer to a request that failed because the store or Redis does not
+// answer.
+const unavailableMessage = "the server cannot reach its database or Redis at the moment; try again in a few seconds"
 
 // reply writes v with status, or err if it is not nil.
 func (a *api) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
@@ -284,11 +304,30 @@ func (a *api) reply(w http.ResponseWriter, r *http.Request, status int, v any, e
 // with no status here is a fault of the server (a test holds every API code to this table).
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if se, ok := userError(err); ok {
+		if se.Code == errcode.Unavailable {
+			w.Header().Set("Retry-After", retryAfter)
+		}
 		writeError(w, statusOfCode[se.Code], se.Code, se.Message)
+		return
+	}
+	if dependencyDown(err) {
+		// Not a fault of this server's: said in words, with when to try again; the detail, which
+		// names hosts, goes to the log.
+		a.Logger.Warn("request failed: a service the server depends on does not answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, http.StatusServiceUnavailable, errcode.Unavailable, unavailableMessage)
 		return
 	}
 	a.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, errcode.Internal, "something went wrong on the server; it has been logged")
+}
+
+// dependencyDown reports whether err says that the store or Redis could not be reached: a store
+// wraps store.ErrUnavailable; a connection that could not be made or broke (a *net.OpError, which
+// database and Redis clients wrap) says so too, since no handler here does other network I/O.
+func dependencyDown(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, store.ErrUnavailable) || errors.As(err, &op)
 }
 
 // userError returns the error a person can act on inside err: one with a code of the API other than
@@ -303,9 +342,13 @@ func userError(err error) (*errcode.Error, bool) {
 	return se, ok
 }
 
-// statusOf is userError for the FHIR API: the status and message of an error a person can act on.
+// statusOf is userError for the FHIR API: the status and message of an error a person can act on,
+// a store or Redis that does not answer included.
 func statusOf(err error) (int, string, bool) {
 	se, ok := userError(err)
+	if !ok && dependencyDown(err) {
+		return http.StatusServiceUnavailable, unavailableMessage, true
+	}
 	if !ok {
 		return 0, "", false
 	}

@@ -12,11 +12,13 @@ type AlertSender interface {
 	SendAlert(consultationID string, alert json.RawMessage)
 }
 
-// ForwardAlerts shows each new alert to the providers in the open consultations of its patient, until
-// ctx ends. If alerts come faster than they can be shown, the ones missed stay in the patients'
-// records and log says so.
+// ForwardAlerts shows each new alert raised on this node to the providers in the open consultations
+// of its patient, until ctx ends; an alert raised on another node is that node's to show (signaling
+// carries it between nodes), or a call would see it once per node. If alerts come faster than they
+// can be shown, the ones missed stay in the patients' records and log says so.
 func (s *Service) ForwardAlerts(ctx context.Context, to AlertSender, log *slog.Logger) {
-	events, cancel := s.Subscribe(SubscribeOptions{AlertsOnly: true})
+	local := SubscribeOptions{AlertsOnly: true, LocalOnly: true}
+	events, cancel := s.Subscribe(local)
 	defer func() { cancel() }()
 	for {
 		select {
@@ -25,7 +27,7 @@ func (s *Service) ForwardAlerts(ctx context.Context, to AlertSender, log *slog.L
 		case e, ok := <-events:
 			if !ok {
 				log.Warn("alerts came faster than they could be shown in consultations; some were not shown there (they are in the patients' records)")
-				events, cancel = s.Subscribe(SubscribeOptions{AlertsOnly: true})
+				events, cancel = s.Subscribe(local)
 				continue
 			}
 			s.forwardAlert(ctx, e, to, log)

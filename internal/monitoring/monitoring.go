@@ -68,6 +68,8 @@ type Options struct {
 	BaseURL string
 	// Now returns the current time; time.Now if nil.
 	Now func() time.Time
+	// Bus carries events to and from the other nodes; nil keeps them in this process.
+	Bus Bus
 }
 
 // Service carries out the monitoring use cases.
@@ -78,6 +80,7 @@ type Service struct {
 	baseURL string
 	now     func() time.Time
 	events  broker
+	bus     Bus
 	// patientLocks serialise the alert states of one patient's uploads.
 	patientLocks stripedLocks
 	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
@@ -93,7 +96,7 @@ func New(o Options) (*Service, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: o.Store, audit: o.Audit, links: o.DeviceLinks, baseURL: strings.TrimRight(o.BaseURL, "/"), now: o.Now,
+	return &Service{store: o.Store, audit: o.Audit, links: o.DeviceLinks, baseURL: strings.TrimRight(o.BaseURL, "/"), now: o.Now, bus: o.Bus,
 		enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
 }
 

@@ -167,11 +167,11 @@ func validBatch(d monitor.Device, b Batch, now time.Time) ([]monitor.Observation
 // they matter most to whoever is watching.
 func (s *Service) publishUpload(patientID string, alerts []AlertView, obs []monitor.Observation) {
 	for i := range alerts {
-		s.events.publish(MonitorEvent{Type: EventAlert, PatientID: patientID, Alert: &alerts[i]})
+		s.publish(MonitorEvent{Type: EventAlert, PatientID: patientID, Alert: &alerts[i]})
 	}
 	for i := range obs {
 		if len(obs[i].Reading.Samples) == 0 {
-			s.events.publish(MonitorEvent{Type: EventObservation, PatientID: patientID, Observation: observationViewPtr(obs[i])})
+			s.publish(MonitorEvent{Type: EventObservation, PatientID: patientID, Observation: observationViewPtr(obs[i])})
 		}
 	}
 }

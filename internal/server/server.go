@@ -21,6 +21,7 @@ import (
 
 	"github.com/telemed/telemed/internal/accounts"
 	"github.com/telemed/telemed/internal/audit"
+	"github.com/telemed/telemed/internal/cluster"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/consultations"
@@ -47,6 +48,9 @@ type Options struct {
 	Signal signal.Options
 	// TURNAllocationLifetime shortens TURN allocations so that tests see them refreshed. Default 10m.
 	TURNAllocationLifetime time.Duration
+	// RedisPrefix starts the keys of this server's nodes in --redis, so that tests can share one
+	// Redis. Default cluster.DefaultPrefix.
+	RedisPrefix string
 }
 
 // Server is a running telemed.
@@ -69,6 +73,14 @@ type Server struct {
 
 	cancelBase context.CancelFunc
 	alertsDone chan struct{}
+
+	// redis is what the nodes share (--redis), and bus the monitoring events over it; nil for one
+	// node. eventsDone is closed when the other nodes' events stop being received.
+	redis      *cluster.Redis
+	bus        *cluster.EventBus
+	eventsDone chan struct{}
+	// storePing times /readyz's ping of the store.
+	storePing prometheus.Histogram
 }
 
 // Services are telemed's use cases, built on one store.
@@ -82,6 +94,11 @@ type Services struct {
 // and so does a one-off command beside it. now is the clock (time.Now if nil), log receives what
 // an operator should see (slog.Default() if nil).
 func NewServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger) (Services, error) {
+	return newServices(ctx, st, baseURL, now, log, nil)
+}
+
+// newServices is NewServices with the bus that carries monitoring events between nodes (nil: none).
+func newServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger, bus monitoring.Bus) (Services, error) {
 	links, err := consultations.LoadLinks(ctx, st, baseURL)
 	if err != nil {
 		return Services{}, err
@@ -94,7 +111,7 @@ func NewServices(ctx context.Context, st store.Store, baseURL string, now func()
 	if out.Consultations, err = consultations.New(consultations.Options{Store: st, Links: links, Audit: trail, Now: now}); err != nil {
 		return Services{}, err
 	}
-	out.Monitoring, err = monitoring.New(monitoring.Options{Store: st, Audit: trail, DeviceLinks: links, BaseURL: links.BaseURL(), Now: now})
+	out.Monitoring, err = monitoring.New(monitoring.Options{Store: st, Audit: trail, DeviceLinks: links, BaseURL: links.BaseURL(), Now: now, Bus: bus})
 	return out, err
 }
 
@@ -117,6 +134,7 @@ func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, store: st, served: make(chan error, 1)}
 	if err := s.start(ctx, o); err != nil {
 		st.Close()
+		s.closeRedis()
 		return nil, err
 	}
 	return s, nil
@@ -136,16 +154,20 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		ln.Close()
 		return fmt.Errorf("record base URL: %w", err)
 	}
-	if s.services, err = NewServices(ctx, s.store, s.baseURL, o.Now, s.log); err != nil {
+	reg := prometheus.NewRegistry()
+	s.metrics = reg
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registerStorePing(reg)
+	if err := s.openRedis(ctx, o, reg); err != nil {
+		ln.Close()
+		return err
+	}
+	if s.services, err = newServices(ctx, s.store, s.baseURL, o.Now, s.log, s.monitoringBus()); err != nil {
 		ln.Close()
 		return err
 	}
 	svc := s.services
 	s.now = o.Now
-
-	reg := prometheus.NewRegistry()
-	s.metrics = reg
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.cfg.TURN || len(s.cfg.TURNServers) > 0 {
 		if s.turnSecret, err = turnSecret(s.cfg); err != nil {
 			ln.Close()
@@ -230,6 +252,7 @@ func (s *Server) serve(handler http.Handler) {
 		defer close(s.alertsDone)
 		s.services.Monitoring.ForwardAlerts(base, s.signal, s.log.With("component", "alerts"))
 	}()
+	s.receiveEvents(base)
 	// Deadlines for plain requests; net/http clears them on the WebSocket upgrade.
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return base },
@@ -279,15 +302,7 @@ func (s *Server) Services() Services { return s.services }
 // Done delivers the error that stopped serving, or nil after Close.
 func (s *Server) Done() <-chan error { return s.served }
 
-// Close stops accepting, disconnects signaling clients, and closes the store.
-// ready is GET /readyz's check: not shutting down, and the store answers.
-func (s *Server) ready(ctx context.Context) error {
-	if s.draining.Load() {
-		return httpapi.ErrDraining
-	}
-	return s.store.Ping(ctx)
-}
-
+// Close stops accepting, disconnects signaling clients, and closes Redis and the store.
 func (s *Server) Close() error {
 	s.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -296,7 +311,7 @@ func (s *Server) Close() error {
 	<-s.alertsDone
 	err := s.http.Shutdown(ctx)
 	s.signal.Close()
-	return errors.Join(err, s.closeTURN(), s.store.Close())
+	return errors.Join(err, s.closeTURN(), s.closeRedis(), s.store.Close())
 }
 
 func (s *Server) closeTURN() error {

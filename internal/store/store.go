@@ -17,6 +17,9 @@ var (
 	ErrConflict = errors.New("already exists")
 	// ErrLimit is returned when storing one more would go over a limit the caller gave.
 	ErrLimit = errors.New("limit reached")
+	// ErrUnavailable is wrapped in the errors of a store that cannot be reached (its database
+	// server down, or out of connections), so that callers answer "try again" rather than a fault.
+	ErrUnavailable = errors.New("the store does not answer")
 )
 
 // Store is everything telemed keeps: the per-context interfaces below, which one implementation
