@@ -322,7 +322,7 @@ func (c *cluster) nodeID(nd *clusterNode) string {
 	c.t.Helper()
 	const mark = "node="
 	for _, line := range strings.Split(nd.log.String(), "\n") {
-		if strings.Contains(line, "joined the cluster") {
+		if strings.Contains(line, "sharing with the other nodes over Redis") {
 			if i := strings.Index(line, mark); i >= 0 {
 				id, _, _ := strings.Cut(line[i+len(mark):], " ")
 				return id

@@ -31,9 +31,6 @@ const (
 	BadToken Code = "bad_token"
 	// Busy: the server (or a receiver) has too much under way; try again in a moment.
 	Busy Code = "busy"
-	// Unavailable: a service the server depends on (its database, Redis) does not answer; try again
-	// in a moment (HTTP 503).
-	Unavailable Code = "unavailable"
 	// Internal: a fault of the server; details are in its log, never in the message.
 	Internal Code = "internal"
 	// Unavailable: a service the server depends on (its database, Redis) does not answer; try

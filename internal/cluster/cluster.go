@@ -65,6 +65,7 @@ var ErrBadURL = errors.New("want redis://[user:password@]host:port/db or rediss:
 // checks that it answers, and starts this node's heartbeat. Its errors name the address, never the
 // password.
 func Open(ctx context.Context, rawURL string, o Options) (*Redis, error) {
+	quietOnce.Do(func() { redis.SetLogger(driverLog{}) })
 	opts, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -183,4 +184,15 @@ func (r *Redis) Close() error {
 		r.closeErr = errors.Join(err, r.client.Close())
 	})
 	return r.closeErr
+}
+
+// quietOnce hushes go-redis's own log, which would print every failed dial of an outage to stderr:
+// telemed says what an operator needs (readiness, one warning per outage) through its own log.
+var quietOnce sync.Once
+
+// driverLog drops go-redis's messages, except at the debug level of the default logger.
+type driverLog struct{}
+
+func (driverLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "redis driver: "+fmt.Sprintf(format, v...))
 }

@@ -81,7 +81,7 @@ func (s *Rooms) load(ctx context.Context, id string) (*rooms.Room, error) {
 }
 
 // Update implements rooms.Store.
-func (s *Rooms) Update(ctx context.Context, id string, fn func(r *rooms.Room) error) error {
+func (s *Rooms) Update(ctx context.Context, id string, fn func(r *rooms.Room) error, then func()) error {
 	release, err := s.lock(ctx, id)
 	if err != nil {
 		return err
@@ -111,6 +111,9 @@ func (s *Rooms) Update(ctx context.Context, id string, fn func(r *rooms.Room) er
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save room %s: %w", id, err)
+	}
+	if then != nil {
+		then()
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func (r *Router) keys(id string) []string {
 	return []string{p + ":seq", p + ":log", p + ":at"}
 }
 
-func (r *Router) inbox(node string) string { return r.prefix + "node:" + node }
+func (r *Router) inbox(node string) string { return r.prefix + "inbox:" + node }
 
 // send numbers a message, keeps it, and puts it in the inbox of the node holding the participant's
 // connection, in one step, so that a participant moving between nodes cannot miss it: whoever
@@ -116,7 +116,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local at = redis.call('GET', KEYS[3])
 if at then
   local node = string.match(at, '^(%S+)')
-  local inbox = ARGV[2] .. 'node:' .. node
+  local inbox = ARGV[2] .. 'inbox:' .. node
   redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[3], 'c', at, 's', seq, 'm', m, 'n', ARGV[7])
   redis.call('PEXPIRE', inbox, ARGV[5])
 end
@@ -128,7 +128,7 @@ var control = redis.NewScript(`
 local at = redis.call('GET', KEYS[3])
 if at then
   local node = string.match(at, '^(%S+)')
-  redis.call('XADD', ARGV[1] .. 'node:' .. node, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[2], 'c', at, 'x', ARGV[3], 'code', ARGV[4], 'r', ARGV[5])
+  redis.call('XADD', ARGV[1] .. 'inbox:' .. node, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[2], 'c', at, 'x', ARGV[3], 'code', ARGV[4], 'r', ARGV[5])
 end
 if ARGV[3] == 'forget' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return at`)
@@ -295,6 +295,7 @@ func (r *Router) handle(v map[string]any) {
 	defer r.mu.Unlock()
 	a := r.conns[id]
 	if a == nil || r.stopped {
+		r.log.Debug("inbox entry for no connection", "participant", id, "at", at, "x", v["x"], "s", v["s"])
 		return // gone from this node; a resume elsewhere reads the kept stream
 	}
 	switch v["x"] {

@@ -77,7 +77,7 @@ func TestRoomsUpdatesAreExclusive(t *testing.T) {
 				}
 				r.People[id] = &rooms.Person{Role: consult.RoleDevice}
 				return nil
-			})
+			}, nil)
 		}()
 	}
 	wg.Wait()
@@ -95,7 +95,7 @@ func TestRoomsUpdatesAreExclusive(t *testing.T) {
 	if ids, _ := nodes[0].IDs(ctx); fmt.Sprint(ids) != "[c1]" {
 		t.Fatalf("IDs = %v", ids)
 	}
-	nodes[0].Update(ctx, "c1", func(r *rooms.Room) error { clear(r.People); return nil })
+	nodes[0].Update(ctx, "c1", func(r *rooms.Room) error { clear(r.People); return nil }, nil)
 	var gone bool
 	nodes[1].View(ctx, "c1", func(r *rooms.Room) { gone = r == nil })
 	if ids, _ := nodes[1].IDs(ctx); !gone || len(ids) != 0 {

@@ -59,7 +59,8 @@ type Serve struct {
 	ICETransportPolicy string        // --ice-transport-policy: all, or relay to hide addresses
 	MaxParticipants    int           // --max-participants: people in a call, devices not counted
 
-	Redis string // --redis: URL of the Redis that the nodes share (redis:// or rediss://); none for one node
+	Redis       string // --redis: URL of the Redis that the nodes share (redis:// or rediss://); none for one node
+	RedisPrefix string // --redis-prefix: the start of every key telemed writes in Redis
 }
 
 // DefaultServe returns the defaults of `telemed serve`.
@@ -94,6 +95,7 @@ func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TURNCredentialTTL, "turn-credential-ttl", c.TURNCredentialTTL, "how long a TURN credential can start new allocations; calls outlive it")
 	fs.Func("turn-server", "external STUN/TURN `URL` (stun:, turn: or turns:) handed to clients with credentials from --turn-secret; repeatable or comma-separated", listFlag(&c.TURNServers))
 	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "people a call holds (2 to 6; devices are not counted): every pair has its own peer connection, so each person sends their video once per other person")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "`prefix` of every key in --redis, so that several deployments can share one Redis (default \"telemed:\")")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "`URL` of the Redis that several nodes share (redis://[user:password@]host:port/db, or rediss:// for TLS); none for one node")
 	fs.StringVar(&c.ICETransportPolicy, "ice-transport-policy", c.ICETransportPolicy, "`policy` for every call: all, or relay (media only through TURN, so neither side learns the other's address)")
 }

@@ -18,7 +18,7 @@ func (s *Server) openRedis(ctx context.Context, o Options, reg prometheus.Regist
 	if s.cfg.Redis == "" {
 		return nil
 	}
-	r, err := cluster.Open(ctx, s.cfg.Redis, cluster.Options{Prefix: o.RedisPrefix, Logger: s.log.With("component", "cluster"), Metrics: reg})
+	r, err := cluster.Open(ctx, s.cfg.Redis, cluster.Options{Prefix: s.cfg.RedisPrefix, Logger: s.log.With("component", "cluster"), Metrics: reg})
 	if err != nil {
 		return fmt.Errorf("--redis: %w", err)
 	}

@@ -27,7 +27,8 @@ func startNode(t *testing.T, redisURL, prefix, dataDir string) *server.Server {
 	cfg.DataDir = dataDir
 	cfg.TURN = false
 	cfg.Redis = redisURL
-	srv, err := server.Start(context.Background(), cfg, server.Options{RedisPrefix: prefix, Logger: testLogger(t)})
+	cfg.RedisPrefix = prefix
+	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

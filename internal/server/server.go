@@ -48,9 +48,6 @@ type Options struct {
 	Signal signal.Options
 	// TURNAllocationLifetime shortens TURN allocations so that tests see them refreshed. Default 10m.
 	TURNAllocationLifetime time.Duration
-	// RedisPrefix starts the keys of this server's nodes in --redis, so that tests can share one
-	// Redis. Default cluster.DefaultPrefix.
-	RedisPrefix string
 }
 
 // Server is a running telemed.
@@ -77,6 +74,7 @@ type Server struct {
 	// redis is what the nodes share (--redis), and bus the monitoring events over it; nil for one
 	// node. eventsDone is closed when the other nodes' events stop being received.
 	redis      *cluster.Redis
+	router     *cluster.Router // signaling's messages between the nodes, with redis
 	bus        *cluster.EventBus
 	eventsDone chan struct{}
 	// storePing times /readyz's ping of the store.
@@ -229,7 +227,14 @@ func (s *Server) signalOptions(o Options) signal.Options {
 	}
 	so.Removed = svc.Consultations.StopLink
 	so.Metrics = s.metrics
-	if so.Snapshots == nil {
+	if s.redis != nil {
+		rdb, prefix := s.redis.Client(), s.redis.Prefix()
+		s.router = cluster.NewRouter(rdb, prefix, s.redis.NodeID(), s.log.With("component", "cluster"))
+		if err := s.router.Register(s.metrics); err != nil {
+			s.log.Error("cluster metrics", "err", err)
+		}
+		so.Rooms, so.Router, so.Node, so.NodeAlive = cluster.NewRooms(rdb, prefix), s.router, s.redis.NodeID(), s.redis.Alive
+	} else if so.Snapshots == nil {
 		so.Snapshots = settingSnapshots{s.store}
 	}
 	if so.MaxParticipants == 0 {
@@ -310,7 +315,10 @@ func (s *Server) Close() error {
 	s.cancelBase()
 	<-s.alertsDone
 	err := s.http.Shutdown(ctx)
-	s.signal.Close()
+	err = errors.Join(err, s.signal.Close())
+	if s.router != nil {
+		s.router.Stop()
+	}
 	return errors.Join(err, s.closeTURN(), s.closeRedis(), s.store.Close())
 }
 

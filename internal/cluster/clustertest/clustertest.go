@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,11 +80,19 @@ type Server struct {
 	t    testing.TB
 	port int
 	cmd  *exec.Cmd
+	dir  string // where it keeps its data across a Stop, or "" for none
 }
 
 // StartServer starts a redis-server of the test's own, stopped when the test ends. It skips the test
 // when redis-server is not installed.
-func StartServer(t testing.TB) *Server {
+func StartServer(t testing.TB) *Server { return startServer(t, "") }
+
+// StartKeepingServer is StartServer with the data kept on disk (an append-only file written at
+// every command), so that what was in Redis is there again after Stop and Start, as with a Redis
+// that an operator restarts.
+func StartKeepingServer(t testing.TB) *Server { return startServer(t, t.TempDir()) }
+
+func startServer(t testing.TB, dir string) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(t, "redis-server is not installed: the tests that stop and start Redis are skipped")
@@ -94,7 +103,7 @@ func StartServer(t testing.TB) *Server {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	s := &Server{t: t, port: port}
+	s := &Server{t: t, port: port, dir: dir}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -109,8 +118,13 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		s.t.Fatal("redis-server is already running")
 	}
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"}
+	if s.dir != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command("redis-server", args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -125,12 +139,13 @@ func (s *Server) Start() {
 	}
 }
 
-// Stop kills the server and waits for it to exit. It does nothing if the server is stopped.
+// Stop stops the server (SIGTERM, so that a keeping server's file is complete) and waits for it to
+// exit. It does nothing if the server is stopped.
 func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Kill()
+	s.cmd.Process.Signal(syscall.SIGTERM)
 	s.cmd.Wait()
 	s.cmd = nil
 }

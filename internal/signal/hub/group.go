@@ -91,7 +91,7 @@ func addError(err error, maxPeople int) *protocol.Error {
 // their link.
 func (h *Hub) Remove(ctx context.Context, p *Place, who string) *protocol.Error {
 	var target rooms.Person
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return errGone
 		}
@@ -103,7 +103,7 @@ func (h *Hub) Remove(ctx context.Context, p *Place, who string) *protocol.Error 
 			return roomError(err)
 		}
 		target = *r.People[who]
-		h.removed(r, who, m.Admitted())
+		h.removed(rt, r, who, m.Admitted())
 		return nil
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func (h *Hub) RemoveSubject(ctx context.Context, consultationID, subject string)
 		return
 	}
 	gone := map[string]rooms.Person{}
-	err := h.rooms.Update(ctx, consultationID, func(r *rooms.Room) error {
+	err := h.update(ctx, consultationID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return nil
 		}
@@ -133,7 +133,7 @@ func (h *Hub) RemoveSubject(ctx context.Context, consultationID, subject string)
 			}
 			m, _ := r.State.Remove(id)
 			gone[id] = *pp
-			h.removed(r, id, m.Admitted())
+			h.removed(rt, r, id, m.Admitted())
 		}
 		return nil
 	})
@@ -146,7 +146,7 @@ func (h *Hub) RemoveSubject(ctx context.Context, consultationID, subject string)
 }
 
 // removed stops the link of id, already out of r.State, tells them and the others, and forgets them.
-func (h *Hub) removed(r *rooms.Room, id string, wasAdmitted bool) {
+func (h *Hub) removed(rt route.Router, r *rooms.Room, id string, wasAdmitted bool) {
 	pp := r.People[id]
 	if key := linkKey(r.ID, pp.Role, pp.Subject); key != "" {
 		if r.Stopped == nil {
@@ -154,9 +154,9 @@ func (h *Hub) removed(r *rooms.Room, id string, wasAdmitted bool) {
 		}
 		r.Stopped[key] = true
 	}
-	h.router.Send(id, encode(protocol.Envelope{Type: protocol.TypeRemoved}))
-	h.router.Close(id, route.CloseNormal, protocol.ReasonRemoved)
-	h.takeOut(r, id, wasAdmitted, protocol.ReasonRemoved)
+	rt.Send(id, encode(protocol.Envelope{Type: protocol.TypeRemoved}))
+	rt.Close(id, route.CloseNormal, protocol.ReasonRemoved)
+	h.takeOut(rt, r, id, wasAdmitted, protocol.ReasonRemoved)
 }
 
 // afterRemoval stops a removed participant's link in the store and audits it; by is who removed
@@ -175,7 +175,7 @@ func (h *Hub) afterRemoval(ctx context.Context, by, roomID, id string, pp rooms.
 
 // Media records p's media state and tells the others in the call.
 func (h *Hub) Media(ctx context.Context, p *Place, media consult.Media) *protocol.Error {
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return errGone
 		}
@@ -186,7 +186,7 @@ func (h *Hub) Media(ctx context.Context, p *Place, media consult.Media) *protoco
 			}
 			return roomError(err)
 		}
-		h.sendMedia(r, m)
+		h.sendMedia(rt, r, m)
 		return nil
 	})
 	if err != nil {
@@ -195,19 +195,19 @@ func (h *Hub) Media(ctx context.Context, p *Place, media consult.Media) *protoco
 	return nil
 }
 
-func (h *Hub) sendMedia(r *rooms.Room, m consult.Member) {
+func (h *Hub) sendMedia(rt route.Router, r *rooms.Room, m consult.Member) {
 	msg := encode(protocol.Media{Type: protocol.TypeMedia, Peer: m.ID,
 		MediaState: protocol.MediaState{Audio: m.Media.Audio, Video: m.Media.Video, Screen: m.Media.Screen}})
 	for _, o := range r.State.Admitted() {
 		if o.ID != m.ID && consult.Connects(o.Role, m.Role) {
-			h.router.Send(o.ID, msg)
+			rt.Send(o.ID, msg)
 		}
 	}
 }
 
 // AllowShare lets a patient or guest share a screen, or takes it back.
 func (h *Hub) AllowShare(ctx context.Context, p *Place, who string, allowed bool) *protocol.Error {
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return errGone
 		}
@@ -217,10 +217,10 @@ func (h *Hub) AllowShare(ctx context.Context, p *Place, who string, allowed bool
 			return roomError(err)
 		}
 		if !m.Role.Admits() {
-			h.router.Send(who, encode(protocol.ShareAllowed{Type: protocol.TypeShareAllowed, Allowed: m.CanShare}))
+			rt.Send(who, encode(protocol.ShareAllowed{Type: protocol.TypeShareAllowed, Allowed: m.CanShare}))
 		}
 		if before.Media.Screen && !m.Media.Screen {
-			h.sendMedia(r, m)
+			h.sendMedia(rt, r, m)
 		}
 		return nil
 	})

@@ -269,7 +269,7 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 	p := &Place{id: auth.NewID("p_"), roomID: t.ConsultationID, role: t.Role, subject: t.Subject, name: name,
 		conn: c, connKey: h.newConnKey()}
 	var member consult.Member
-	err = h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err = h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			r.Title, r.ProviderName = t.Title, t.ProviderName
 			r.State = consult.NewRoom(h.o.MaxParticipants)
@@ -283,9 +283,10 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 		}
 		r.People[p.id] = &rooms.Person{Role: p.role, Subject: p.subject, Name: p.name,
 			Resume: auth.NewID("r_") + auth.NewID(""), Conn: p.connKey}
-		return h.router.Attach(p.id, c, encode(h.welcome(r, p.id)), 0)
+		return rt.Attach(p.id, c, encode(h.welcome(r, p.id)), 0)
 	})
 	if err != nil {
+		h.abandon(ctx, p, err)
 		return nil, h.failed("join", err)
 	}
 	h.held(p)
@@ -297,13 +298,13 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 	h.o.Audit(ctx, consult.AuditEvent{Actor: p.id, Action: consult.AuditJoined, ConsultationID: p.roomID,
 		Detail: string(p.role) + " " + stateOf(member)})
 
-	err = h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err = h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		// Unless gone meanwhile, or admitted meanwhile (the admission announced them already).
 		if now, ok := h.member(r, p.id); ok && now.Admitted() == member.Admitted() {
 			if member.Admitted() {
-				h.announceJoined(r, p.id)
+				h.announceJoined(rt, r, p.id)
 			} else {
-				h.sendLobby(r)
+				h.sendLobby(rt, r)
 			}
 		}
 		return nil
@@ -312,6 +313,18 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 		p.log.Error("join: the others could not be told", "err", err)
 	}
 	return p, nil
+}
+
+// abandon marks lost a place that a join or resume took but could not hand to its connection (the
+// router did not answer): the grace period then runs, as for any lost connection. A refusal took
+// no place.
+func (h *Hub) abandon(ctx context.Context, p *Place, err error) {
+	var refused *protocol.Error
+	if p == nil || errors.As(err, &refused) {
+		return
+	}
+	p.log = h.o.Logger.With("consultation", p.roomID, "participant", p.id, "role", p.role)
+	h.Disconnected(ctx, p, p.conn)
 }
 
 // member is a participant's place in r, if r has it.
@@ -333,7 +346,7 @@ var errBadResume = &protocol.Error{Code: errcode.BadResume, Message: "Your earli
 
 func (h *Hub) resume(ctx context.Context, c route.Sender, t Ticket, secret string, lastSeq uint64) (*Place, *protocol.Error) {
 	var p *Place
-	err := h.rooms.Update(ctx, t.ConsultationID, func(r *rooms.Room) error {
+	err := h.update(ctx, t.ConsultationID, func(r *rooms.Room, rt route.Router) error {
 		if r.Stopped[linkKey(t.ConsultationID, t.Role, t.Subject)] {
 			return kickedError(t.Role)
 		}
@@ -351,9 +364,10 @@ func (h *Hub) resume(ctx context.Context, c route.Sender, t Ticket, secret strin
 		pp.Conn, pp.LostAt = p.connKey, time.Time{}
 		// Attach closes the connection that held the place before, on whichever node: it has not
 		// noticed it is dead yet, and must not take the place down with it.
-		return h.router.Attach(id, c, encode(h.welcome(r, id)), lastSeq)
+		return rt.Attach(id, c, encode(h.welcome(r, id)), lastSeq)
 	})
 	if err != nil {
+		h.abandon(ctx, p, err)
 		return nil, h.failed("resume", err)
 	}
 	h.held(p)
@@ -403,21 +417,21 @@ func waitingList(s *consult.Room) []protocol.Waiting {
 	return out
 }
 
-func (h *Hub) sendLobby(r *rooms.Room) {
+func (h *Hub) sendLobby(rt route.Router, r *rooms.Room) {
 	msg := encode(protocol.Lobby{Type: protocol.TypeLobby, Waiting: waitingList(r.State)})
 	for _, id := range r.State.Admitters() {
-		h.router.Send(id, msg)
+		rt.Send(id, msg)
 	}
 }
 
 // announceJoined tells the other admitted members that id is in the call.
-func (h *Hub) announceJoined(r *rooms.Room, id string) {
+func (h *Hub) announceJoined(rt route.Router, r *rooms.Room, id string) {
 	me, _ := r.State.Member(id)
 	for _, m := range r.State.Admitted() {
 		if m.ID == id || !consult.Connects(me.Role, m.Role) {
 			continue
 		}
-		h.router.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.State.Polite(m.ID, id))}))
+		rt.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.State.Polite(m.ID, id))}))
 	}
 }
 
@@ -427,7 +441,7 @@ var errGone = &protocol.Error{Code: errcode.NotAdmitted, Message: "Your place in
 // Admit lets a waiting patient into the call.
 func (h *Hub) Admit(ctx context.Context, p *Place, who string) *protocol.Error {
 	var target consult.Member
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return errGone
 		}
@@ -436,9 +450,9 @@ func (h *Hub) Admit(ctx context.Context, p *Place, who string) *protocol.Error {
 			return roomError(err)
 		}
 		// The others first: they answer the newcomer's offer, so they should hear of it first.
-		h.announceJoined(r, who)
-		h.router.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: peers(r.State, who)}))
-		h.sendLobby(r)
+		h.announceJoined(rt, r, who)
+		rt.Send(who, encode(protocol.Admitted{Type: protocol.TypeAdmitted, Peers: peers(r.State, who)}))
+		h.sendLobby(rt, r)
 		return nil
 	})
 	if err != nil {
@@ -451,17 +465,17 @@ func (h *Hub) Admit(ctx context.Context, p *Place, who string) *protocol.Error {
 
 // Decline turns a waiting patient away.
 func (h *Hub) Decline(ctx context.Context, p *Place, who string) *protocol.Error {
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
 			return errGone
 		}
 		if _, err := r.State.Decline(p.id, who); err != nil {
 			return roomError(err)
 		}
-		h.router.Send(who, encode(protocol.Envelope{Type: protocol.TypeDeclined}))
-		h.router.Close(who, route.CloseNormal, "declined")
-		h.forget(r, who)
-		h.sendLobby(r)
+		rt.Send(who, encode(protocol.Envelope{Type: protocol.TypeDeclined}))
+		rt.Close(who, route.CloseNormal, "declined")
+		h.forget(rt, r, who)
+		h.sendLobby(rt, r)
 		return nil
 	})
 	if err != nil {
@@ -495,23 +509,23 @@ func (h *Hub) Relay(ctx context.Context, p *Place, m protocol.Message) *protocol
 }
 
 // forget takes id out of r, and drops what the router kept for it.
-func (h *Hub) forget(r *rooms.Room, id string) {
+func (h *Hub) forget(rt route.Router, r *rooms.Room, id string) {
 	r.State.Remove(id)
 	delete(r.People, id)
-	h.router.Forget(id)
+	rt.Forget(id)
 }
 
 // takeOut forgets id, who is already out of r.State, and tells the others: peer_left to the call
 // if it was in it, the waiting list to the admitters if it waited.
-func (h *Hub) takeOut(r *rooms.Room, id string, wasAdmitted bool, reason string) {
-	h.forget(r, id)
+func (h *Hub) takeOut(rt route.Router, r *rooms.Room, id string, wasAdmitted bool, reason string) {
+	h.forget(rt, r, id)
 	if wasAdmitted {
 		left := encode(protocol.PeerLeft{Type: protocol.TypePeerLeft, Peer: id, Reason: reason})
 		for _, o := range r.State.Admitted() {
-			h.router.Send(o.ID, left)
+			rt.Send(o.ID, left)
 		}
 	} else {
-		h.sendLobby(r)
+		h.sendLobby(rt, r)
 	}
 }
 
@@ -524,14 +538,14 @@ func (h *Hub) Leave(ctx context.Context, p *Place, reason string) {
 // come in between deciding to leave and leaving.
 func (h *Hub) leaveIf(ctx context.Context, roomID, id, reason string, cond func(*rooms.Person) bool) {
 	left := false
-	err := h.rooms.Update(ctx, roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, roomID, func(r *rooms.Room, rt route.Router) error {
 		pp := r.People[id]
 		m, ok := h.member(r, id)
 		if !ok || pp == nil || (cond != nil && !cond(pp)) {
 			return nil // already gone, or back
 		}
 		r.State.Remove(id)
-		h.takeOut(r, id, m.Admitted(), reason)
+		h.takeOut(rt, r, id, m.Admitted(), reason)
 		left = true
 		return nil
 	})
@@ -559,10 +573,10 @@ func (h *Hub) Disconnected(ctx context.Context, p *Place, c route.Sender) {
 	}
 	lost := time.Now()
 	kept := false
-	err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if pp := r.People[p.id]; pp != nil && pp.Conn == p.connKey {
 			pp.Conn, pp.LostAt = "", lost
-			h.router.Detach(p.id, c)
+			rt.Detach(p.id, c)
 			kept = true
 		}
 		return nil // replaced by a newer connection, or already gone

@@ -28,15 +28,15 @@ func (h *Hub) Kick(ctx context.Context, subject string) {
 	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.BadToken, Message: "This device has been revoked."})
 	for _, id := range ids {
 		var left []string
-		err := h.rooms.Update(ctx, id, func(r *rooms.Room) error {
+		err := h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
 			for pid, pp := range r.People {
 				if pp.Subject != subject || r.State == nil {
 					continue
 				}
 				m, _ := r.State.Remove(pid)
-				h.router.Send(pid, msg)
-				h.router.Close(pid, route.ClosePolicy, string(errcode.BadToken))
-				h.takeOut(r, pid, m.Admitted(), protocol.ReasonLeft)
+				rt.Send(pid, msg)
+				rt.Close(pid, route.ClosePolicy, string(errcode.BadToken))
+				h.takeOut(rt, r, pid, m.Admitted(), protocol.ReasonLeft)
 				left = append(left, pid)
 			}
 			return nil
@@ -53,11 +53,11 @@ func (h *Hub) Kick(ctx context.Context, subject string) {
 // End disconnects everyone in a consultation that has been ended.
 func (h *Hub) End(ctx context.Context, id string) {
 	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.Ended, Message: "This consultation has ended."})
-	err := h.rooms.Update(ctx, id, func(r *rooms.Room) error {
+	err := h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
 		for pid := range r.People {
-			h.router.Send(pid, msg)
-			h.router.Close(pid, route.ClosePolicy, string(errcode.Ended))
-			h.router.Forget(pid)
+			rt.Send(pid, msg)
+			rt.Close(pid, route.ClosePolicy, string(errcode.Ended))
+			rt.Forget(pid)
 		}
 		clear(r.People)
 		return nil
@@ -84,10 +84,10 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	h.mu.Unlock()
 	lost := time.Now()
 	for _, p := range held {
-		err := h.rooms.Update(ctx, p.roomID, func(r *rooms.Room) error {
+		err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 			if pp := r.People[p.id]; pp != nil && pp.Conn == p.connKey {
 				pp.Conn, pp.LostAt = "", lost
-				h.router.Detach(p.id, p.conn)
+				rt.Detach(p.id, p.conn)
 			}
 			return nil
 		})
@@ -161,7 +161,7 @@ func (h *Hub) sweep(ctx context.Context) {
 			}
 		})
 		if len(stale) > 0 {
-			h.rooms.Update(ctx, id, func(r *rooms.Room) error {
+			h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
 				for pid, conn := range stale {
 					if pp := r.People[pid]; pp != nil && pp.Conn == conn {
 						pp.Conn, pp.LostAt = "", now

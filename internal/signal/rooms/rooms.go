@@ -55,10 +55,12 @@ func (p *Person) Node() string {
 
 // Store keeps the rooms.
 type Store interface {
-	// Update runs fn on the room of a consultation with nobody else changing it meanwhile, then keeps
-	// what fn left; a room with no People left is deleted. A consultation without a room gets a new
-	// one with State nil. When fn returns an error nothing is kept.
-	Update(ctx context.Context, id string, fn func(r *Room) error) error
+	// Update runs fn on the room of a consultation with nobody else changing it meanwhile, keeps what
+	// fn left (a room with no People left is deleted), then runs then, still before anyone else may
+	// change the room: the hub sends there what the change causes, so that messages go out in the
+	// order of the changes, and only once a change is kept. A consultation without a room gets a new
+	// one with State nil. When fn returns an error nothing is kept and then does not run.
+	Update(ctx context.Context, id string, fn func(r *Room) error, then func()) error
 	// View runs fn on the room of a consultation as it is now (nil if it has none); fn must not
 	// change it.
 	View(ctx context.Context, id string, fn func(r *Room)) error
@@ -107,7 +109,7 @@ var _ Store = (*Memory)(nil)
 func NewMemory() *Memory { return &Memory{rooms: make(map[string]*Room)} }
 
 // Update implements Store. One lock serves every room: each update is a few map operations.
-func (s *Memory) Update(_ context.Context, id string, fn func(r *Room) error) error {
+func (s *Memory) Update(_ context.Context, id string, fn func(r *Room) error, then func()) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.rooms[id]
@@ -124,6 +126,9 @@ func (s *Memory) Update(_ context.Context, id string, fn func(r *Room) error) er
 		delete(s.rooms, id)
 	} else {
 		s.rooms[id] = r
+	}
+	if then != nil {
+		then()
 	}
 	return nil
 }
