@@ -53,7 +53,7 @@ type Server struct {
 	draining atomic.Bool // set by Close: GET /readyz answers 503
 	cfg      config.Serve
 	log      *slog.Logger
-	store    *sqlite.Store
+	store    store.Store
 	services Services
 	signal   *signal.Server
 	http     *http.Server
