@@ -28,7 +28,6 @@ import (
 	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/signal"
 	"github.com/telemed/telemed/internal/store"
-	"github.com/telemed/telemed/internal/store/sqlite"
 	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/web"
 )
@@ -97,7 +96,7 @@ func NewServices(ctx context.Context, st store.Store, baseURL string, now func()
 	return out, err
 }
 
-// Start opens the data folder, listens, and serves until Close.
+// Start opens the data folder and the store, listens, and serves until Close.
 func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,7 +108,7 @@ func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder %s: %w", cfg.DataDir, err)
 	}
-	st, err := sqlite.Open(ctx, config.DatabasePath(cfg.DataDir))
+	st, err := OpenStore(ctx, cfg.DataDir, cfg.StoreURL)
 	if err != nil {
 		return nil, err
 	}
