@@ -9,6 +9,7 @@
 //	telemed patient add           create a patient of a provider
 //	telemed device enroll         create a code that enrolls a monitoring device to a patient
 //	telemed device                run the device agent: readings to the server, live into consultations
+//	telemed migrate               apply the store's migrations and say what was applied
 //
 // Every command that takes --data also takes --store postgres://... to keep its records in
 // PostgreSQL instead of the SQLite file in --data.
@@ -40,6 +41,7 @@ Usage:
   telemed device [--enroll LINK|CODE] [--server URL] [--dir DIR] [--name N]
                  [--sim pulse-oximeter|bp-cuff|thermometer|ecg|resp]... [--stdin]
                  [--bp-interval 5m] [--temp-interval 10m] [--no-live]
+  telemed migrate [--data DIR] [--store URL]
 
 Run "telemed COMMAND -h" for a command's flags. Every flag can also be set with an
 environment variable TELEMED_<FLAG> (for example TELEMED_DATA, TELEMED_STORE or TELEMED_BASE_URL).
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return deviceEnroll(ctx, rest[1:], stdout, stderr)
 	case cmd == "device":
 		return device(ctx, rest, stdin, stdout, stderr)
+	case cmd == "migrate":
+		return migrate(ctx, rest, stdout, stderr)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
