@@ -10,6 +10,7 @@
 //	telemed device enroll         create a code that enrolls a monitoring device to a patient
 //	telemed device                run the device agent: readings to the server, live into consultations
 //	telemed migrate               apply the store's migrations and say what was applied
+//	telemed store copy            copy every record of one store into PostgreSQL, and verify the copy
 //
 // Every command that takes --data also takes --store postgres://... to keep its records in
 // PostgreSQL instead of the SQLite file in --data.
@@ -42,6 +43,7 @@ Usage:
                  [--sim pulse-oximeter|bp-cuff|thermometer|ecg|resp]... [--stdin]
                  [--bp-interval 5m] [--temp-interval 10m] [--no-live]
   telemed migrate [--data DIR] [--store URL]
+  telemed store copy --from DIR|URL --to URL [--replace]
 
 Run "telemed COMMAND -h" for a command's flags. Every flag can also be set with an
 environment variable TELEMED_<FLAG> (for example TELEMED_DATA, TELEMED_STORE or TELEMED_BASE_URL).
@@ -91,6 +93,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return device(ctx, rest, stdin, stdout, stderr)
 	case cmd == "migrate":
 		return migrate(ctx, rest, stdout, stderr)
+	case cmd == "store" && sub == "copy":
+		return storeCopy(ctx, rest[1:], stdout, stderr)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
