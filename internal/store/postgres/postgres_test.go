@@ -14,6 +14,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	pgtest.ServerURL(t) // skips (or fails) once, not in each subtest
 	storetest.Run(t, func(t *testing.T) store.Store { return pgtest.Open(t) })
 }
 

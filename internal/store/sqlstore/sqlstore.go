@@ -96,20 +96,20 @@ type conn struct {
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.x.ExecContext(ctx, c.Bind(query), args...)
+	return c.x.ExecContext(ctx, c.bind(query), args...)
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return c.x.QueryContext(ctx, c.Bind(query), args...)
+	return c.x.QueryContext(ctx, c.bind(query), args...)
 }
 
 func (c conn) row(ctx context.Context, query string, args ...any) *sql.Row {
-	return c.x.QueryRowContext(ctx, c.Bind(query), args...)
+	return c.x.QueryRowContext(ctx, c.bind(query), args...)
 }
 
-// Bind returns query in the engine's placeholders: as written for SQLite, each ? outside a quoted
+// bind returns query in the engine's placeholders: as written for SQLite, each ? outside a quoted
 // string numbered ($1, $2, ...) for PostgreSQL.
-func (c conn) Bind(query string) string {
+func (c conn) bind(query string) string {
 	if !c.numbered || !strings.Contains(query, "?") {
 		return query
 	}
