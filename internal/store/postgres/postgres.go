@@ -50,6 +50,7 @@ func Dialect() sqlstore.Dialect {
 		IsForeignKey: func(err error) bool { return sqlState(err) == "23503" },
 		LockRow:      " FOR UPDATE",
 		InsertOrder:  "seq",
+		InsertRows:   250,
 		// A transaction's advisory lock ends with it: no session to clean up after a crash.
 		MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockKey),
 		Migrations:    migrations,

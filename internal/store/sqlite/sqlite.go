@@ -28,6 +28,7 @@ func Dialect() sqlstore.Dialect {
 		IsUnique:     isUnique,
 		IsForeignKey: isForeignKey,
 		InsertOrder:  "rowid",
+		InsertRows:   64,
 		Migrations:   migrations,
 	}
 }

@@ -158,10 +158,10 @@ func (s *Store) PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Obs
 		if err != nil {
 			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
-		if err := insertRows(ctx, c, "observations", observationColumns, observationRows(obs)); err != nil {
+		if err := insertRows(ctx, c, s.dialect.InsertRows, "observations", observationColumns, observationRows(obs)); err != nil {
 			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
-		if err := insertRows(ctx, c, "alerts", alertColumns, alertRows(alerts)); err != nil {
+		if err := insertRows(ctx, c, s.dialect.InsertRows, "alerts", alertColumns, alertRows(alerts)); err != nil {
 			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
 		if _, err := c.exec(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, ms(b.ReceivedAt), b.DeviceID); err != nil {

@@ -36,6 +36,10 @@ type Dialect struct {
 	// InsertOrder is the column that orders a table's rows as inserted, which breaks ties between
 	// rows made in the same millisecond: SQLite's rowid, or an identity column.
 	InsertOrder string
+	// InsertRows is how many rows one INSERT of many rows carries (bounded by the engines' limit on
+	// parameters): few on SQLite, which runs in the process, many on PostgreSQL, where each
+	// statement is a round trip.
+	InsertRows int
 	// MigrationLock, when set, is run first in each migration's transaction so that nodes that
 	// start at once migrate one after another (PostgreSQL's pg_advisory_xact_lock).
 	MigrationLock string
@@ -87,6 +91,7 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // conn runs the queries, written with ? placeholders, in the engine's placeholders.
@@ -200,24 +205,42 @@ func (s *Store) setOnce(ctx context.Context, query string, at time.Time, id stri
 	return nil
 }
 
-// insertRows inserts rows into table's columns with multi-row INSERTs, as many rows a statement as
-// keeps it under both engines' limit on parameters (SQLite's 32766 is the lower), which is much
-// faster than one statement a row on a database across the network.
-func insertRows(ctx context.Context, c conn, table string, columns []string, rows [][]any) error {
-	const maxParams = 30000
-	per := max(1, maxParams/len(columns))
+// insertRows inserts rows into table's columns, per rows at a time in one INSERT (at most as
+// many as keep a statement under both engines' limit on parameters, SQLite's 32766 being the
+// lower). The statement of per rows is prepared once and run for each full chunk: compiling a
+// long statement again for each chunk costs SQLite more than it saves, while PostgreSQL across a
+// network gains most from few round trips. The rest goes in one statement of its own.
+func insertRows(ctx context.Context, c conn, per int, table string, columns []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	per = max(1, min(per, 30000/len(columns)))
 	one := "(?" + strings.Repeat(", ?", len(columns)-1) + ")"
 	head := "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") VALUES "
-	for len(rows) > 0 {
-		n := min(per, len(rows))
-		args := make([]any, 0, n*len(columns))
-		for _, r := range rows[:n] {
-			args = append(args, r...)
+	statement := func(n int) string { return c.bind(head + one + strings.Repeat(", "+one, n-1)) }
+	args := func(rows [][]any) []any {
+		out := make([]any, 0, len(rows)*len(columns))
+		for _, r := range rows {
+			out = append(out, r...)
 		}
-		if _, err := c.exec(ctx, head+one+strings.Repeat(", "+one, n-1), args...); err != nil {
+		return out
+	}
+	if len(rows) >= per {
+		st, err := c.x.PrepareContext(ctx, statement(per))
+		if err != nil {
 			return fmt.Errorf("insert into %s: %w", table, err)
 		}
-		rows = rows[n:]
+		defer st.Close()
+		for ; len(rows) >= per; rows = rows[per:] {
+			if _, err := st.ExecContext(ctx, args(rows[:per])...); err != nil {
+				return fmt.Errorf("insert into %s: %w", table, err)
+			}
+		}
+	}
+	if len(rows) > 0 {
+		if _, err := c.x.ExecContext(ctx, statement(len(rows)), args(rows)...); err != nil {
+			return fmt.Errorf("insert into %s: %w", table, err)
+		}
 	}
 	return nil
 }
@@ -225,5 +248,5 @@ func insertRows(ctx context.Context, c conn, table string, columns []string, row
 // InsertRows inserts rows into table's columns in multi-row statements, in one transaction, for
 // tools that fill whole tables (store copy). The rows' values are those the driver takes.
 func (s *Store) InsertRows(ctx context.Context, tx *sql.Tx, table string, columns []string, rows [][]any) error {
-	return insertRows(ctx, conn{x: tx, numbered: s.numbered}, table, columns, rows)
+	return insertRows(ctx, conn{x: tx, numbered: s.numbered}, s.dialect.InsertRows, table, columns, rows)
 }
