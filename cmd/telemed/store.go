@@ -59,6 +59,10 @@ func storeCopy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !postgres.IsURL(*to) {
 		return fmt.Errorf("store copy: --to %s: want postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or postgresql://...)", postgres.Redact(*to))
 	}
+	if *from == *to {
+		// Its own target: emptying it would wait forever on the copy's own read of it.
+		return errors.New("store copy: --from and --to are the same store")
+	}
 	fromData, fromURL := *from, ""
 	if postgres.IsURL(*from) {
 		fromData, fromURL = "", *from

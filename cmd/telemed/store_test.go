@@ -57,6 +57,7 @@ func TestStoreCopyCommand(t *testing.T) {
 		{"store", "copy", "--from", data},
 		{"store", "copy", "--from", data, "--to", t.TempDir()},
 		{"store", "copy", "--from", t.TempDir(), "--to", url},
+		{"store", "copy", "--from", url, "--to", url, "--replace"},
 	} {
 		if _, err := runCmd(t, "", bad...); err == nil {
 			t.Errorf("%v: no error", bad)
