@@ -18,15 +18,15 @@ import (
 	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/server"
 	"github.com/telemed/telemed/internal/store"
-	"github.com/telemed/telemed/internal/store/sqlite"
 )
 
-// openServices opens the data folder for a one-off command, beside a running server or not.
-func openServices(ctx context.Context, dataDir, baseURL string) (server.Services, func(), error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return server.Services{}, nil, fmt.Errorf("data folder %s: %w", dataDir, err)
-	}
-	st, err := sqlite.Open(ctx, config.DatabasePath(dataDir))
+// storeFlags are where a one-off command finds the server's records: --data and --store, as serve
+// takes them.
+type storeFlags struct{ data, store string }
+
+// openServices opens the store for a one-off command, beside a running server or not.
+func openServices(ctx context.Context, at storeFlags, baseURL string) (server.Services, func(), error) {
+	st, err := server.OpenStore(ctx, at.data, at.store)
 	if err != nil {
 		return server.Services{}, nil, err
 	}
@@ -48,9 +48,9 @@ func openServices(ctx context.Context, dataDir, baseURL string) (server.Services
 	return svc, func() { st.Close() }, nil
 }
 
-// openAs opens the data folder for a one-off command that acts as the provider with this email.
-func openAs(ctx context.Context, dataDir, baseURL, email, command string) (server.Services, consult.Provider, func(), error) {
-	svc, closeStore, err := openServices(ctx, dataDir, baseURL)
+// openAs opens the store for a one-off command that acts as the provider with this email.
+func openAs(ctx context.Context, at storeFlags, baseURL, email, command string) (server.Services, consult.Provider, func(), error) {
+	svc, closeStore, err := openServices(ctx, at, baseURL)
 	if err != nil {
 		return server.Services{}, consult.Provider{}, nil, err
 	}
@@ -69,11 +69,14 @@ func printJSON(stdout io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+// newFlags starts the flags of a one-off command with --data and --store.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *storeFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", config.DefaultDataDir, "`folder` of the server's database")
-	return fs, data
+	at := &storeFlags{data: config.DefaultDataDir}
+	fs.StringVar(&at.data, "data", at.data, "`folder` of the server's database (SQLite) and files")
+	config.StoreFlag(fs, &at.store)
+	return fs, at
 }
 
 func providerAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -9,6 +9,11 @@
 //	telemed patient add           create a patient of a provider
 //	telemed device enroll         create a code that enrolls a monitoring device to a patient
 //	telemed device                run the device agent: readings to the server, live into consultations
+//	telemed migrate               apply the store's migrations and say what was applied
+//	telemed store copy            copy every record of one store into PostgreSQL, and verify the copy
+//
+// Every command that takes --data also takes --store postgres://... to keep its records in
+// PostgreSQL instead of the SQLite file in --data.
 //
 // Every flag can also be set with an environment variable TELEMED_<FLAG>, e.g. TELEMED_BASE_URL.
 package main
@@ -27,19 +32,23 @@ import (
 const usage = `telemed: secure video consultations, self-hosted.
 
 Usage:
-  telemed serve [--http ADDR] [--data DIR] [--base-url URL]
-  telemed provider add --email E --name N --password-stdin [--data DIR]
-  telemed consult new --provider E [--title T] [--expires-in 24h] [--base-url URL] [--json] [--data DIR]
-  telemed consult invite --consultation ID --role guest|clinician --name N [--base-url URL] [--json] [--data DIR]
-  telemed token create --provider E [--name N] [--data DIR]
-  telemed patient add --provider E --name N [--birth-date YYYY-MM-DD] [--data DIR]
-  telemed device enroll --patient ID [--base-url URL] [--json] [--data DIR]
+  telemed serve [--http ADDR] [--data DIR] [--store URL] [--base-url URL]
+  telemed provider add --email E --name N --password-stdin [--data DIR] [--store URL]
+  telemed consult new --provider E [--title T] [--expires-in 24h] [--base-url URL] [--json] [--data DIR] [--store URL]
+  telemed consult invite --consultation ID --role guest|clinician --name N [--base-url URL] [--json] [--data DIR] [--store URL]
+  telemed token create --provider E [--name N] [--data DIR] [--store URL]
+  telemed patient add --provider E --name N [--birth-date YYYY-MM-DD] [--data DIR] [--store URL]
+  telemed device enroll --patient ID [--base-url URL] [--json] [--data DIR] [--store URL]
   telemed device [--enroll LINK|CODE] [--server URL] [--dir DIR] [--name N]
                  [--sim pulse-oximeter|bp-cuff|thermometer|ecg|resp]... [--stdin]
                  [--bp-interval 5m] [--temp-interval 10m] [--no-live]
+  telemed migrate [--data DIR] [--store URL]
+  telemed store copy --from DIR|URL --to URL [--replace]
 
 Run "telemed COMMAND -h" for a command's flags. Every flag can also be set with an
-environment variable TELEMED_<FLAG> (for example TELEMED_DATA or TELEMED_BASE_URL).
+environment variable TELEMED_<FLAG> (for example TELEMED_DATA, TELEMED_STORE or TELEMED_BASE_URL).
+--store postgres://USER@HOST/DB keeps the records in PostgreSQL (several nodes may share it);
+without it they are in the SQLite file in --data.
 `
 
 func main() {
@@ -82,6 +91,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return deviceEnroll(ctx, rest[1:], stdout, stderr)
 	case cmd == "device":
 		return device(ctx, rest, stdin, stdout, stderr)
+	case cmd == "migrate":
+		return migrate(ctx, rest, stdout, stderr)
+	case cmd == "store" && sub == "copy":
+		return storeCopy(ctx, rest[1:], stdout, stderr)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

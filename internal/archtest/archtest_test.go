@@ -92,7 +92,8 @@ var (
 	// adapters are what the domain and the use cases must not import.
 	adapters = []string{"net/http", "database/sql", "github.com/coder/websocket", "github.com/pion/",
 		module + "/internal/httpapi", module + "/internal/signal", module + "/internal/server",
-		module + "/internal/store/sqlite", module + "/internal/turn", module + "/internal/fhir", module + "/client",
+		module + "/internal/store/sqlite", module + "/internal/store/sqlstore", module + "/internal/store/postgres", module + "/internal/store/storecopy",
+		module + "/internal/turn", module + "/internal/fhir", module + "/client",
 		module + "/internal/cluster", "github.com/redis/"}
 )
 

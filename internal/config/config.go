@@ -37,6 +37,7 @@ const (
 type Serve struct {
 	HTTPAddr       string   // --http: address to listen on
 	DataDir        string   // --data: folder for the database and secrets
+	StoreURL       string   // --store: PostgreSQL database URL; empty is SQLite in --data
 	BaseURL        string   // --base-url: public URL in links; derived from --http if empty
 	TLSCert        string   // --tls-cert: certificate file (PEM); serve HTTPS when set
 	TLSKey         string   // --tls-key: private key file (PEM)
@@ -75,6 +76,7 @@ func DefaultServe() Serve {
 func (c *Serve) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "`address` to serve HTTP on")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "`folder` for the database and secrets")
+	StoreFlag(fs, &c.StoreURL)
 	fs.StringVar(&c.BaseURL, "base-url", c.BaseURL, "public `URL` used in links (default: http://<http address>)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate `file` (PEM); serves HTTPS when set with --tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key `file` (PEM)")
@@ -121,6 +123,9 @@ func (c *Serve) Validate() error {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		errs = append(errs, errors.New("--data: a folder is required"))
+	}
+	if err := CheckStoreURL(c.StoreURL); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BaseURL != "" {
 		u, err := url.Parse(c.BaseURL)
@@ -286,6 +291,24 @@ func (c *Serve) OriginHosts() []string {
 		}
 	}
 	return hosts
+}
+
+// StoreFlag registers --store on fs: serve and every command that takes --data take it.
+func StoreFlag(fs *flag.FlagSet, dst *string) {
+	fs.StringVar(dst, "store", *dst, "PostgreSQL database `URL` (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) for several nodes; empty: SQLite in --data")
+}
+
+// CheckStoreURL checks a --store value: empty (SQLite in --data) or a postgres:// or postgresql://
+// URL. The error names the accepted forms and never shows a password.
+func CheckStoreURL(s string) error {
+	if s == "" || strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return nil
+	}
+	shown := "(a value that is not a URL)"
+	if u, err := url.Parse(s); err == nil {
+		shown = u.Redacted()
+	}
+	return fmt.Errorf("--store %s: want postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or postgresql://...), or nothing for SQLite in --data", shown)
 }
 
 // DatabasePath is the SQLite file inside a data folder.

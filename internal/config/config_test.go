@@ -136,3 +136,24 @@ func TestRedisConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreURL(t *testing.T) {
+	c, err := parse(t, nil, map[string]string{"TELEMED_STORE": "postgres://telemed@db.example/clinic"})
+	if err != nil || c.StoreURL != "postgres://telemed@db.example/clinic" {
+		t.Fatalf("TELEMED_STORE: %+v, %v", c.StoreURL, err)
+	}
+	for _, ok := range []string{"", "postgres://u@h/db", "postgresql://u:p@h:5433/db?sslmode=require"} {
+		if err := CheckStoreURL(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"mysql://u:hunter2@h/db", "sqlite:///var/lib/telemed.db", "/var/lib/telemed"} {
+		err := CheckStoreURL(bad)
+		if err == nil || !strings.Contains(err.Error(), "postgres://USER") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: %v, want refused naming the accepted form, without the password", bad, err)
+		}
+	}
+	if _, err := parse(t, []string{"--store", "redis://h"}, nil); err == nil || !strings.Contains(err.Error(), "--store") {
+		t.Errorf("serve --store redis://: %v", err)
+	}
+}

@@ -30,7 +30,6 @@ import (
 	"github.com/telemed/telemed/internal/signal"
 	"github.com/telemed/telemed/internal/signal/hub"
 	"github.com/telemed/telemed/internal/store"
-	"github.com/telemed/telemed/internal/store/sqlite"
 	"github.com/telemed/telemed/internal/turn"
 	"github.com/telemed/telemed/web"
 )
@@ -55,7 +54,7 @@ type Server struct {
 	draining atomic.Bool // set by Close: GET /readyz answers 503
 	cfg      config.Serve
 	log      *slog.Logger
-	store    *sqlite.Store
+	store    store.Store
 	services Services
 	signal   *signal.Server
 	http     *http.Server
@@ -113,7 +112,7 @@ func newServices(ctx context.Context, st store.Store, baseURL string, now func()
 	return out, err
 }
 
-// Start opens the data folder, listens, and serves until Close.
+// Start opens the data folder and the store, listens, and serves until Close.
 func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -125,7 +124,7 @@ func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder %s: %w", cfg.DataDir, err)
 	}
-	st, err := sqlite.Open(ctx, config.DatabasePath(cfg.DataDir))
+	st, err := OpenStore(ctx, cfg.DataDir, cfg.StoreURL)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,6 @@
-// Package store defines where telemed keeps its records. Implementations live in subpackages (sqlite
-// now); storetest holds the conformance suite every implementation must pass.
+// Package store defines where telemed keeps its records. Implementations live in subpackages:
+// sqlite (the embedded default) and postgres, both on the queries of sqlstore; storetest holds the
+// conformance suite every implementation must pass.
 package store
 
 import (
@@ -23,7 +24,7 @@ var (
 )
 
 // Store is everything telemed keeps: the per-context interfaces below, which one implementation
-// (sqlite now) provides together. A use case depends on the ones it uses, never on Store.
+// (SQLite or PostgreSQL) provides together. A use case depends on the ones it uses, never on Store.
 type Store interface {
 	Accounts
 	Consultations

@@ -4,16 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/store"
+	"github.com/telemed/telemed/internal/store/sqlstore"
 	"github.com/telemed/telemed/internal/store/storetest"
 )
 
-func open(t *testing.T) *Store {
+func open(t *testing.T) *sqlstore.Store {
 	t.Helper()
 	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "telemed.db"))
 	if err != nil {
@@ -47,23 +45,19 @@ func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
 		t.Fatalf("after reopen: %q, %v", v, err)
 	}
 	var mode string
-	s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+	s.DB().QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q, want wal", mode)
 	}
 }
 
 func TestAuditIsAppendOnly(t *testing.T) {
-	ctx := context.Background()
-	s := open(t)
-	if err := s.AppendAudit(ctx, consult.AuditEvent{At: time.Now(), Actor: "a", Action: "x", ConsultationID: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"UPDATE audit SET actor = 'b'", "DELETE FROM audit"} {
-		if _, err := s.db.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "append-only") {
-			t.Errorf("%s: err = %v, want refused as append-only", q, err)
-		}
-	}
+	storetest.AuditAppendOnly(t, open(t))
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "telemed.db")
+	storetest.ConcurrentOpen(t, 8, func(ctx context.Context) (storetest.SQLStore, error) { return Open(ctx, path) })
 }
 
 // A data folder may have any name: the database must land inside it, not at a prefix of its path.

@@ -1,10 +1,11 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 
 const patientCols = `id, provider_id, name, birth_date, created_at`
 
-func scanPatient(row interface{ Scan(...any) error }) (consult.Patient, error) {
+func scanPatient(row scanner) (consult.Patient, error) {
 	var p consult.Patient
 	var created int64
 	if err := row.Scan(&p.ID, &p.ProviderID, &p.Name, &p.BirthDate, &created); err != nil {
@@ -29,9 +30,9 @@ func scanPatient(row interface{ Scan(...any) error }) (consult.Patient, error) {
 
 // CreatePatient stores a new patient.
 func (s *Store) CreatePatient(ctx context.Context, p consult.Patient) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO patients (`+patientCols+`) VALUES (?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO patients (`+patientCols+`) VALUES (?, ?, ?, ?, ?)`,
 		p.ID, p.ProviderID, p.Name, p.BirthDate, ms(p.CreatedAt))
-	if isUnique(err) {
+	if s.dialect.IsUnique(err) {
 		return fmt.Errorf("patient %s: %w", p.ID, store.ErrConflict)
 	}
 	return err
@@ -39,26 +40,26 @@ func (s *Store) CreatePatient(ctx context.Context, p consult.Patient) error {
 
 // Patient finds a patient by id.
 func (s *Store) Patient(ctx context.Context, id string) (consult.Patient, error) {
-	return scanPatient(s.db.QueryRowContext(ctx, `SELECT `+patientCols+` FROM patients WHERE id = ?`, id))
+	return scanPatient(s.row(ctx, `SELECT `+patientCols+` FROM patients WHERE id = ?`, id))
 }
 
 // ListPatients returns a provider's patients by name.
 func (s *Store) ListPatients(ctx context.Context, providerID string, limit int) ([]consult.Patient, error) {
-	return queryAll(ctx, s.db, scanPatient, `SELECT `+patientCols+` FROM patients WHERE provider_id = ?
+	return queryAll(ctx, s.conn, scanPatient, `SELECT `+patientCols+` FROM patients WHERE provider_id = ?
 		ORDER BY name COLLATE NOCASE, id LIMIT ?`, providerID, limit)
 }
 
 // OpenConsultationsOfPatient returns the patient's open consultations, newest first.
 func (s *Store) OpenConsultationsOfPatient(ctx context.Context, patientID string, now time.Time) ([]consult.Consultation, error) {
-	return queryAll(ctx, s.db, scanConsultation, `SELECT `+consultationCols+` FROM consultations
+	return queryAll(ctx, s.conn, scanConsultation, `SELECT `+consultationCols+` FROM consultations
 		WHERE patient_id = ? AND ended_at IS NULL AND expires_at > ? ORDER BY created_at DESC, id`, patientID, ms(now))
 }
 
 // CreateEnrollment stores an enrollment code's hash.
 func (s *Store) CreateEnrollment(ctx context.Context, e monitor.Enrollment) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO enrollments (code_hash, patient_id, provider_id, created_at, expires_at)
+	_, err := s.exec(ctx, `INSERT INTO enrollments (code_hash, patient_id, provider_id, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?)`, e.CodeHash, e.PatientID, e.ProviderID, ms(e.CreatedAt), ms(e.ExpiresAt))
-	if isUnique(err) {
+	if s.dialect.IsUnique(err) {
 		return fmt.Errorf("enrollment: %w", store.ErrConflict)
 	}
 	return err
@@ -68,35 +69,32 @@ func (s *Store) CreateEnrollment(ctx context.Context, e monitor.Enrollment) erro
 func (s *Store) RedeemEnrollment(ctx context.Context, codeHash string, now time.Time, d *monitor.Device) error {
 	// A wrong code (most attempts, when someone guesses) is answered without taking the write lock.
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM enrollments WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?`,
+	if err := s.row(ctx, `SELECT count(*) FROM enrollments WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?`,
 		codeHash, ms(now)).Scan(&n); err != nil {
 		return err
 	}
 	if n == 0 {
 		return store.ErrNotFound
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var patientID string
-	err = tx.QueryRowContext(ctx, `UPDATE enrollments SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
-		RETURNING patient_id`, ms(now), codeHash, ms(now)).Scan(&patientID)
-	if err != nil {
-		return notFound(err)
-	}
-	d.PatientID = patientID
-	if _, err := tx.ExecContext(ctx, `INSERT INTO devices (id, patient_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		d.ID, d.PatientID, d.Name, d.TokenHash, ms(d.CreatedAt)); err != nil {
-		return fmt.Errorf("create device: %w", err)
-	}
-	return tx.Commit()
+	return s.inTx(ctx, func(c conn) error {
+		var patientID string
+		err := c.row(ctx, `UPDATE enrollments SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
+			RETURNING patient_id`, ms(now), codeHash, ms(now)).Scan(&patientID)
+		if err != nil {
+			return notFound(err)
+		}
+		d.PatientID = patientID
+		if _, err := c.exec(ctx, `INSERT INTO devices (id, patient_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			d.ID, d.PatientID, d.Name, d.TokenHash, ms(d.CreatedAt)); err != nil {
+			return fmt.Errorf("create device: %w", err)
+		}
+		return nil
+	})
 }
 
 const deviceCols = `id, patient_id, name, token_hash, created_at, revoked_at, last_seen`
 
-func scanDevice(row interface{ Scan(...any) error }) (monitor.Device, error) {
+func scanDevice(row scanner) (monitor.Device, error) {
 	var d monitor.Device
 	var created int64
 	var revoked, seen sql.NullInt64
@@ -104,43 +102,28 @@ func scanDevice(row interface{ Scan(...any) error }) (monitor.Device, error) {
 		return monitor.Device{}, notFound(err)
 	}
 	d.CreatedAt = fromMS(created)
-	d.RevokedAt, d.LastSeen = optionalTime(revoked), optionalTime(seen)
+	d.RevokedAt, d.LastSeen = fromNullMS(revoked), fromNullMS(seen)
 	return d, nil
-}
-
-func optionalTime(v sql.NullInt64) *time.Time {
-	if !v.Valid {
-		return nil
-	}
-	t := fromMS(v.Int64)
-	return &t
 }
 
 // DeviceByToken returns the device with this token hash.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash string) (monitor.Device, error) {
-	return scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE token_hash = ?`, tokenHash))
+	return scanDevice(s.row(ctx, `SELECT `+deviceCols+` FROM devices WHERE token_hash = ?`, tokenHash))
 }
 
 // Device returns a device by id.
 func (s *Store) Device(ctx context.Context, id string) (monitor.Device, error) {
-	return scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	return scanDevice(s.row(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
 }
 
 // ListDevices returns a patient's devices, oldest first.
 func (s *Store) ListDevices(ctx context.Context, patientID string) ([]monitor.Device, error) {
-	return queryAll(ctx, s.db, scanDevice, `SELECT `+deviceCols+` FROM devices WHERE patient_id = ? ORDER BY created_at, id`, patientID)
+	return queryAll(ctx, s.conn, scanDevice, `SELECT `+deviceCols+` FROM devices WHERE patient_id = ? ORDER BY created_at, id`, patientID)
 }
 
 // RevokeDevice marks a device revoked.
 func (s *Store) RevokeDevice(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, ms(at), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.setOnce(ctx, `UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`, at, id)
 }
 
 // Batch returns a device's earlier upload.
@@ -148,7 +131,7 @@ func (s *Store) Batch(ctx context.Context, deviceID, batchID string) (monitor.Ba
 	b := monitor.Batch{DeviceID: deviceID, ID: batchID}
 	var received int64
 	var result string
-	err := s.db.QueryRowContext(ctx, `SELECT body_hash, received_at, result FROM batches WHERE device_id = ? AND batch_id = ?`,
+	err := s.row(ctx, `SELECT body_hash, received_at, result FROM batches WHERE device_id = ? AND batch_id = ?`,
 		deviceID, batchID).Scan(&b.BodyHash, &received, &result)
 	if err != nil {
 		return monitor.Batch{}, notFound(err)
@@ -166,74 +149,86 @@ func (s *Store) PutBatch(ctx context.Context, b monitor.Batch, obs []monitor.Obs
 	if err != nil {
 		return fmt.Errorf("batch %s: %w", b.ID, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO batches (device_id, batch_id, body_hash, received_at, result) VALUES (?, ?, ?, ?, ?)`,
-		b.DeviceID, b.ID, b.BodyHash, ms(b.ReceivedAt), string(result))
-	if isUnique(err) {
-		return fmt.Errorf("batch %s: %w", b.ID, store.ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("batch %s: %w", b.ID, err)
-	}
-	if len(obs) > 0 {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO observations (id, patient_id, device_id, code, effective_at, value, unit,
-			components, samples, period_ms, device_name, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	return s.inTx(ctx, func(c conn) error {
+		_, err := c.exec(ctx, `INSERT INTO batches (device_id, batch_id, body_hash, received_at, result) VALUES (?, ?, ?, ?, ?)`,
+			b.DeviceID, b.ID, b.BodyHash, ms(b.ReceivedAt), string(result))
+		if s.dialect.IsUnique(err) {
+			return fmt.Errorf("batch %s: %w", b.ID, store.ErrConflict)
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
-		defer ins.Close()
-		for _, o := range obs {
-			r := o.Reading
-			var value, period sql.NullFloat64
-			if r.Value != nil {
-				value = sql.NullFloat64{Float64: *r.Value, Valid: true}
-			}
-			var components, samples sql.NullString
-			if len(r.Components) > 0 {
-				components = jsonText(r.Components)
-			}
-			if len(r.Samples) > 0 {
-				samples = jsonText(r.Samples)
-				period = sql.NullFloat64{Float64: r.PeriodMS, Valid: true}
-			}
-			if _, err := ins.ExecContext(ctx, o.ID, o.PatientID, o.DeviceID, r.Code, ms(r.Time), value, r.Unit,
-				components, samples, period, r.Device, ms(o.ReceivedAt)); err != nil {
-				return fmt.Errorf("observation %s: %w", o.ID, err)
-			}
+		if err := insertRows(ctx, c, s.dialect.InsertRows, "observations", observationColumns, observationRows(obs)); err != nil {
+			return fmt.Errorf("batch %s: %w", b.ID, err)
 		}
+		if err := insertRows(ctx, c, s.dialect.InsertRows, "alerts", alertColumns, alertRows(alerts)); err != nil {
+			return fmt.Errorf("batch %s: %w", b.ID, err)
+		}
+		if _, err := c.exec(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, ms(b.ReceivedAt), b.DeviceID); err != nil {
+			return fmt.Errorf("batch %s: device %s: %w", b.ID, b.DeviceID, err)
+		}
+		return putStates(ctx, c, b, states)
+	})
+}
+
+var (
+	observationColumns = strings.Split(observationCols, ", ")
+	alertColumns       = strings.Split(alertCols, ", ")
+)
+
+// observationRows are the values of observations' columns (observationCols) for obs.
+func observationRows(obs []monitor.Observation) [][]any {
+	rows := make([][]any, len(obs))
+	for i, o := range obs {
+		r := o.Reading
+		var value, period sql.NullFloat64
+		if r.Value != nil {
+			value = sql.NullFloat64{Float64: *r.Value, Valid: true}
+		}
+		var components, samples sql.NullString
+		if len(r.Components) > 0 {
+			components = jsonText(r.Components)
+		}
+		if len(r.Samples) > 0 {
+			samples = jsonText(r.Samples)
+			period = sql.NullFloat64{Float64: r.PeriodMS, Valid: true}
+		}
+		rows[i] = []any{o.ID, o.PatientID, o.DeviceID, r.Code, ms(r.Time), value, r.Unit,
+			components, samples, period, r.Device, ms(o.ReceivedAt)}
 	}
-	for _, a := range alerts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, patient_id, observation_id, code, value, unit, bound, limit_value, at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.ID, a.PatientID, a.ObservationID, a.Code, a.Value, a.Unit, a.Bound, a.Limit,
-			ms(a.At), ms(a.CreatedAt)); err != nil {
-			return fmt.Errorf("alert %s: %w", a.ID, err)
-		}
+	return rows
+}
+
+// alertRows are the values of alerts' columns (alertCols) for alerts.
+func alertRows(alerts []monitor.Alert) [][]any {
+	rows := make([][]any, len(alerts))
+	for i, a := range alerts {
+		rows[i] = []any{a.ID, a.PatientID, a.ObservationID, a.Code, a.Value, a.Unit, a.Bound, a.Limit, ms(a.At), ms(a.CreatedAt)}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, ms(b.ReceivedAt), b.DeviceID); err != nil {
-		return err
+	return rows
+}
+
+// putStates keeps the alert states of the patient of b's device.
+func putStates(ctx context.Context, c conn, b monitor.Batch, states monitor.States) error {
+	if len(states) == 0 {
+		return nil
 	}
 	var patientID string
-	if len(states) > 0 {
-		if err := tx.QueryRowContext(ctx, `SELECT patient_id FROM devices WHERE id = ?`, b.DeviceID).Scan(&patientID); err != nil {
-			return fmt.Errorf("batch %s: device %s: %w", b.ID, b.DeviceID, notFound(err))
-		}
+	if err := c.row(ctx, `SELECT patient_id FROM devices WHERE id = ?`, b.DeviceID).Scan(&patientID); err != nil {
+		return fmt.Errorf("batch %s: device %s: %w", b.ID, b.DeviceID, notFound(err))
 	}
 	for code, bound := range states {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO alert_states (patient_id, code, bound) VALUES (?, ?, ?)
+		if _, err := c.exec(ctx, `INSERT INTO alert_states (patient_id, code, bound) VALUES (?, ?, ?)
 			ON CONFLICT(patient_id, code) DO UPDATE SET bound = excluded.bound`, patientID, code, bound); err != nil {
 			return fmt.Errorf("alert state %s: %w", code, err)
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // AlertStates returns where a patient's signals stood at their latest readings.
 func (s *Store) AlertStates(ctx context.Context, patientID string) (monitor.States, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT code, bound FROM alert_states WHERE patient_id = ?`, patientID)
+	rows, err := s.query(ctx, `SELECT code, bound FROM alert_states WHERE patient_id = ?`, patientID)
 	if err != nil {
 		return nil, err
 	}
@@ -253,14 +248,16 @@ func jsonText(v any) sql.NullString {
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Only validated readings get here: their numbers are finite.
-		panic(fmt.Sprintf("sqlite: encode %T: %v", v, err))
+		panic(fmt.Sprintf("sqlstore: encode %T: %v", v, err))
 	}
 	return sql.NullString{String: string(b), Valid: true}
 }
 
+const alertCols = `id, patient_id, observation_id, code, value, unit, bound, limit_value, at, created_at`
+
 const observationCols = `id, patient_id, device_id, code, effective_at, value, unit, components, samples, period_ms, device_name, received_at`
 
-func scanObservation(row interface{ Scan(...any) error }) (monitor.Observation, error) {
+func scanObservation(row scanner) (monitor.Observation, error) {
 	var o monitor.Observation
 	var effective, received int64
 	var value, period sql.NullFloat64
@@ -319,12 +316,14 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]m
 	if q.Limit > 0 || q.Offset > 0 {
 		limit := q.Limit
 		if limit <= 0 {
-			limit = -1
+			// No limit, said in a way both engines take (SQLite's -1 is an error on PostgreSQL, its
+			// LIMIT ALL an error on SQLite).
+			limit = math.MaxInt64
 		}
 		query += ` LIMIT ? OFFSET ?`
 		args = append(args, limit, q.Offset)
 	}
-	out, err := queryAll(ctx, s.db, scanObservation, query, args...)
+	out, err := queryAll(ctx, s.conn, scanObservation, query, args...)
 	if q.Newest {
 		slices.Reverse(out)
 	}
@@ -335,18 +334,18 @@ func (s *Store) Observations(ctx context.Context, q store.ObservationQuery) ([]m
 func (s *Store) CountObservations(ctx context.Context, q store.ObservationQuery) (int, error) {
 	where, args := observationWhere(q)
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM observations WHERE `+where, args...).Scan(&n)
+	err := s.row(ctx, `SELECT count(*) FROM observations WHERE `+where, args...).Scan(&n)
 	return n, err
 }
 
 // Observation returns an observation by id.
 func (s *Store) Observation(ctx context.Context, id string) (monitor.Observation, error) {
-	return scanObservation(s.db.QueryRowContext(ctx, `SELECT `+observationCols+` FROM observations WHERE id = ?`, id))
+	return scanObservation(s.row(ctx, `SELECT `+observationCols+` FROM observations WHERE id = ?`, id))
 }
 
 // Thresholds returns the thresholds set for a patient.
 func (s *Store) Thresholds(ctx context.Context, patientID string) (monitor.Thresholds, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT code, low, high FROM thresholds WHERE patient_id = ?`, patientID)
+	rows, err := s.query(ctx, `SELECT code, low, high FROM thresholds WHERE patient_id = ?`, patientID)
 	if err != nil {
 		return nil, err
 	}
@@ -372,22 +371,19 @@ func (s *Store) Thresholds(ctx context.Context, patientID string) (monitor.Thres
 
 // PutThresholds sets some of a patient's thresholds.
 func (s *Store) PutThresholds(ctx context.Context, patientID string, t monitor.Thresholds) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for code, th := range t {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO thresholds (patient_id, code, low, high) VALUES (?, ?, ?, ?)
-			ON CONFLICT(patient_id, code) DO UPDATE SET low = excluded.low, high = excluded.high`,
-			patientID, code, nullFloat(th.Low), nullFloat(th.High)); err != nil {
-			if isForeignKey(err) {
-				return fmt.Errorf("thresholds of %s: patient %w", patientID, store.ErrNotFound)
+	return s.inTx(ctx, func(c conn) error {
+		for code, th := range t {
+			if _, err := c.exec(ctx, `INSERT INTO thresholds (patient_id, code, low, high) VALUES (?, ?, ?, ?)
+				ON CONFLICT(patient_id, code) DO UPDATE SET low = excluded.low, high = excluded.high`,
+				patientID, code, nullFloat(th.Low), nullFloat(th.High)); err != nil {
+				if s.dialect.IsForeignKey(err) {
+					return fmt.Errorf("thresholds of %s: patient %w", patientID, store.ErrNotFound)
+				}
+				return fmt.Errorf("threshold %s: %w", code, err)
 			}
-			return fmt.Errorf("threshold %s: %w", code, err)
 		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 func nullFloat(v *float64) sql.NullFloat64 {
@@ -399,7 +395,7 @@ func nullFloat(v *float64) sql.NullFloat64 {
 
 // Alerts returns a patient's alerts, newest first.
 func (s *Store) Alerts(ctx context.Context, patientID string, limit int) ([]monitor.Alert, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, patient_id, observation_id, code, value, unit, bound, limit_value, at, created_at
+	rows, err := s.query(ctx, `SELECT `+alertCols+`
 		FROM alerts WHERE patient_id = ? ORDER BY created_at DESC, at DESC, id DESC LIMIT ?`, patientID, limit)
 	if err != nil {
 		return nil, err
