@@ -39,34 +39,54 @@ var unlock = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then retu
 func (s *Rooms) key(id string) string { return s.prefix + "room:" + id }
 func (s *Rooms) set() string          { return s.prefix + "rooms" }
 
-// ErrLockTimeout is returned when a room's lock could not be had in time.
-var ErrLockTimeout = errors.New("the room is locked by another node")
+// ErrLockTimeout is returned when a lock could not be had in time.
+var ErrLockTimeout = errors.New("held by another node for too long")
 
 func (s *Rooms) lock(ctx context.Context, id string) (release func(), err error) {
+	release, err = Lock(ctx, s.rdb, s.key(id)+":lock")
+	if err != nil {
+		return nil, fmt.Errorf("lock room %s: %w", id, err)
+	}
+	return release, nil
+}
+
+// Lock takes the lock named key in rdb (a key set with NX and an expiry of lockTTL, with a random
+// token that only its holder's release deletes), waiting for it at most lockTTL. It serves any work
+// that one node at a time must do: a room's update, a patient's upload.
+func Lock(ctx context.Context, rdb redis.UniversalClient, key string) (release func(), err error) {
 	var b [12]byte
 	rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
-	key := s.key(id) + ":lock"
 	deadline := time.Now().Add(lockTTL)
 	wait := time.Millisecond
 	for {
-		ok, err := s.rdb.SetNX(ctx, key, token, lockTTL).Result()
+		ok, err := rdb.SetNX(ctx, key, token, lockTTL).Result()
 		if err != nil {
-			return nil, fmt.Errorf("lock room %s: %w", id, err)
+			return nil, err
 		}
 		if ok {
-			return func() { unlock.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, token) }, nil
+			return func() { unlock.Run(context.WithoutCancel(ctx), rdb, []string{key}, token) }, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("lock room %s: %w", id, ErrLockTimeout)
+			return nil, ErrLockTimeout
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("lock room %s: %w", id, ctx.Err())
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 20*time.Millisecond)
 	}
+}
+
+// PatientLock serialises one patient's uploads across the nodes (monitoring.Options.PatientLock):
+// their alert states are read, judged and written by one upload at a time.
+func (r *Redis) PatientLock(ctx context.Context, patientID string) (unlock func(), err error) {
+	release, err := Lock(ctx, r.client, r.Key("lock", "patient", patientID))
+	if err != nil {
+		return nil, fmt.Errorf("lock patient %s: %w", patientID, err)
+	}
+	return release, nil
 }
 
 func (s *Rooms) load(ctx context.Context, id string) (*rooms.Room, error) {

@@ -236,7 +236,7 @@ func (r *Router) read(ctx context.Context) {
 	last := "0"
 	failing := false
 	for ctx.Err() == nil {
-		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{r.inbox(r.node), last}, Count: 256, Block: 2 * time.Second}).Result()
+		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{r.inbox(r.node), last}, Count: 256, Block: time.Second}).Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}

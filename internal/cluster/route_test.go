@@ -5,45 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/telemed/telemed/internal/auth"
+	"github.com/telemed/telemed/internal/cluster/clustertest"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/signal/rooms"
 	"github.com/telemed/telemed/internal/signal/route"
 	"github.com/telemed/telemed/internal/signal/route/routetest"
 )
 
-// testRedis is a client of the machine's Redis (TELEMED_TEST_REDIS) and a key prefix of this test's
-// own, whose keys are deleted at the end.
+// testRedis is a client of the test Redis (clustertest) and a key prefix of this test's own.
 func testRedis(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
-	url := os.Getenv("TELEMED_TEST_REDIS")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TELEMED_TEST_REDIS is not set; scripts/test sets it")
-		}
-		t.Skip("set TELEMED_TEST_REDIS=redis://127.0.0.1:6379/0 to run the tests against a real Redis")
-	}
+	url := clustertest.URL(t)
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
-	prefix := "telemedtest:" + auth.NewID("") + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, clustertest.Prefix(t, url)
 }
 
 func TestRouterConforms(t *testing.T) {
@@ -100,5 +85,40 @@ func TestRoomsUpdatesAreExclusive(t *testing.T) {
 	nodes[1].View(ctx, "c1", func(r *rooms.Room) { gone = r == nil })
 	if ids, _ := nodes[1].IDs(ctx); !gone || len(ids) != 0 {
 		t.Fatalf("an emptied room is still there (%v)", ids)
+	}
+}
+
+func TestPatientLockIsExclusiveAcrossNodes(t *testing.T) {
+	url := clustertest.URL(t)
+	prefix := clustertest.Prefix(t, url)
+	ctx := context.Background()
+	a, b := openNode(t, url, prefix, Options{}), openNode(t, url, prefix, Options{})
+	var inside, most int32
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := []*Redis{a, b}[i%2]
+			unlock, err := node.PatientLock(ctx, "pt_1")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			inside++
+			most = max(most, inside)
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+			mu.Lock()
+			inside--
+			mu.Unlock()
+			unlock()
+		}()
+	}
+	wg.Wait()
+	if most != 1 {
+		t.Fatalf("%d uploads of one patient held the lock at once, across two nodes", most)
 	}
 }

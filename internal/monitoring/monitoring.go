@@ -70,6 +70,10 @@ type Options struct {
 	Now func() time.Time
 	// Bus carries events to and from the other nodes; nil keeps them in this process.
 	Bus Bus
+	// PatientLock serialises one patient's uploads across the nodes that share the store, so that
+	// two devices uploading to two nodes at once judge alerts one after the other. Default: none
+	// (one node: uploads are serialised in this process anyway).
+	PatientLock func(ctx context.Context, patientID string) (unlock func(), err error)
 }
 
 // Service carries out the monitoring use cases.
@@ -81,8 +85,9 @@ type Service struct {
 	now     func() time.Time
 	events  broker
 	bus     Bus
-	// patientLocks serialise the alert states of one patient's uploads.
+	// patientLocks serialise the alert states of one patient's uploads; patientLock across nodes.
 	patientLocks stripedLocks
+	patientLock  func(ctx context.Context, patientID string) (unlock func(), err error)
 	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
 	// EnrollFailureBurst.
 	enrollFailures *rate.Limiter
@@ -97,7 +102,7 @@ func New(o Options) (*Service, error) {
 		o.Now = time.Now
 	}
 	return &Service{store: o.Store, audit: o.Audit, links: o.DeviceLinks, baseURL: strings.TrimRight(o.BaseURL, "/"), now: o.Now, bus: o.Bus,
-		enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
+		patientLock: o.PatientLock, enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
 }
 
 // Now returns the service's current time.

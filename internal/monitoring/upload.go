@@ -96,10 +96,16 @@ func (s *Service) Upload(ctx context.Context, d monitor.Device, b Batch) (Upload
 	}
 	// Two devices of one patient may upload at once: their alert states are read, judged and written
 	// by one upload at a time, or one would write back the other's stale state and hide a crossing.
-	// (In-process: several nodes sharing a database would need the store to do this in one
-	// transaction.)
+	// In this process first, then across the nodes (PatientLock).
 	unlock := s.patientLocks.lock(d.PatientID)
 	defer unlock()
+	if s.patientLock != nil {
+		release, err := s.patientLock(ctx, d.PatientID)
+		if err != nil {
+			return UploadResult{}, fmt.Errorf("upload of %s: %w", d.PatientID, errors.Join(store.ErrUnavailable, err))
+		}
+		defer release()
+	}
 	states, err := s.store.AlertStates(ctx, d.PatientID)
 	if err != nil {
 		return UploadResult{}, fmt.Errorf("alert states of %s: %w", d.PatientID, err)

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telemed/telemed/internal/cluster"
-	"github.com/telemed/telemed/internal/monitoring"
 )
 
 // openRedis connects to --redis, when it is set, and makes the bus that carries monitoring events
@@ -32,13 +31,13 @@ func (s *Server) openRedis(ctx context.Context, o Options, reg prometheus.Regist
 	return nil
 }
 
-// monitoringBus is the bus monitoring publishes on, nil for one node (an interface holding a nil
-// *cluster.EventBus would not be nil).
-func (s *Server) monitoringBus() monitoring.Bus {
+// sharing is what the use cases share with the other nodes over Redis: nothing for one node (an
+// interface holding a nil *cluster.EventBus would not be nil).
+func (s *Server) sharing() sharing {
 	if s.bus == nil {
-		return nil
+		return sharing{}
 	}
-	return s.bus
+	return sharing{bus: s.bus, patientLock: s.redis.PatientLock}
 }
 
 // receiveEvents hands the other nodes' monitoring events to this node's subscribers until ctx ends.

@@ -91,11 +91,17 @@ type Services struct {
 // and so does a one-off command beside it. now is the clock (time.Now if nil), log receives what
 // an operator should see (slog.Default() if nil).
 func NewServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger) (Services, error) {
-	return newServices(ctx, st, baseURL, now, log, nil)
+	return newServices(ctx, st, baseURL, now, log, sharing{})
 }
 
-// newServices is NewServices with the bus that carries monitoring events between nodes (nil: none).
-func newServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger, bus monitoring.Bus) (Services, error) {
+// sharing is what the use cases share with the other nodes: none for one node.
+type sharing struct {
+	bus         monitoring.Bus // monitoring events
+	patientLock func(ctx context.Context, patientID string) (unlock func(), err error)
+}
+
+// newServices is NewServices with what the use cases share with the other nodes.
+func newServices(ctx context.Context, st store.Store, baseURL string, now func() time.Time, log *slog.Logger, sh sharing) (Services, error) {
 	links, err := consultations.LoadLinks(ctx, st, baseURL)
 	if err != nil {
 		return Services{}, err
@@ -108,7 +114,8 @@ func newServices(ctx context.Context, st store.Store, baseURL string, now func()
 	if out.Consultations, err = consultations.New(consultations.Options{Store: st, Links: links, Audit: trail, Now: now}); err != nil {
 		return Services{}, err
 	}
-	out.Monitoring, err = monitoring.New(monitoring.Options{Store: st, Audit: trail, DeviceLinks: links, BaseURL: links.BaseURL(), Now: now, Bus: bus})
+	out.Monitoring, err = monitoring.New(monitoring.Options{Store: st, Audit: trail, DeviceLinks: links, BaseURL: links.BaseURL(), Now: now, Bus: sh.bus,
+		PatientLock: sh.patientLock})
 	return out, err
 }
 
@@ -159,7 +166,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 		ln.Close()
 		return err
 	}
-	if s.services, err = newServices(ctx, s.store, s.baseURL, o.Now, s.log, s.monitoringBus()); err != nil {
+	if s.services, err = newServices(ctx, s.store, s.baseURL, o.Now, s.log, s.sharing()); err != nil {
 		ln.Close()
 		return err
 	}
