@@ -139,3 +139,57 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestBrowserRestartKeepsAdmission: the same restart with two browsers. Both pages say they are
+// reconnecting, resume with the same participant, never show the waiting room again, and keep
+// decoding each other's video through it all.
+func TestBrowserRestartKeepsAdmission(t *testing.T) {
+	chromium := findChromium(t)
+	var cfg config.Serve
+	e := startServerEnv(t, func(c *config.Serve) { cfg = *c }, serverOptions())
+	cfg.HTTPAddr = e.srv.Addr().String()
+	c := e.newConsultation(t, time.Hour)
+	provider := newBrowser(t, chromium)
+	patient := newBrowser(t, chromium)
+	startBrowserCall(t, provider, patient, c.StartURL, c.JoinURL)
+	pages := map[string]context.Context{"provider": provider, "patient": patient}
+	ids, before := map[string]string{}, map[string]callStats{}
+	for who, page := range pages {
+		before[who] = waitMedia(t, page, who)
+		ids[who] = evalJS[string](t, page, `window.telemed.signaling.me.id`)
+	}
+
+	if err := e.srv.Close(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	for who, page := range pages {
+		waitJS(t, page, who+" shows Reconnecting", `document.querySelector('#status').textContent.includes('Reconnecting')`, 10*time.Second)
+	}
+	o := serverOptions()
+	o.Logger = testLogger(t)
+	srv, err := server.Start(context.Background(), cfg, o)
+	if err != nil {
+		t.Fatalf("start again: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	for who, page := range pages {
+		waitJS(t, page, who+" back to Connected", `document.querySelector('#status').textContent.includes('Connected')`, 30*time.Second)
+		waitState(t, page, who, "in-call")
+		if got := evalJS[string](t, page, `window.telemed.signaling.me.id`); got != ids[who] {
+			t.Fatalf("%s resumed as %s, was %s: a restart must keep the place", who, got, ids[who])
+		}
+	}
+	if n := evalJS[int](t, provider, `document.querySelectorAll('#lobby button[data-admit]').length`); n != 0 {
+		t.Fatalf("the provider's waiting room shows %d people after the restart; the patient should still be in the call", n)
+	}
+	for who, page := range pages {
+		deadline := time.Now().Add(10 * time.Second)
+		for evalJS[callStats](t, page, statsJS).FramesDecoded <= before[who].FramesDecoded+10 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stopped decoding video across the restart", who)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
