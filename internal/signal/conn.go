@@ -135,8 +135,8 @@ func (c *conn) serve(ctx context.Context) {
 			} else {
 				c.srv.hub.Disconnected(bg, p, c)
 			}
-			c.srv.hub.Gone(c)
 		}
+		c.srv.hub.Gone(c)
 		c.close(closeNormal, "")
 		<-c.done
 		c.keepAlive.Stop()

@@ -146,7 +146,9 @@ type Hub struct {
 
 	mu    sync.Mutex
 	local map[route.Sender]*Place
-	grace map[string]*time.Timer // by participant id: places whose connection was lost on this node
+	keys  map[route.Sender]string // this node's connections that tried to join, by their name
+	named map[string]bool         // the names in keys
+	grace map[string]*time.Timer  // by participant id: places whose connection was lost on this node
 	// revoked are the devices disconnected for good on this node: a join the gatekeeper let
 	// through just before the revocation must not get in after it.
 	revoked map[string]bool
@@ -158,7 +160,7 @@ func New(o Options) (*Hub, error) {
 	if err := o.SetDefaults(); err != nil {
 		return nil, err
 	}
-	return &Hub{o: o, router: o.Router, rooms: o.Rooms, local: make(map[route.Sender]*Place),
+	return &Hub{o: o, router: o.Router, rooms: o.Rooms, local: make(map[route.Sender]*Place), keys: make(map[route.Sender]string), named: make(map[string]bool),
 		grace: make(map[string]*time.Timer), revoked: make(map[string]bool)}, nil
 }
 
@@ -201,11 +203,13 @@ func (h *Hub) held(p *Place) {
 	}
 }
 
-// gone forgets c, whose loop has ended.
+// Gone forgets c, whose loop has ended.
 func (h *Hub) Gone(c route.Sender) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.local, c)
+	delete(h.named, h.keys[c])
+	delete(h.keys, c)
 }
 
 // Held counts the places held by connections of this node, and the consultations they are in.
@@ -219,8 +223,24 @@ func (h *Hub) Held() (places, consultations int) {
 	return len(h.local), len(in)
 }
 
-func (h *Hub) newConnKey() string {
-	return h.o.Node + " " + strconv.FormatUint(h.serial.Add(1), 10)
+// connKey names c in rooms.Person.Conn: this node, and c's number on it.
+func (h *Hub) connKey(c route.Sender) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k, ok := h.keys[c]
+	if !ok {
+		k = h.o.Node + " " + strconv.FormatUint(h.serial.Add(1), 10)
+		h.keys[c], h.named[k] = k, true
+	}
+	return k
+}
+
+// open reports whether key names an open connection of this node. A key is named before a room
+// may hold it, so a room read before the call cannot hold a key too new for it.
+func (h *Hub) open(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.named[key]
 }
 
 // ID is the participant's id.
@@ -267,7 +287,7 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 	}
 
 	p := &Place{id: auth.NewID("p_"), roomID: t.ConsultationID, role: t.Role, subject: t.Subject, name: name,
-		conn: c, connKey: h.newConnKey()}
+		conn: c, connKey: h.connKey(c)}
 	var member consult.Member
 	err = h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
 		if r.State == nil {
@@ -346,6 +366,7 @@ var errBadResume = &protocol.Error{Code: errcode.BadResume, Message: "Your earli
 
 func (h *Hub) resume(ctx context.Context, c route.Sender, t Ticket, secret string, lastSeq uint64) (*Place, *protocol.Error) {
 	var p *Place
+	key := h.connKey(c)
 	err := h.update(ctx, t.ConsultationID, func(r *rooms.Room, rt route.Router) error {
 		if r.Stopped[linkKey(t.ConsultationID, t.Role, t.Subject)] {
 			return kickedError(t.Role)
@@ -360,7 +381,7 @@ func (h *Hub) resume(ctx context.Context, c route.Sender, t Ticket, secret strin
 		if r.State == nil || pp == nil || pp.Role != t.Role || pp.Subject != t.Subject {
 			return errBadResume
 		}
-		p = &Place{id: id, roomID: r.ID, role: pp.Role, subject: pp.Subject, name: pp.Name, conn: c, connKey: h.newConnKey()}
+		p = &Place{id: id, roomID: r.ID, role: pp.Role, subject: pp.Subject, name: pp.Name, conn: c, connKey: key}
 		pp.Conn, pp.LostAt = p.connKey, time.Time{}
 		// Attach closes the connection that held the place before, on whichever node: it has not
 		// noticed it is dead yet, and must not take the place down with it.

@@ -152,7 +152,9 @@ func (h *Hub) sweep(ctx context.Context) {
 				switch {
 				case pp.Conn == "" && now.Sub(pp.LostAt) > h.o.ResumeGrace:
 					expired = append(expired, pid)
-				case pp.Conn != "" && !isAlive(pp.Node()):
+				case pp.Conn != "" && (!isAlive(pp.Node()) || (pp.Node() == h.o.Node && !h.open(pp.Conn))):
+					// Held by a node that is gone, or by a connection of this node that has gone
+					// without its loss being written (Redis was out).
 					if stale == nil {
 						stale = map[string]string{}
 					}
