@@ -47,15 +47,20 @@ func LoadSecret(dataDir, configured string) ([]byte, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("TURN secret %s: %w", path, err)
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	secret := base64.RawURLEncoding.EncodeToString(raw)
+	secret := NewSecret()
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("keep TURN secret in %s: %w", path, err)
 	}
 	return []byte(secret), nil
+}
+
+// NewSecret returns a new random TURN secret.
+func NewSecret() string {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
 // RelayAddress is the address relayed candidates carry: publicIP (--turn-public-ip) if it is an IP,

@@ -173,7 +173,7 @@ func (s *Server) start(ctx context.Context, o Options) error {
 	svc := s.services
 	s.now = o.Now
 	if s.cfg.TURN || len(s.cfg.TURNServers) > 0 {
-		if s.turnSecret, err = turnSecret(s.cfg); err != nil {
+		if s.turnSecret, err = s.loadTURNSecret(ctx); err != nil {
 			ln.Close()
 			return err
 		}

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +21,27 @@ import (
 
 // turnSecret returns --turn-secret, or the secret kept in the data folder, made on first use.
 func turnSecret(cfg config.Serve) ([]byte, error) { return ice.LoadSecret(cfg.DataDir, cfg.TURNSecret) }
+
+// settingTURNSecret is where nodes sharing a store keep the TURN secret they generated.
+const settingTURNSecret = "turn_secret"
+
+// loadTURNSecret is turnSecret for this server: nodes that share a store (--store) share the
+// generated secret through it, so that a credential one node hands out works on every node's relay.
+// The first node to start makes it (or offers the one its data folder kept, if any).
+func (s *Server) loadTURNSecret(ctx context.Context) ([]byte, error) {
+	if s.cfg.TURNSecret != "" || s.cfg.StoreURL == "" {
+		return turnSecret(s.cfg)
+	}
+	offer := ice.NewSecret()
+	if b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, ice.SecretFile)); err == nil && len(strings.TrimSpace(string(b))) >= ice.MinSecretLength {
+		offer = strings.TrimSpace(string(b))
+	}
+	v, err := s.store.EnsureSetting(ctx, settingTURNSecret, offer)
+	if err != nil {
+		return nil, fmt.Errorf("TURN secret in the store: %w", err)
+	}
+	return []byte(v), nil
+}
 
 // startTURN runs the embedded STUN/TURN server as the configuration says.
 func (s *Server) startTURN(o Options, reg prometheus.Registerer) error {
