@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Several nodes (docs/benchmarks.md#several-nodes): signaling on one node with SQLite (the default, the
-# baseline), one node on PostgreSQL and Redis, and two nodes on PostgreSQL and Redis with the provider
-# on one and the patient on the other, side by side in one run. Per setup it prints the join to an open
+# baseline), one node on PostgreSQL alone, one node on PostgreSQL and Redis, and two nodes on
+# PostgreSQL and Redis with the provider on one and the patient on the other, side by side in one run. Per setup it prints the join to an open
 # data channel and the offer/answer relay round trip, p50 and p99 with their ratios to the baseline,
 # and the Redis round trips per join, per visit and per relay, by command.
 #

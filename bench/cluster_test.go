@@ -22,6 +22,7 @@ import (
 // signaling, against one node on SQLite with no Redis (the default, the baseline), in one run:
 //
 //	sqlite      one node, SQLite in its data folder, no Redis
+//	pg          one node on PostgreSQL, no Redis: what the store alone changes
 //	pg+redis    one node on PostgreSQL and Redis
 //	two-nodes   two nodes on PostgreSQL and Redis, the provider's signaling on the first, the patient's
 //	            on the second: everything between them goes through Redis
@@ -37,7 +38,7 @@ import (
 // TELEMED_TEST_REDIS: a database and a key prefix of its own are made there and removed at the end.
 // CLUSTER_ROUNDS rounds (default 10), each running CLUSTER_JOINS joins (default 30) and then
 // CLUSTER_RELAYS relay round trips (default 100, at most 100) on every setup in turn, in an order that
-// rotates every round, so that drift on the machine hits all three alike.
+// rotates every round, so that drift on the machine hits all of them alike.
 func TestClusterSignaling(t *testing.T) {
 	if os.Getenv("TELEMED_BENCH") == "" {
 		t.Skip("set TELEMED_BENCH=1 to run (with TELEMED_TEST_POSTGRES and TELEMED_TEST_REDIS)")
@@ -93,7 +94,7 @@ type clusterSetup struct {
 	visitsCounted int
 }
 
-// startSetups starts the three setups' servers. The two nodes share the data folder as well as the
+// startSetups starts the setups' servers. The two nodes share the data folder as well as the
 // database and the prefix, as nodes of one deployment would share their configuration.
 func startSetups(t *testing.T) []*clusterSetup {
 	redisURL := clustertest.URL(t)
@@ -104,6 +105,7 @@ func startSetups(t *testing.T) []*clusterSetup {
 		return func(c *config.Serve) { c.StoreURL, c.Redis, c.RedisPrefix = store, redisURL, prefix }
 	}
 	sqlite := startServer(t)
+	pg := startServerWith(t, func(c *config.Serve) { c.StoreURL = pgtest.URL(t) })
 	one := startServerWith(t, deployment())
 	two := deployment()
 	a := startServerWith(t, two)
@@ -111,6 +113,7 @@ func startSetups(t *testing.T) []*clusterSetup {
 	b.provider = a.provider
 	setups := []*clusterSetup{
 		{name: "sqlite", prov: sqlite, pat: sqlite},
+		{name: "pg", prov: pg, pat: pg},
 		{name: "pg+redis", prov: one, pat: one, nodes: []*server.Server{one.srv}},
 		{name: "two-nodes", prov: a, pat: b, nodes: []*server.Server{a.srv, b.srv}},
 	}
@@ -294,12 +297,18 @@ func printClusterTable(setups []*clusterSetup, rounds, joins, relays int) {
 			perJoin/float64(s.visitsCounted), perVisit/float64(s.visitsCounted), perRelay/float64(len(s.relayTimes)))
 	}
 	p("Redis round trips by command, count (mean time of one):")
-	for _, s := range setups[1:] {
+	for _, s := range setups {
+		if len(s.nodes) == 0 {
+			continue
+		}
 		_, joinSec := s.joinOps.total()
 		_, relaySec := s.relayOps.total()
 		p("  %s, per join (%.2f ms in Redis): %s", s.name, 1000*joinSec/float64(s.visitsCounted), s.joinOps.per(s.visitsCounted))
 		p("  %s, per visit: %s", s.name, s.visitOps.per(s.visitsCounted))
 		p("  %s, per relay round trip (%.3f ms in Redis): %s", s.name, 1000*relaySec/float64(len(s.relayTimes)), s.relayOps.per(len(s.relayTimes)))
+	}
+	for _, s := range setups {
+		p("slowest joins, %s: %s", s.name, slowest(s.joinTimes, 5))
 	}
 	p("per round, median join · relay in ms:")
 	for r := range rounds {
@@ -309,4 +318,15 @@ func printClusterTable(setups []*clusterSetup, rounds, joins, relays int) {
 		}
 		p("  round %2d: %s", r+1, strings.Join(parts, "   "))
 	}
+}
+
+// slowest is the n longest of ds in milliseconds, longest first: whether a p99 is a few outliers.
+func slowest(ds []time.Duration, n int) string {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] > s[j] })
+	var parts []string
+	for _, d := range s[:min(n, len(s))] {
+		parts = append(parts, fmt.Sprintf("%.1f", ms(d)))
+	}
+	return strings.Join(parts, " ")
 }
