@@ -18,6 +18,13 @@
 //     server and browser defaults: each sender's uplink, CPU per browser, time until every pair
 //     decodes video. It runs only with TELEMED_BENCH=1.
 //
-// bench/run.sh runs the join and memory benchmarks, bench/group.sh the group visit one, bench/files.sh the file transfer one, and
-// bench/turn.sh the TURN relay against coturn; docs/benchmarks.md has the method and the results.
+//   - TestClusterSignaling: the join to an open data channel and the offer/answer relay, p50 and p99,
+//     on one node with SQLite (the baseline), one node on PostgreSQL, one on PostgreSQL and Redis, and
+//     two nodes on PostgreSQL and Redis with the provider on one and the patient on the other,
+//     interleaved in one run; and the Redis round trips per join. It runs only with TELEMED_BENCH=1,
+//     TELEMED_TEST_POSTGRES and TELEMED_TEST_REDIS.
+//
+// bench/run.sh runs the join and memory benchmarks, bench/group.sh the group visit one, bench/files.sh the file transfer one,
+// bench/cluster.sh the several-node one, and bench/turn.sh the TURN relay against coturn;
+// docs/benchmarks.md has the method and the results.
 package bench

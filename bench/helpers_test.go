@@ -32,7 +32,25 @@ type env struct {
 	dir      string // the data folder
 }
 
-func startServer(tb testing.TB) *env {
+// startServer starts a server on SQLite in a temporary data folder, with one provider account.
+func startServer(tb testing.TB) *env { return startServerWith(tb, nil) }
+
+// startServerWith is startServer with configure, if not nil, changing the configuration after the
+// data folder is set (to put the server on PostgreSQL and Redis).
+func startServerWith(tb testing.TB, configure func(*config.Serve)) *env {
+	tb.Helper()
+	e := startNode(tb, "", configure)
+	p, err := e.svc.Accounts.AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", benchPassword)
+	if err != nil {
+		tb.Fatalf("add provider: %v", err)
+	}
+	e.provider = p
+	return e
+}
+
+// startNode starts a server with no provider account of its own: in data folder dir, or in a new
+// temporary one if dir is "".
+func startNode(tb testing.TB, dir string, configure func(*config.Serve)) *env {
 	tb.Helper()
 	cfg := config.DefaultServe()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -41,22 +59,23 @@ func startServer(tb testing.TB) *env {
 	cfg.TURN = false
 	// Not tb.TempDir: its name comes from the benchmark's, which may hold a '#' (a repeated
 	// sub-benchmark name), and the store's database URI does not escape one.
-	dir, err := os.MkdirTemp("", "telemed-bench-")
-	if err != nil {
-		tb.Fatal(err)
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "telemed-bench-"); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
 	cfg.DataDir = dir
+	if configure != nil {
+		configure(&cfg)
+	}
 	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: quiet})
 	if err != nil {
 		tb.Fatalf("start server: %v", err)
 	}
 	tb.Cleanup(func() { srv.Close() })
-	p, err := srv.Services().Accounts.AddProvider(context.Background(), "grace@clinic.example", "Dr Grace Hopper", benchPassword)
-	if err != nil {
-		tb.Fatalf("add provider: %v", err)
-	}
-	return &env{srv: srv, svc: srv.Services(), provider: p, dir: dir}
+	return &env{srv: srv, svc: srv.Services(), dir: dir}
 }
 
 func (e *env) newConsultation(tb testing.TB) consultations.ConsultationView {

@@ -186,60 +186,96 @@ func benchTelemed(b *testing.B, phases bool) {
 			m = newMilestones()
 		}
 		c := e.newConsultation(b)
-		prov, err := joinProvider(ctx, c.StartURL, provAPI, m)
+		v, err := openVisit(ctx, c.StartURL, c.JoinURL, provAPI, patAPI, m)
 		if err != nil {
 			b.Fatal(err)
 		}
-		// A provider is in the consultation well before the patient arrives; let the peer connection
-		// it prepares in the background be ready, as it would be, rather than compete with the timed
-		// join. A busy wait, not a sleep: after a sleep both cores are idle and every wake-up in the
-		// timed join is slower, which direct, with no pause between its joins, does not pay.
-		for t0 := time.Now(); time.Since(t0) < 20*time.Millisecond; {
-		}
-		opened := make(chan struct{})
-		var once sync.Once
-		cfg := client.Config{
-			Link: c.JoinURL, Name: "Ada Lovelace", API: patAPI, Logger: quiet, NoReconnect: true,
-			DataChannels: []client.DataChannelSpec{{Label: "bench"}},
-			OnDataChannel: func(p *client.Peer, dc *webrtc.DataChannel) {
-				if dc.Label() != "bench" {
-					return
-				}
-				m.mark("pc")
-				m.watch(p.PC)
-				dc.OnOpen(func() {
-					m.mark("open")
-					once.Do(func() { close(opened) })
-				})
-			},
-		}
-		if m != nil {
-			m.begin()
-		}
 		b.StartTimer()
-		start := time.Now()
-		pat, err := client.Join(ctx, cfg)
-		if err != nil {
-			b.Fatalf("patient join: %v", err)
-		}
-		m.mark("welcome")
-		select {
-		case <-opened:
-		case <-ctx.Done():
-			b.Fatalf("patient's data channel did not open: %v", ctx.Err())
-		}
-		d := time.Since(start)
+		d, err := v.join(ctx)
 		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
 		joins = append(joins, d)
 		if m != nil {
 			log.add(m)
 		}
-		pat.Leave(ctx)
-		prov.leave(ctx)
+		v.end(ctx)
 		cancel()
 	}
 	reportJoins(b, joins)
 	log.report(b)
+}
+
+// visit is one consultation with its provider in it, admitting whoever waits, and a patient about to
+// join: openVisit prepares it, join is what the benchmarks time, end hangs both up.
+type visit struct {
+	prov   *provider
+	pat    *client.Session
+	cfg    client.Config // the patient's
+	opened chan struct{} // closed when the patient's data channel is open
+	m      *milestones
+}
+
+// openVisit joins the provider with startURL and prepares the patient's join with joinURL (the two
+// links may name different nodes).
+func openVisit(ctx context.Context, startURL, joinURL string, provAPI, patAPI *webrtc.API, m *milestones) (*visit, error) {
+	prov, err := joinProvider(ctx, startURL, provAPI, m)
+	if err != nil {
+		return nil, err
+	}
+	// A provider is in the consultation well before the patient arrives; let the peer connection
+	// it prepares in the background be ready, as it would be, rather than compete with the timed
+	// join. A busy wait, not a sleep: after a sleep both cores are idle and every wake-up in the
+	// timed join is slower, which direct, with no pause between its joins, does not pay.
+	for t0 := time.Now(); time.Since(t0) < 20*time.Millisecond; {
+	}
+	v := &visit{prov: prov, opened: make(chan struct{}), m: m}
+	var once sync.Once
+	v.cfg = client.Config{
+		Link: joinURL, Name: "Ada Lovelace", API: patAPI, Logger: quiet, NoReconnect: true,
+		DataChannels: []client.DataChannelSpec{{Label: "bench"}},
+		OnDataChannel: func(p *client.Peer, dc *webrtc.DataChannel) {
+			if dc.Label() != "bench" {
+				return
+			}
+			m.mark("pc")
+			m.watch(p.PC)
+			dc.OnOpen(func() {
+				m.mark("open")
+				once.Do(func() { close(v.opened) })
+			})
+		},
+	}
+	return v, nil
+}
+
+// join is the patient's join until its data channel is open, and how long that took.
+func (v *visit) join(ctx context.Context) (time.Duration, error) {
+	if v.m != nil {
+		v.m.begin()
+	}
+	start := time.Now()
+	pat, err := client.Join(ctx, v.cfg)
+	if err != nil {
+		return 0, fmt.Errorf("patient join: %w", err)
+	}
+	v.pat = pat
+	v.m.mark("welcome")
+	select {
+	case <-v.opened:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("patient's data channel did not open: %w", ctx.Err())
+	}
+	return time.Since(start), nil
+}
+
+// end hangs up the patient, if it joined, and the provider.
+func (v *visit) end(ctx context.Context) {
+	if v.pat != nil {
+		v.pat.Leave(ctx)
+	}
+	v.prov.leave(ctx)
 }
 
 // directPeer is one pion peer signaled by function calls. Candidates that arrive before the remote

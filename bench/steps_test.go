@@ -33,13 +33,6 @@ func BenchmarkSignalingSteps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	join := func(name, tok string) string {
-		return fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":%q}`, id, tok, name)
-	}
-	_, _, provToken, err := client.ParseLink(c.StartURL)
-	if err != nil {
-		b.Fatal(err)
-	}
 
 	b.Run("dial", func(b *testing.B) {
 		for range b.N {
@@ -54,7 +47,7 @@ func BenchmarkSignalingSteps(b *testing.B) {
 			b.StopTimer()
 			r := dialRaw(b, wsURL)
 			b.StartTimer()
-			r.send(b, join("Ada Lovelace", token))
+			r.send(b, joinMessage(id, token, "Ada Lovelace"))
 			r.read(b, "welcome")
 			b.StopTimer()
 			r.leave(b)
@@ -70,7 +63,7 @@ func BenchmarkSignalingSteps(b *testing.B) {
 					r.leave(b)
 				}
 				r = dialRaw(b, wsURL)
-				r.send(b, join("Ada Lovelace", token))
+				r.send(b, joinMessage(id, token, "Ada Lovelace"))
 				r.read(b, "welcome")
 				b.StartTimer()
 			}
@@ -81,39 +74,18 @@ func BenchmarkSignalingSteps(b *testing.B) {
 		r.leave(b)
 	})
 	b.Run("relay", func(b *testing.B) {
-		sdp := "v=0\r\n" + strings.Repeat("a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n", 40)
-		var prov, pat *raw
-		var offer, answer string
-		hangUp := func() {
-			for _, r := range []*raw{pat, prov} {
-				if r != nil {
-					r.leave(b)
-				}
-			}
-		}
+		var pair *relayPair
 		for i := range b.N {
 			if i%100 == 0 {
 				b.StopTimer()
-				hangUp()
-				prov, pat = dialRaw(b, wsURL), dialRaw(b, wsURL)
-				prov.send(b, join("", provToken))
-				provID := prov.read(b, "welcome").You.ID
-				pat.send(b, join("Ada Lovelace", token))
-				patID := pat.read(b, "welcome").You.ID
-				prov.read(b, "lobby")
-				prov.send(b, fmt.Sprintf(`{"type":"admit","peer":%q}`, patID))
-				pat.read(b, "admitted")
-				offer = fmt.Sprintf(`{"type":"offer","to":%q,"sdp":%q}`, provID, sdp)
-				answer = fmt.Sprintf(`{"type":"answer","to":%q,"sdp":%q}`, patID, sdp)
+				pair.hangUp(b)
+				pair = openRelayPair(b, c.StartURL, c.JoinURL)
 				b.StartTimer()
 			}
-			pat.send(b, offer)
-			prov.read(b, "offer")
-			prov.send(b, answer)
-			pat.read(b, "answer")
+			pair.roundTrip(b)
 		}
 		b.StopTimer()
-		hangUp()
+		pair.hangUp(b)
 	})
 	b.Run("linkcheck", func(b *testing.B) {
 		for range b.N {
@@ -129,12 +101,68 @@ func BenchmarkSignalingSteps(b *testing.B) {
 	})
 }
 
+// joinMessage is the join of a bare client to consultation id with a link's token.
+func joinMessage(id, token, name string) string {
+	return fmt.Sprintf(`{"type":"join","version":1,"consultation":%q,"token":%q,"name":%q}`, id, token, name)
+}
+
+// relaySDP stands in for an SDP: 2.4 KB, about a real one's size with its candidates.
+var relaySDP = "v=0\r\n" + strings.Repeat("a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n", 40)
+
+// relayPair is a provider and an admitted patient on bare connections, with an offer and an answer
+// addressed to each other.
+type relayPair struct {
+	prov, pat     *raw
+	offer, answer string
+}
+
+// openRelayPair joins a provider with startURL and a patient with joinURL (the links may name
+// different nodes) and admits the patient. A client may send 50 messages a second with bursts of
+// 200, so a pair is good for 100 round trips.
+func openRelayPair(tb testing.TB, startURL, joinURL string) *relayPair {
+	provWS, id, provToken, err := client.ParseLink(startURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	patWS, _, token, err := client.ParseLink(joinURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &relayPair{prov: dialRaw(tb, provWS), pat: dialRaw(tb, patWS)}
+	p.prov.send(tb, joinMessage(id, provToken, ""))
+	provID := p.prov.read(tb, "welcome").You.ID
+	p.pat.send(tb, joinMessage(id, token, "Ada Lovelace"))
+	patID := p.pat.read(tb, "welcome").You.ID
+	p.prov.read(tb, "lobby")
+	p.prov.send(tb, fmt.Sprintf(`{"type":"admit","peer":%q}`, patID))
+	p.pat.read(tb, "admitted")
+	p.offer = fmt.Sprintf(`{"type":"offer","to":%q,"sdp":%q}`, provID, relaySDP)
+	p.answer = fmt.Sprintf(`{"type":"answer","to":%q,"sdp":%q}`, patID, relaySDP)
+	return p
+}
+
+// roundTrip sends the offer from the patient to the provider and the answer back.
+func (p *relayPair) roundTrip(tb testing.TB) {
+	p.pat.send(tb, p.offer)
+	p.prov.read(tb, "offer")
+	p.prov.send(tb, p.answer)
+	p.pat.read(tb, "answer")
+}
+
+// hangUp hangs up both; a nil pair is none.
+func (p *relayPair) hangUp(tb testing.TB) {
+	if p != nil {
+		p.pat.leave(tb)
+		p.prov.leave(tb)
+	}
+}
+
 // raw is a bare signaling connection.
 type raw struct {
 	ws *websocket.Conn
 }
 
-func dialRaw(b *testing.B, wsURL string) *raw {
+func dialRaw(b testing.TB, wsURL string) *raw {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, wsURL, nil)
@@ -145,7 +173,7 @@ func dialRaw(b *testing.B, wsURL string) *raw {
 }
 
 // leave hangs up and waits for the server to close the socket, so that the leave has been handled.
-func (r *raw) leave(b *testing.B) {
+func (r *raw) leave(b testing.TB) {
 	r.send(b, `{"type":"leave"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -157,7 +185,7 @@ func (r *raw) leave(b *testing.B) {
 	r.ws.CloseNow()
 }
 
-func (r *raw) send(b *testing.B, msg string) {
+func (r *raw) send(b testing.TB, msg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
@@ -174,7 +202,7 @@ type rawMessage struct {
 }
 
 // read reads until a message of type typ, skipping others; an error message fails the benchmark.
-func (r *raw) read(b *testing.B, typ string) rawMessage {
+func (r *raw) read(b testing.TB, typ string) rawMessage {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
