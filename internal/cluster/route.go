@@ -206,8 +206,41 @@ func (r *Router) Detach(id string, s route.Sender) {
 func (r *Router) Send(id string, msg []byte) {
 	ctx, cancel := r.bg()
 	defer cancel()
-	err := send.Run(ctx, r.rdb, r.keys(id), string(msg[1:]), r.prefix, id, keptPerParticipant,
-		participantTTL.Milliseconds(), inboxLength, r.node).Err()
+	r.sent1(id, send.Run(ctx, r.rdb, r.keys(id), r.sendArgs(id, msg)...).Err())
+}
+
+var _ route.Batcher = (*Router)(nil)
+
+// SendAll implements route.Batcher: the messages go in one pipeline, in order.
+func (r *Router) SendAll(msgs []route.Message) {
+	if len(msgs) == 1 {
+		r.Send(msgs[0].To, msgs[0].Msg)
+		return
+	}
+	ctx, cancel := r.bg()
+	defer cancel()
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(msgs))
+	for i, m := range msgs {
+		cmds[i] = send.EvalSha(ctx, pipe, r.keys(m.To), r.sendArgs(m.To, m.Msg)...)
+	}
+	pipe.Exec(ctx)
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis forgot the script (it restarted): this one loads it again.
+			err = send.Run(ctx, r.rdb, r.keys(msgs[i].To), r.sendArgs(msgs[i].To, msgs[i].Msg)...).Err()
+		}
+		r.sent1(msgs[i].To, err)
+	}
+}
+
+func (r *Router) sendArgs(id string, msg []byte) []any {
+	return []any{string(msg[1:]), r.prefix, id, keptPerParticipant, participantTTL.Milliseconds(), inboxLength, r.node}
+}
+
+// sent1 counts one message sent, or logs why it was not.
+func (r *Router) sent1(id string, err error) {
 	if err != nil {
 		r.failed.Inc()
 		r.log.Warn("send: redis", "participant", id, "err", err)

@@ -12,6 +12,9 @@ import (
 // admission, say) can then act on it at once, on any node, and find the room changed.
 type outbox struct {
 	ops []func(route.Router) error
+	// sends are the messages of ops that are plain sends, by index in ops, to be sent together by a
+	// route.Batcher.
+	sends map[int]route.Message
 }
 
 var _ route.Router = (*outbox)(nil)
@@ -26,7 +29,40 @@ func (o *outbox) Detach(id string, s route.Sender) {
 }
 
 func (o *outbox) Send(id string, msg []byte) {
+	if o.sends == nil {
+		o.sends = map[int]route.Message{}
+	}
+	o.sends[len(o.ops)] = route.Message{To: id, Msg: msg}
 	o.ops = append(o.ops, func(r route.Router) error { r.Send(id, msg); return nil })
+}
+
+// replay does the ops with r, in order; runs of sends go together when r is a route.Batcher.
+func (o *outbox) replay(r route.Router) error {
+	var first error
+	b, batches := r.(route.Batcher)
+	var run []route.Message
+	flush := func() {
+		if len(run) > 0 {
+			b.SendAll(run)
+			run = run[:0]
+		}
+	}
+	for i, op := range o.ops {
+		if m, ok := o.sends[i]; ok && batches {
+			run = append(run, m)
+			continue
+		}
+		if batches {
+			flush()
+		}
+		if err := op(r); err != nil && first == nil {
+			first = err
+		}
+	}
+	if batches {
+		flush()
+	}
+	return first
 }
 
 func (o *outbox) Close(id string, code int, reason string) {
@@ -43,15 +79,9 @@ func (h *Hub) update(ctx context.Context, id string, fn func(r *rooms.Room, rt r
 	var out outbox
 	var sendErr error
 	err := h.rooms.Update(ctx, id, func(r *rooms.Room) error {
-		out.ops = out.ops[:0]
+		out = outbox{}
 		return fn(r, &out)
-	}, func() {
-		for _, op := range out.ops {
-			if err := op(h.router); err != nil && sendErr == nil {
-				sendErr = err
-			}
-		}
-	})
+	}, func() { sendErr = out.replay(h.router) })
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,18 @@ type Router interface {
 	Forget(participantID string)
 }
 
+// Message is a message for one participant, for SendAll.
+type Message struct {
+	To  string
+	Msg []byte
+}
+
+// Batcher is a Router that sends several messages at once, each as Send would, in order: the hub
+// sends a change's messages together (one round trip to Redis rather than one each).
+type Batcher interface {
+	SendAll(msgs []Message)
+}
+
 // kept bounds what is kept for each participant: enough for a renegotiation and its candidates
 // during a network blip, not an unbounded memory sink.
 const kept = 128

@@ -156,6 +156,23 @@ func Run(t *testing.T, newNodes func(t *testing.T) (a, b route.Router)) {
 			t.Fatalf("after Forget, seqs %s, want [0 1]", got)
 		}
 	})
+	t.Run("a batch is sent as its messages one by one", func(t *testing.T) {
+		a, b := newNodes(t)
+		batcher, ok := b.(route.Batcher)
+		if !ok {
+			t.Skip("not a route.Batcher")
+		}
+		s1, s2 := &Sender{}, &Sender{}
+		a.Attach("p6", s1, []byte(`{}`), 0)
+		a.Attach("p7", s2, []byte(`{}`), 0)
+		batcher.SendAll([]route.Message{{To: "p6", Msg: []byte(`{"n":1}`)}, {To: "p7", Msg: []byte(`{"n":2}`)}, {To: "p6", Msg: []byte(`{"n":3}`)}})
+		if got := s1.wait(t, 3, false); got[1] != `{"seq":1,"n":1}` || got[2] != `{"seq":2,"n":3}` {
+			t.Fatalf("p6 got %q", got)
+		}
+		if got := s2.wait(t, 2, false); got[1] != `{"seq":1,"n":2}` {
+			t.Fatalf("p7 got %q", got)
+		}
+	})
 	t.Run("the replay window is bounded", func(t *testing.T) {
 		a, _ := newNodes(t)
 		s0 := &Sender{}
