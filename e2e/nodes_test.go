@@ -28,9 +28,19 @@ type nodes struct {
 
 func startNodes(t *testing.T, redisURL string, n int) *nodes {
 	t.Helper()
+	return startNodesWith(t, redisURL, n, nil)
+}
+
+// startNodesWith is startNodes with a configuration that more may change on every node (such as
+// the store's URL, for nodes on PostgreSQL rather than the shared folder's SQLite).
+func startNodesWith(t *testing.T, redisURL string, n int, more func(*config.Serve)) *nodes {
+	t.Helper()
 	dir, prefix := t.TempDir(), clustertest.Prefix(t, redisURL)
 	configure := func(c *config.Serve) {
 		c.DataDir, c.Redis, c.RedisPrefix, c.TURN = dir, redisURL, prefix, false
+		if more != nil {
+			more(c)
+		}
 	}
 	ns := &nodes{first: startServerEnv(t, configure, serverOptions())}
 	ns.all = append(ns.all, ns.first.srv)

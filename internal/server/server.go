@@ -226,7 +226,7 @@ func (s *Server) signalOptions(o Options) signal.Options {
 	so.Gatekeeper = func(ctx context.Context, id, token string) (hub.Ticket, error) {
 		t, err := svc.Consultations.Admit(ctx, id, token)
 		if err != nil {
-			return hub.Ticket{}, err
+			return hub.Ticket{}, s.admitError(ctx, err)
 		}
 		return hub.Ticket{ConsultationID: t.Consultation.ID, Title: t.Consultation.Title,
 			ProviderName: t.ProviderName, Role: t.Role, Expired: t.Expired, Subject: t.Subject, Name: t.Name}, nil
@@ -250,6 +250,30 @@ func (s *Server) signalOptions(o Options) signal.Options {
 		svc.Consultations.Audit(context.WithoutCancel(ctx), e)
 	}
 	return so
+}
+
+// linkRefusals are the errors with which Consultations.Admit refuses a link; any other error is a
+// failure to check it.
+var linkRefusals = []error{consult.ErrBadToken, consult.ErrLinkExpired, consult.ErrWrongConsultation,
+	consult.ErrEnded, consult.ErrRemoved, consult.ErrDeviceRevoked}
+
+// admitError is err, from checking a link, with hub.ErrUnavailable wrapped in when the check failed
+// and the store does not answer its ping (the one /readyz makes): the joiner is then told that the
+// server cannot reach its database, to try again, rather than that it failed. The store is asked
+// rather than the error's type read because a stopped database shows through several drivers'
+// errors (a refused connection, a connection ended by the server, a broken pooled one).
+func (s *Server) admitError(ctx context.Context, err error) error {
+	for _, refusal := range linkRefusals {
+		if errors.Is(err, refusal) {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if s.store.Ping(ctx) != nil {
+		return fmt.Errorf("%w: %w", hub.ErrUnavailable, err)
+	}
+	return err
 }
 
 // serve serves handler on the listener until Close, and forwards alerts into consultations meanwhile.

@@ -47,6 +47,8 @@ func joinError(err error) *protocol.Error {
 		return kickedError(consult.RoleGuest)
 	case errors.Is(err, consult.ErrDeviceRevoked):
 		return &protocol.Error{Code: errcode.BadToken, Message: "This device has been revoked, or is not enrolled to this consultation's patient."}
+	case errors.Is(err, ErrUnavailable):
+		return &protocol.Error{Code: errcode.Unavailable, Message: "The server cannot reach its database just now, so it cannot check this link. Please try again in a moment."}
 	default:
 		return &protocol.Error{Code: errcode.Internal, Message: "The server could not check this link. Please try again in a moment."}
 	}

@@ -34,8 +34,14 @@ type Ticket struct {
 }
 
 // Gatekeeper checks a link token for a consultation. It returns consult.ErrBadToken,
-// consult.ErrLinkExpired, consult.ErrWrongConsultation or consult.ErrEnded for links that do not admit.
+// consult.ErrLinkExpired, consult.ErrWrongConsultation or consult.ErrEnded for links that do not admit,
+// and an error wrapping ErrUnavailable when what it checks links against does not answer.
 type Gatekeeper func(ctx context.Context, consultationID, token string) (Ticket, error)
+
+// ErrUnavailable is wrapped in a Gatekeeper's error when it could not check a link because the
+// records it checks them against (the store) do not answer: the joiner is told to try again in a
+// moment, as for Redis, rather than that the server failed.
+var ErrUnavailable = errors.New("the links cannot be checked: the store does not answer")
 
 // Place is a participant's place in a consultation, as a connection of this node holds it. The place itself (its
 // state in the room, its resume secret) is in the rooms Store, shared with the other nodes.
@@ -252,15 +258,25 @@ func (h *Hub) Hangup(ctx context.Context, p *Place) {
 	h.leaveIf(ctx, p.roomID, p.id, protocol.ReasonLeft, func(pp *rooms.Person) bool { return pp.Conn == p.connKey })
 }
 
+// refused is what a join is told when the gatekeeper did not let its link in; a failure to check
+// the link, rather than a refusal, goes to the log too.
+func (h *Hub) refused(consultationID string, err error) *protocol.Error {
+	perr := joinError(err)
+	switch perr.Code {
+	case errcode.Internal:
+		h.o.Logger.Error("join: gatekeeper failed", "consultation", consultationID, "err", err)
+	case errcode.Unavailable:
+		h.o.Logger.Warn("join: the link could not be checked", "consultation", consultationID, "err", err)
+	}
+	return perr
+}
+
 // Join admits a connection into a consultation, or resumes the place it had. A returned error is fatal
 // for the connection.
 func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Place, *protocol.Error) {
 	t, err := h.o.Gatekeeper(ctx, m.Consultation, m.Token)
 	if err != nil && !errors.Is(err, consult.ErrLinkExpired) {
-		if perr := joinError(err); perr.Code == errcode.Internal {
-			h.o.Logger.Error("join: gatekeeper failed", "consultation", m.Consultation, "err", err)
-		}
-		return nil, joinError(err)
+		return nil, h.refused(m.Consultation, err)
 	}
 	if (err != nil || t.Expired) && m.Resume == "" {
 		return nil, joinError(consult.ErrLinkExpired)
