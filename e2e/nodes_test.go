@@ -16,6 +16,8 @@ import (
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/monitoring"
 	"github.com/telemed/telemed/internal/server"
+	"github.com/telemed/telemed/internal/signal"
+	"github.com/telemed/telemed/internal/signal/hub"
 	"github.com/telemed/telemed/protocol"
 )
 
@@ -28,12 +30,12 @@ type nodes struct {
 
 func startNodes(t *testing.T, redisURL string, n int) *nodes {
 	t.Helper()
-	return startNodesWith(t, redisURL, n, nil)
+	return startNodesWith(t, redisURL, n, nil, serverOptions())
 }
 
 // startNodesWith is startNodes with a configuration that more may change on every node (such as
 // the store's URL, for nodes on PostgreSQL rather than the shared folder's SQLite).
-func startNodesWith(t *testing.T, redisURL string, n int, more func(*config.Serve)) *nodes {
+func startNodesWith(t *testing.T, redisURL string, n int, more func(*config.Serve), o server.Options) *nodes {
 	t.Helper()
 	dir, prefix := t.TempDir(), clustertest.Prefix(t, redisURL)
 	configure := func(c *config.Serve) {
@@ -42,10 +44,10 @@ func startNodesWith(t *testing.T, redisURL string, n int, more func(*config.Serv
 			more(c)
 		}
 	}
-	ns := &nodes{first: startServerEnv(t, configure, serverOptions())}
+	ns := &nodes{first: startServerEnv(t, configure, o)}
 	ns.all = append(ns.all, ns.first.srv)
 	for i := 1; i < n; i++ {
-		ns.all = append(ns.all, startServerConfig(t, configure, serverOptions()))
+		ns.all = append(ns.all, startServerConfig(t, configure, o))
 	}
 	return ns
 }
@@ -182,7 +184,10 @@ func TestAlertsReachEveryNode(t *testing.T) {
 // again, a new join gets in, and the call's signaling works across the nodes again.
 func TestRedisOutage(t *testing.T) {
 	rs := clustertest.StartKeepingServer(t)
-	ns := startNodes(t, rs.URL(), 2)
+	// A grace period far shorter than the outage: when Redis is back, each node's heartbeat has
+	// lapsed, and another node may mark its places lost; the node holding them must claim them back
+	// before they expire.
+	ns := startNodesWith(t, rs.URL(), 2, nil, server.Options{Signal: signal.Options{Options: hub.Options{ResumeGrace: 3 * time.Second}}})
 	ctx := ctxTimeout(t, 90*time.Second)
 	provider, patient, check := callAcrossNodes(t, ctx, ns)
 	other := ns.first.newConsultation(t, time.Hour)
@@ -216,7 +221,17 @@ func TestRedisOutage(t *testing.T) {
 			break
 		}
 	}
+	time.Sleep(5 * time.Second) // past the grace period
+	if err := provider.SetMedia(ctx, true, false, false); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if ev := waitEvent(t, ctx, patient, client.EventMedia); !ev.Media.Video {
+			break
+		}
+	}
 	noDeparture(t, "provider", provider)
+	noDeparture(t, "patient", patient)
 	check.verify(t, "after Redis came back")
 }
 

@@ -51,7 +51,7 @@ func TestPostgresOutage(t *testing.T) {
 	step := func(what string) { t.Logf("%5.1f s: %s", time.Since(began).Seconds(), what) }
 	pg := startPostgresCluster(t)
 	step("PostgreSQL cluster of the test's own started")
-	ns := startNodesWith(t, redisURL, 2, func(c *config.Serve) { c.StoreURL = pg.URL() })
+	ns := startNodesWith(t, redisURL, 2, func(c *config.Serve) { c.StoreURL = pg.URL() }, serverOptions())
 	ctx := ctxTimeout(t, 90*time.Second)
 	provider, patient, check := callAcrossNodes(t, ctx, ns)
 	other := ns.first.newConsultation(t, time.Hour)

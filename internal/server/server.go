@@ -22,6 +22,7 @@ import (
 	"github.com/telemed/telemed/internal/accounts"
 	"github.com/telemed/telemed/internal/audit"
 	"github.com/telemed/telemed/internal/cluster"
+	"github.com/telemed/telemed/internal/cluster/signaling"
 	"github.com/telemed/telemed/internal/config"
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/consultations"
@@ -73,7 +74,7 @@ type Server struct {
 	// redis is what the nodes share (--redis), and bus the monitoring events over it; nil for one
 	// node. eventsDone is closed when the other nodes' events stop being received.
 	redis      *cluster.Redis
-	router     *cluster.Router // signaling's messages between the nodes, with redis
+	router     *signaling.Router // signaling's messages between the nodes, with redis
 	bus        *cluster.EventBus
 	eventsDone chan struct{}
 	// storePing times /readyz's ping of the store.
@@ -235,11 +236,11 @@ func (s *Server) signalOptions(o Options) signal.Options {
 	so.Metrics = s.metrics
 	if s.redis != nil {
 		rdb, prefix := s.redis.Client(), s.redis.Prefix()
-		s.router = cluster.NewRouter(rdb, prefix, s.redis.NodeID(), s.log.With("component", "cluster"))
+		s.router = signaling.NewRouter(rdb, prefix, s.redis.NodeID(), s.log.With("component", "cluster"))
 		if err := s.router.Register(s.metrics); err != nil {
 			s.log.Error("cluster metrics", "err", err)
 		}
-		so.Rooms, so.Router, so.Node, so.NodeAlive = cluster.NewRooms(rdb, prefix), s.router, s.redis.NodeID(), s.redis.Alive
+		so.Rooms, so.Router, so.Node, so.NodeAlive = signaling.NewRooms(rdb, prefix), s.router, s.redis.NodeID(), s.redis.Alive
 	} else if so.Snapshots == nil {
 		so.Snapshots = settingSnapshots{s.store}
 	}

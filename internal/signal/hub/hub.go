@@ -52,7 +52,8 @@ type Place struct {
 	subject string // the device id of a device, the invitation id of an invitee; ""
 	name    string
 	conn    route.Sender
-	connKey string // names conn in rooms.Person.Conn
+	connKey string      // names conn in rooms.Person.Conn
+	lost    atomic.Bool // conn is gone: the place is not this node's to claim back
 	log     *slog.Logger
 }
 
@@ -241,6 +242,22 @@ func (h *Hub) connKey(c route.Sender) string {
 	return k
 }
 
+// heldPlaces are the places held by this node's connections that are not lost, by participant.
+func (h *Hub) heldPlaces() map[string]*Place {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]*Place, len(h.local))
+	if h.closed {
+		return out // shutdown marked them lost on purpose
+	}
+	for _, p := range h.local {
+		if !p.lost.Load() {
+			out[p.id] = p
+		}
+	}
+	return out
+}
+
 // open reports whether key names an open connection of this node. A key is named before a room
 // may hold it, so a room read before the call cannot hold a key too new for it.
 func (h *Hub) open(key string) bool {
@@ -280,6 +297,9 @@ func (h *Hub) Join(ctx context.Context, c route.Sender, m protocol.Message) (*Pl
 	}
 	if (err != nil || t.Expired) && m.Resume == "" {
 		return nil, joinError(consult.ErrLinkExpired)
+	}
+	if t.ConsultationID == "" {
+		t.ConsultationID = m.Consultation // an expired link's ticket may carry nothing else
 	}
 	if h.isClosed() {
 		return nil, errShuttingDown
@@ -461,11 +481,13 @@ func (h *Hub) sendLobby(rt route.Router, r *rooms.Room) {
 	}
 }
 
-// announceJoined tells the other admitted members that id is in the call.
+// announceJoined tells the other admitted members that id is in the call: those admitted before it.
+// Those admitted after it (while a join was between its two updates) had it in their welcome or
+// admission already.
 func (h *Hub) announceJoined(rt route.Router, r *rooms.Room, id string) {
 	me, _ := r.State.Member(id)
 	for _, m := range r.State.Admitted() {
-		if m.ID == id || !consult.Connects(me.Role, m.Role) {
+		if m.ID == id || !consult.Connects(me.Role, m.Role) || !r.State.Polite(m.ID, id) {
 			continue
 		}
 		rt.Send(m.ID, encode(protocol.PeerJoined{Type: protocol.TypePeerJoined, Peer: peerOf(me, r.State.Polite(m.ID, id))}))
@@ -608,6 +630,7 @@ func (h *Hub) Disconnected(ctx context.Context, p *Place, c route.Sender) {
 	if h.isClosed() {
 		return // shutdown has marked the places lost already
 	}
+	p.lost.Store(true)
 	lost := time.Now()
 	kept := false
 	err := h.update(ctx, p.roomID, func(r *rooms.Room, rt route.Router) error {
@@ -624,6 +647,9 @@ func (h *Hub) Disconnected(ctx context.Context, p *Place, c route.Sender) {
 	p.log.Info("connection lost; keeping the place", "grace", h.o.ResumeGrace)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if old := h.grace[p.id]; old != nil {
+		old.Stop()
+	}
 	h.grace[p.id] = time.AfterFunc(h.o.ResumeGrace, func() {
 		h.leaveIf(context.Background(), p.roomID, p.id, protocol.ReasonDisconnected, func(pp *rooms.Person) bool {
 			return pp.Conn == "" && pp.LostAt.Equal(lost)

@@ -27,8 +27,21 @@ func (h *Hub) Kick(ctx context.Context, subject string) {
 	}
 	msg := encode(protocol.ErrorMessage{Type: protocol.TypeError, Code: errcode.BadToken, Message: "This device has been revoked."})
 	for _, id := range ids {
+		holds := false
+		h.rooms.View(ctx, id, func(r *rooms.Room) {
+			for _, pp := range r.People {
+				holds = holds || pp.Subject == subject
+			}
+		})
+		if !holds {
+			continue // only the rooms with the device are changed (and locked)
+		}
 		var left []string
 		err := h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
+			if r.Stopped == nil {
+				r.Stopped = map[string]bool{}
+			}
+			r.Stopped[linkKey(id, consult.RoleDevice, subject)] = true
 			for pid, pp := range r.People {
 				if pp.Subject != subject || r.State == nil {
 					continue
@@ -140,42 +153,57 @@ func (h *Hub) sweep(ctx context.Context) {
 		}
 		return up
 	}
+	mine := h.heldPlaces()
 	for _, id := range ids {
-		var stale map[string]string // participant → the connection of a gone node
-		var expired []string
-		now := time.Now()
-		h.rooms.View(ctx, id, func(r *rooms.Room) {
-			if r == nil {
-				return
+		h.sweepRoom(ctx, id, isAlive, mine)
+	}
+}
+
+// sweepRoom is sweep for one room. mine are the places held by this node's open connections, by
+// participant: a place of them that another node marked lost (it missed this node's heartbeat, as
+// when Redis was out longer than the heartbeat lasts) is claimed back, not left to expire.
+func (h *Hub) sweepRoom(ctx context.Context, id string, isAlive func(node string) bool, mine map[string]*Place) {
+	var stale map[string]string // participant → the connection of a gone node
+	var expired, reclaim []string
+	now := time.Now()
+	h.rooms.View(ctx, id, func(r *rooms.Room) {
+		if r == nil {
+			return
+		}
+		for pid, pp := range r.People {
+			switch {
+			case pp.Conn == "" && mine[pid] != nil && mine[pid].roomID == id:
+				reclaim = append(reclaim, pid)
+			case pp.Conn == "" && now.Sub(pp.LostAt) > h.o.ResumeGrace:
+				expired = append(expired, pid)
+			case pp.Conn != "" && (!isAlive(pp.Node()) || (pp.Node() == h.o.Node && !h.open(pp.Conn))):
+				// Held by a node that is gone, or by a connection of this node that has gone
+				// without its loss being written (Redis was out).
+				if stale == nil {
+					stale = map[string]string{}
+				}
+				stale[pid] = pp.Conn
 			}
-			for pid, pp := range r.People {
-				switch {
-				case pp.Conn == "" && now.Sub(pp.LostAt) > h.o.ResumeGrace:
-					expired = append(expired, pid)
-				case pp.Conn != "" && (!isAlive(pp.Node()) || (pp.Node() == h.o.Node && !h.open(pp.Conn))):
-					// Held by a node that is gone, or by a connection of this node that has gone
-					// without its loss being written (Redis was out).
-					if stale == nil {
-						stale = map[string]string{}
-					}
-					stale[pid] = pp.Conn
+		}
+	})
+	if len(stale) > 0 || len(reclaim) > 0 {
+		h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
+			for pid, conn := range stale {
+				if pp := r.People[pid]; pp != nil && pp.Conn == conn {
+					pp.Conn, pp.LostAt = "", now
 				}
 			}
+			for _, pid := range reclaim {
+				if pp, p := r.People[pid], mine[pid]; pp != nil && pp.Conn == "" && !p.lost.Load() {
+					pp.Conn, pp.LostAt = p.connKey, time.Time{}
+				}
+			}
+			return nil
 		})
-		if len(stale) > 0 {
-			h.update(ctx, id, func(r *rooms.Room, rt route.Router) error {
-				for pid, conn := range stale {
-					if pp := r.People[pid]; pp != nil && pp.Conn == conn {
-						pp.Conn, pp.LostAt = "", now
-					}
-				}
-				return nil
-			})
-		}
-		for _, pid := range expired {
-			h.leaveIf(ctx, id, pid, protocol.ReasonDisconnected, func(pp *rooms.Person) bool {
-				return pp.Conn == "" && time.Since(pp.LostAt) > h.o.ResumeGrace
-			})
-		}
+	}
+	for _, pid := range expired {
+		h.leaveIf(ctx, id, pid, protocol.ReasonDisconnected, func(pp *rooms.Person) bool {
+			return pp.Conn == "" && time.Since(pp.LostAt) > h.o.ResumeGrace
+		})
 	}
 }

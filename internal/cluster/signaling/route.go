@@ -1,4 +1,4 @@
-package cluster
+package signaling
 
 import (
 	"context"
@@ -68,7 +68,48 @@ func NewRouter(rdb redis.UniversalClient, prefix, node string, log *slog.Logger)
 	r.fromHere = counter("telemed_cluster_messages_received_total", received, prometheus.Labels{"from": "this_node"})
 	r.fromOthers = counter("telemed_cluster_messages_received_total", received, prometheus.Labels{"from": "other_node"})
 	go r.read(ctx)
+	go r.renew(ctx)
 	return r
+}
+
+// renewEvery is how often a node renews the keys of the participants connected to it: well within
+// participantTTL, so that a participant who hears nothing for an hour (a patient waiting long) keeps
+// its location and its numbering.
+const renewEvery = 10 * time.Minute
+
+// renew keeps the keys of this node's participants from expiring while they are connected; those
+// of a node that is gone expire by themselves.
+func (r *Router) renew(ctx context.Context) {
+	t := time.NewTicker(renewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.renewNow(ctx)
+		}
+	}
+}
+
+func (r *Router) renewNow(ctx context.Context) {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.conns))
+	for id := range r.conns {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	pipe := r.rdb.Pipeline()
+	for _, id := range ids {
+		for _, k := range r.keys(id) {
+			pipe.PExpire(ctx, k, participantTTL)
+		}
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			r.log.Warn("renew: redis", "participants", len(ids), "err", err)
+		}
+	}
 }
 
 // Register adds the router's counters to reg: messages sent, and received from this node and from
@@ -115,6 +156,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local at = redis.call('GET', KEYS[3])
 if at then
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
   local node = string.match(at, '^(%S+)')
   local inbox = ARGV[2] .. 'inbox:' .. node
   redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[6], '*', 'p', ARGV[3], 'c', at, 's', seq, 'm', m, 'n', ARGV[7])

@@ -1,4 +1,4 @@
-package cluster
+package signaling
 
 import (
 	"context"
@@ -88,37 +88,65 @@ func TestRoomsUpdatesAreExclusive(t *testing.T) {
 	}
 }
 
-func TestPatientLockIsExclusiveAcrossNodes(t *testing.T) {
-	url := clustertest.URL(t)
-	prefix := clustertest.Prefix(t, url)
+// TestRouterKeepsTheKeysOfConnectedParticipants: a participant's location, numbering and kept
+// messages outlive their hour while it is connected: each message renews the location, and the
+// node renews all three for its connections. Without it, an hour's quiet (a patient waiting long)
+// would lose the location and the numbering.
+func TestRouterKeepsTheKeysOfConnectedParticipants(t *testing.T) {
+	rdb, prefix := testRedis(t)
+	r := NewRouter(rdb, prefix, "a", slog.Default())
+	t.Cleanup(func() { r.Stop() })
 	ctx := context.Background()
-	a, b := openNode(t, url, prefix, Options{}), openNode(t, url, prefix, Options{})
-	var inside, most int32
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			node := []*Redis{a, b}[i%2]
-			unlock, err := node.PatientLock(ctx, "pt_1")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			inside++
-			most = max(most, inside)
-			mu.Unlock()
-			time.Sleep(2 * time.Millisecond)
-			mu.Lock()
-			inside--
-			mu.Unlock()
-			unlock()
-		}()
+	s := &routetest.Sender{}
+	if err := r.Attach("p1", s, []byte(`{}`), 0); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	if most != 1 {
-		t.Fatalf("%d uploads of one patient held the lock at once, across two nodes", most)
+	r.Send("p1", []byte(`{}`))
+	shorten := func() {
+		for _, k := range r.keys("p1") {
+			rdb.PExpire(ctx, k, 2*time.Second)
+		}
+	}
+	ttls := func() []time.Duration {
+		var out []time.Duration
+		for _, k := range r.keys("p1") {
+			out = append(out, rdb.PTTL(ctx, k).Val())
+		}
+		return out
+	}
+	shorten()
+	r.Send("p1", []byte(`{}`))
+	if at := ttls()[2]; at < participantTTL-time.Minute {
+		t.Fatalf("a message left the location %v to live", at)
+	}
+	shorten()
+	r.renewNow(ctx)
+	for i, ttl := range ttls() {
+		if ttl < participantTTL-time.Minute {
+			t.Fatalf("key %s has %v left after the node renewed its connections' keys", r.keys("p1")[i], ttl)
+		}
+	}
+}
+
+// TestRoomsKeepNothingOnceTheLockIsLost: an update slower than its lock (here: the lock taken by
+// another node meanwhile) keeps nothing and says so, rather than overwrite the other node's change.
+func TestRoomsKeepNothingOnceTheLockIsLost(t *testing.T) {
+	rdb, prefix := testRedis(t)
+	s := NewRooms(rdb, prefix)
+	ctx := context.Background()
+	ran := false
+	err := s.Update(ctx, "c1", func(r *rooms.Room) error {
+		r.State = consult.NewRoom(0)
+		r.People["p1"] = &rooms.Person{Role: consult.RolePatient}
+		rdb.Set(ctx, s.key("c1")+":lock", "another node's token", 0)
+		return nil
+	}, func() { ran = true })
+	if !errors.Is(err, ErrLockLost) || ran {
+		t.Fatalf("update after losing the lock: %v (then ran: %v); want ErrLockLost and no messages", err, ran)
+	}
+	var kept bool
+	s.View(ctx, "c1", func(r *rooms.Room) { kept = r != nil })
+	if kept {
+		t.Fatal("the room was written by a node that no longer held its lock")
 	}
 }
