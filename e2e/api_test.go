@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,6 +187,63 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("sign out: %d", resp.StatusCode)
 	}
 	a.expectError("GET", "/api/v1/me", "", nil, 401, "unauthenticated")
+}
+
+// TestSetupTokenOnce sends 20 setups with the one token at once, each for another email: exactly one
+// account is created, and every other request is told the setup link was already used.
+func TestSetupTokenOnce(t *testing.T) {
+	fresh := startServerWithoutProvider(t)
+	token, err := fresh.Services().Accounts.SetupToken(context.Background())
+	if err != nil || token == "" {
+		t.Fatalf("setup token: %q %v", token, err)
+	}
+	const n = 20
+	statuses := make([]int, n)
+	codes := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"token":%q,"email":"dr%d@clinic.example","name":"Dr %d","password":%q}`, token, i, i, testPassword)
+			req, _ := http.NewRequest("POST", fresh.BaseURL()+"/api/v1/setup", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			<-start
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("setup %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			var e apiError
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			statuses[i], codes[i] = resp.StatusCode, e.Error.Code
+		}()
+	}
+	close(start)
+	wg.Wait()
+	created := 0
+	for i := range n {
+		switch {
+		case statuses[i] == 201:
+			created++
+		case statuses[i] != 403 || codes[i] != "bad_token":
+			t.Errorf("setup %d: %d %q, want 201 or 403 bad_token", i, statuses[i], codes[i])
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of %d parallel setups created an account, want exactly 1", created, n)
+	}
+	accounts := 0
+	for i := range n {
+		if _, err := fresh.Services().Accounts.ProviderByEmail(context.Background(), fmt.Sprintf("dr%d@clinic.example", i)); err == nil {
+			accounts++
+		}
+	}
+	if accounts != 1 {
+		t.Errorf("%d accounts stored after %d parallel setups, want 1", accounts, n)
+	}
 }
 
 func TestFirstRunSetup(t *testing.T) {

@@ -37,7 +37,7 @@ type Store interface {
 	store.Accounts
 	Setting(ctx context.Context, key string) (string, error)
 	EnsureSetting(ctx context.Context, key, value string) (string, error)
-	DeleteSetting(ctx context.Context, key string) error
+	TakeSetting(ctx context.Context, key, value string) (bool, error)
 }
 
 // Options configure a Service.
@@ -47,7 +47,7 @@ type Options struct {
 	Now func() time.Time
 	// PasswordParams are argon2id's costs; auth.DefaultPasswordParams if zero.
 	PasswordParams auth.PasswordParams
-	// Logger receives what an operator should know (a setup token that could not be removed);
+	// Logger receives what an operator should know (a setup token that could not be put back);
 	// slog.Default() if nil.
 	Logger *slog.Logger
 }
@@ -109,14 +109,36 @@ func randomHex(n int) string {
 
 // AddProvider creates a provider account.
 func (s *Service) AddProvider(ctx context.Context, email, name, password string) (consult.Provider, error) {
+	p, err := s.newProvider(ctx, email, name, password)
+	if err != nil {
+		return p, err
+	}
+	return p, s.createProvider(ctx, p)
+}
+
+// checkProvider returns a new account's email and name trimmed, or why they or the password are
+// refused. It hashes nothing, so that setup can refuse a bad form cheaply before it takes the token.
+func checkProvider(email, name, password string) (string, string, error) {
 	email = strings.TrimSpace(email)
 	name = strings.TrimSpace(name)
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || len(email) > 254 {
-		return consult.Provider{}, errcode.Errorf(errcode.BadField, "%q is not an email address", email)
+		return "", "", errcode.Errorf(errcode.BadField, "%q is not an email address", email)
 	}
 	if name == "" || utf8.RuneCountInString(name) > MaxNameLength {
-		return consult.Provider{}, errcode.Errorf(errcode.BadField, "name must be 1 to %d characters", MaxNameLength)
+		return "", "", errcode.Errorf(errcode.BadField, "name must be 1 to %d characters", MaxNameLength)
+	}
+	if len(password) < auth.MinPasswordLength {
+		return "", "", errcode.Errorf(errcode.WeakPassword, "%s", auth.ErrWeakPassword.Error())
+	}
+	return email, name, nil
+}
+
+// newProvider checks a new account and hashes its password, storing nothing.
+func (s *Service) newProvider(ctx context.Context, email, name, password string) (consult.Provider, error) {
+	email, name, err := checkProvider(email, name, password)
+	if err != nil {
+		return consult.Provider{}, err
 	}
 	var hash string
 	if herr := s.withHashing(ctx, func() { hash, err = auth.HashPassword(password, s.params) }); herr != nil {
@@ -126,16 +148,20 @@ func (s *Service) AddProvider(ctx context.Context, email, name, password string)
 		return consult.Provider{}, errcode.Errorf(errcode.WeakPassword, "%s", err.Error())
 	}
 	if err != nil {
-		return consult.Provider{}, err
+		return consult.Provider{}, fmt.Errorf("hash the password of %s: %w", email, err)
 	}
-	p := consult.Provider{ID: auth.NewID("u_"), Email: email, Name: name, PasswordHash: hash, CreatedAt: s.now().UTC()}
+	return consult.Provider{ID: auth.NewID("u_"), Email: email, Name: name, PasswordHash: hash, CreatedAt: s.now().UTC()}, nil
+}
+
+// createProvider stores an account made by newProvider.
+func (s *Service) createProvider(ctx context.Context, p consult.Provider) error {
 	if err := s.store.CreateProvider(ctx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return consult.Provider{}, errcode.Errorf(errcode.Conflict, "a provider with email %s already exists", email)
+			return errcode.Errorf(errcode.Conflict, "a provider with email %s already exists", p.Email)
 		}
-		return consult.Provider{}, fmt.Errorf("add provider %s: %w", email, err)
+		return fmt.Errorf("add provider %s: %w", p.Email, err)
 	}
-	return p, nil
+	return nil
 }
 
 // ProviderByEmail finds a provider account.
@@ -163,27 +189,45 @@ func (s *Service) SetupNeeded(ctx context.Context) (bool, error) {
 	return n == 0, err
 }
 
-// Setup creates the first provider account with the one-time setup token.
+// Setup creates the first provider account with the one-time setup token. The token is compared first,
+// then the form checked, then the token taken (removed from the store, which only one caller can do)
+// before the password is hashed: of requests presenting it at once, only the one that takes it goes on
+// to create an account, and the others are told at once, without a hash, that the link was used. If
+// hashing or storing then fails, the token is put back so that setup can be tried again.
 func (s *Service) Setup(ctx context.Context, token, email, name, password string) (consult.Provider, error) {
 	want, err := s.store.Setting(ctx, settingSetupToken)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1)) {
 		return consult.Provider{}, errcode.Errorf(errcode.BadToken, "this setup link is not valid: run telemed serve and use the link it prints")
 	}
 	if err != nil {
-		return consult.Provider{}, err
+		return consult.Provider{}, fmt.Errorf("setup: read the setup token: %w", err)
 	}
 	if n, err := s.store.CountProviders(ctx); err != nil || n > 0 {
 		if err != nil {
-			return consult.Provider{}, err
+			return consult.Provider{}, fmt.Errorf("setup: count providers: %w", err)
 		}
 		return consult.Provider{}, errcode.Errorf(errcode.Conflict, "setup is already done: sign in instead")
 	}
-	p, err := s.AddProvider(ctx, email, name, password)
-	if err != nil {
-		return p, err
+	if _, _, err := checkProvider(email, name, password); err != nil {
+		return consult.Provider{}, err
 	}
-	if err := s.store.DeleteSetting(ctx, settingSetupToken); err != nil {
-		s.log.Error("could not remove used setup token", "err", err)
+	won, err := s.store.TakeSetting(ctx, settingSetupToken, want)
+	if err != nil {
+		return consult.Provider{}, fmt.Errorf("setup: take the setup token: %w", err)
+	}
+	if !won {
+		return consult.Provider{}, errcode.Errorf(errcode.BadToken, "this setup link was already used: sign in instead")
+	}
+	p, err := s.newProvider(ctx, email, name, password)
+	if err == nil {
+		err = s.createProvider(ctx, p)
+	}
+	if err != nil {
+		// Not cancelled with the request: the token must go back even when the client has gone.
+		if _, perr := s.store.EnsureSetting(context.WithoutCancel(ctx), settingSetupToken, want); perr != nil {
+			s.log.Error("could not put back the setup token after a failed setup", "err", perr)
+		}
+		return consult.Provider{}, err
 	}
 	return p, nil
 }

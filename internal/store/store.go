@@ -114,6 +114,10 @@ type Settings interface {
 	Setting(ctx context.Context, key string) (string, error)
 	PutSetting(ctx context.Context, key, value string) error
 	DeleteSetting(ctx context.Context, key string) error
+	// TakeSetting removes key if it holds value, reporting whether this call removed it: of callers
+	// taking the same key at once, on one node or several, exactly one wins. It makes a one-time value
+	// (the setup token) usable once however many requests present it together.
+	TakeSetting(ctx context.Context, key, value string) (bool, error)
 }
 
 // Monitoring keeps patients, their devices, observations, thresholds and alerts.

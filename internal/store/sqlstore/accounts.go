@@ -154,3 +154,17 @@ func (s *Store) DeleteSetting(ctx context.Context, key string) error {
 	_, err := s.exec(ctx, `DELETE FROM settings WHERE key = ?`, key)
 	return err
 }
+
+// TakeSetting removes key if it holds value, reporting whether this call removed it. One conditional
+// DELETE is atomic in both engines, so of concurrent takers only one sees a row affected.
+func (s *Store) TakeSetting(ctx context.Context, key, value string) (bool, error) {
+	res, err := s.exec(ctx, `DELETE FROM settings WHERE key = ? AND value = ?`, key, value)
+	if err != nil {
+		return false, fmt.Errorf("take setting %s: %w", key, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("take setting %s: %w", key, err)
+	}
+	return n == 1, nil
+}

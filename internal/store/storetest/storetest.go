@@ -10,6 +10,8 @@ package storetest
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +125,7 @@ func AuditLog(t *testing.T, open func(t *testing.T) store.AuditLog) {
 // each subtest.
 func Settings(t *testing.T, open func(t *testing.T) store.Settings) {
 	t.Run("settings", func(t *testing.T) { testSettings(t, open(t)) })
+	t.Run("take once", func(t *testing.T) { testTakeSetting(t, open(t)) })
 }
 
 // t0 is the suites' "now": a fixed instant, so that times read back can be compared exactly.
@@ -161,6 +164,45 @@ func testSettings(t *testing.T, s store.Settings) {
 	must(t, s.DeleteSetting(ctx, "k"))
 	if _, err := s.Setting(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted setting: %v", err)
+	}
+}
+
+// testTakeSetting checks that a setting is taken only with its value, and that of many takers at once
+// exactly one wins: the setup token relies on it to be single-use.
+func testTakeSetting(t *testing.T, s store.Settings) {
+	ctx := context.Background()
+	must(t, s.PutSetting(ctx, "once", "v"))
+	if ok, err := s.TakeSetting(ctx, "once", "other"); ok || err != nil {
+		t.Fatalf("TakeSetting with another value = %v, %v; want false, nil", ok, err)
+	}
+	const takers = 20
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range takers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, err := s.TakeSetting(ctx, "once", "v")
+			if err != nil {
+				t.Errorf("TakeSetting: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d of %d concurrent takers won; want exactly 1", n, takers)
+	}
+	if _, err := s.Setting(ctx, "once"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("taken setting: %v", err)
+	}
+	if ok, err := s.TakeSetting(ctx, "once", "v"); ok || err != nil {
+		t.Fatalf("TakeSetting of a missing key = %v, %v; want false, nil", ok, err)
 	}
 }
 
