@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"sync"
@@ -43,7 +44,7 @@ func startIngest(b *testing.B, devices int) *ingestEnv {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := e.svc.Monitoring.EnrollDevice(ctx, enr.Code, fmt.Sprint("device ", i))
+		d, err := e.svc.Monitoring.EnrollDevice(ctx, enr.Code, fmt.Sprint("device ", i), netip.Addr{})
 		if err != nil {
 			b.Fatal(err)
 		}

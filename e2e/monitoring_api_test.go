@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,7 +282,8 @@ func TestMonitoringEvents(t *testing.T) {
 	}
 }
 
-// TestEnrollmentGuessing: enrollment codes are short, so failed attempts are throttled server-wide.
+// TestEnrollmentGuessing: enrollment codes are short, so failed attempts from one address are
+// throttled.
 func TestEnrollmentGuessing(t *testing.T) {
 	m := startMonitoring(t)
 	for i := range monitoring.EnrollFailureBurst {
@@ -289,4 +293,92 @@ func TestEnrollmentGuessing(t *testing.T) {
 		}
 	}
 	m.api.expectError("POST", "/api/v1/devices/enroll", `{"code":"BBBB-CCCC"}`, nil, 429, "busy")
+}
+
+// clientFrom returns an API client whose connections come from the loopback address local (Linux
+// routes all of 127.0.0.0/8 to the loopback interface), so that one test can be two clients.
+func clientFrom(t *testing.T, m *monitoringEnv, local string) *apiClient {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 16}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &apiClient{t: t, base: m.srv.BaseURL(), http: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+}
+
+// guess returns the nth code of a guesser: a well-formed code, almost surely not one created.
+func guess(n int) string {
+	const alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+	b := []byte("ZZZZ-ZZZZ")
+	for i := 8; i >= 5 && n > 0; i, n = i-1, n/len(alphabet) {
+		b[i] = alphabet[n%len(alphabet)]
+	}
+	for i := 3; i >= 0 && n > 0; i, n = i-1, n/len(alphabet) {
+		b[i] = alphabet[n%len(alphabet)]
+	}
+	return string(b)
+}
+
+// TestEnrollmentFloodOneAddress: a flood of wrong codes from 127.0.0.2 is answered busy, and meanwhile
+// a real enrollment from 127.0.0.1 succeeds at once: failures are counted per address, not only
+// across the server.
+func TestEnrollmentFloodOneAddress(t *testing.T) {
+	m := startMonitoring(t)
+	attacker, patient := clientFrom(t, m, "127.0.0.2"), clientFrom(t, m, "127.0.0.1")
+	var enr monitoring.EnrollmentView
+	if resp := m.api.do("POST", "/api/v1/patients/"+m.patient.ID+"/enrollments", "", m.provider, &enr); resp.StatusCode != 201 {
+		t.Fatalf("create enrollment: %d", resp.StatusCode)
+	}
+
+	var wrong, busy atomic.Int64
+	firstBusy := make(chan struct{})
+	var once sync.Once
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var e apiError
+				resp := attacker.do("POST", "/api/v1/devices/enroll", fmt.Sprintf(`{"code":%q}`, guess(w*100000+i)), nil, &e)
+				switch {
+				case resp.StatusCode == 403 && e.Error.Code == "bad_token":
+					wrong.Add(1)
+				case resp.StatusCode == 429 && e.Error.Code == "busy":
+					busy.Add(1)
+					once.Do(func() { close(firstBusy) })
+				default:
+					t.Errorf("flood attempt: %d %q", resp.StatusCode, e.Error.Code)
+				}
+			}
+		}()
+	}
+	select {
+	case <-firstBusy:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flood from 127.0.0.2 was never throttled")
+	}
+	// While 127.0.0.2 is still flooding and throttled, 127.0.0.1 enrolls without waiting.
+	started := time.Now()
+	var dev monitoring.EnrolledDevice
+	resp := patient.do("POST", "/api/v1/devices/enroll", fmt.Sprintf(`{"code":%q,"name":"Scale"}`, enr.Code), nil, &dev)
+	took := time.Since(started)
+	close(stop)
+	wg.Wait()
+	if resp.StatusCode != 201 || !strings.HasPrefix(dev.Token, "td_") {
+		t.Fatalf("enrollment from 127.0.0.1 during the flood: %d", resp.StatusCode)
+	}
+	if took > 2*time.Second {
+		t.Errorf("enrollment from 127.0.0.1 took %v during the flood", took)
+	}
+	attacker.expectError("POST", "/api/v1/devices/enroll", `{"code":"BBBB-CCCC"}`, nil, 429, "busy")
+	// A few attempts may pass the check together before their failures are counted; not many more.
+	if n := wrong.Load(); n < monitoring.EnrollFailureBurst || n > monitoring.EnrollFailureBurst+8 {
+		t.Errorf("%d wrong codes from 127.0.0.2 were tried, want about %d", n, monitoring.EnrollFailureBurst)
+	}
+	t.Logf("flood from 127.0.0.2: %d tried, %d busy; enrollment from 127.0.0.1 took %v", wrong.Load(), busy.Load(), took)
 }

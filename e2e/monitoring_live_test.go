@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strings"
@@ -289,7 +290,7 @@ func TestAgentOfflineExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.device, err = m.svc.Monitoring.EnrollDevice(ctx, enr.Code, "Home kit"); err != nil {
+	if m.device, err = m.svc.Monitoring.EnrollDevice(ctx, enr.Code, "Home kit", netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	dir := enrolledDir(t, m, base)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func populateClinic(t *testing.T, dir string) clinic {
 	c.patientID = pt.ID
 	enr, err := svc.Monitoring.CreateEnrollment(ctx, p, "test", pt.ID)
 	check(t, err)
-	enrolled, err := svc.Monitoring.EnrollDevice(ctx, enr.Code, "Oximeter")
+	enrolled, err := svc.Monitoring.EnrollDevice(ctx, enr.Code, "Oximeter", netip.Addr{})
 	check(t, err)
 	dev, err := svc.Monitoring.DeviceByToken(ctx, enrolled.Token)
 	check(t, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/telemed/telemed/internal/monitor"
@@ -19,7 +20,8 @@ const uploadReadTimeout = 2 * time.Minute
 
 // Devices is what the endpoints that devices call need (monitoring.Service has it).
 type Devices interface {
-	EnrollDevice(ctx context.Context, code, name string) (monitoring.EnrolledDevice, error)
+	// EnrollDevice redeems a code; from is the client's address, under which failures are counted.
+	EnrollDevice(ctx context.Context, code, name string, from netip.Addr) (monitoring.EnrolledDevice, error)
 	DeviceByToken(ctx context.Context, token string) (monitor.Device, error)
 	DeviceSession(ctx context.Context, d monitor.Device, present func(consultationID string) bool) (monitoring.DeviceSession, error)
 	Upload(ctx context.Context, d monitor.Device, b monitoring.Batch) (monitoring.UploadResult, error)
@@ -34,8 +36,20 @@ func (a *api) enrollDevice(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	v, err := a.Devices.EnrollDevice(r.Context(), req.Code, req.Name)
+	v, err := a.Devices.EnrollDevice(r.Context(), req.Code, req.Name, remoteAddr(r))
 	a.reply(w, r, http.StatusCreated, v, err)
+}
+
+// remoteAddr is the address the request came from, as the connection says: the zero Addr if it
+// cannot be read. There is no trusted-proxy setting yet, so X-Forwarded-For is ignored (a client
+// could write anything there); behind a reverse proxy every client has the proxy's address, and a
+// limit counted per address becomes one limit for all.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func (a *api) deviceSession(w http.ResponseWriter, r *http.Request, d monitor.Device) {

@@ -2,8 +2,10 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -134,7 +136,11 @@ func TestUploadTooLarge(t *testing.T) {
 }
 
 func TestEnrollDevice(t *testing.T) {
-	dev := &fakeDevices{enroll: func(_ context.Context, code, name string) (monitoring.EnrolledDevice, error) {
+	dev := &fakeDevices{enroll: func(_ context.Context, code, name string, from netip.Addr) (monitoring.EnrolledDevice, error) {
+		// Failed attempts are counted under the address the request came from.
+		if from != netip.MustParseAddr("192.0.2.1") {
+			return monitoring.EnrolledDevice{}, fmt.Errorf("enrollment from %v, want the request's remote address", from)
+		}
 		if code != "ABCD-EFGH" {
 			return monitoring.EnrolledDevice{}, errcode.New(errcode.BadToken, "the enrollment code is unknown or used")
 		}

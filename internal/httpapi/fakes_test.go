@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -124,14 +125,14 @@ func (f *fakeEvents) Subscribe(o monitoring.SubscribeOptions) (<-chan monitoring
 
 type fakeDevices struct {
 	httpapi.Devices
-	enroll  func(ctx context.Context, code, name string) (monitoring.EnrolledDevice, error)
+	enroll  func(ctx context.Context, code, name string, from netip.Addr) (monitoring.EnrolledDevice, error)
 	byToken func(ctx context.Context, token string) (monitor.Device, error)
 	session func(ctx context.Context, d monitor.Device, present func(consultationID string) bool) (monitoring.DeviceSession, error)
 	upload  func(ctx context.Context, d monitor.Device, b monitoring.Batch) (monitoring.UploadResult, error)
 }
 
-func (f *fakeDevices) EnrollDevice(ctx context.Context, code, name string) (monitoring.EnrolledDevice, error) {
-	return f.enroll(ctx, code, name)
+func (f *fakeDevices) EnrollDevice(ctx context.Context, code, name string, from netip.Addr) (monitoring.EnrolledDevice, error) {
+	return f.enroll(ctx, code, name, from)
 }
 
 func (f *fakeDevices) DeviceByToken(ctx context.Context, token string) (monitor.Device, error) {

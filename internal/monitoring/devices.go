@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -91,8 +92,10 @@ type EnrolledDevice struct {
 	Token  string     `json:"token"`
 }
 
-// EnrollDevice redeems an enrollment code for a device token.
-func (s *Service) EnrollDevice(ctx context.Context, code, name string) (EnrolledDevice, error) {
+// EnrollDevice redeems an enrollment code for a device token. from is the client's address, under
+// which failed attempts are counted (the zero Addr when it is unknown: all such callers share one
+// allowance).
+func (s *Service) EnrollDevice(ctx context.Context, code, name string, from netip.Addr) (EnrolledDevice, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
 		name = "Device"
@@ -102,19 +105,17 @@ func (s *Service) EnrollDevice(ctx context.Context, code, name string) (Enrolled
 	}
 	norm := normalizeCode(code)
 	if norm == "" {
-		s.enrollFailures.Allow()
+		s.enrollFailures.fail(from, s.now())
 		return EnrolledDevice{}, errcode.Errorf(errcode.BadField, "code must be the 8-character enrollment code the provider created, such as K7QF-M2XD")
 	}
-	// Codes are short enough to type, so guessing is throttled: every failed attempt takes a token
-	// of a server-wide allowance, and with none left every attempt waits.
-	if s.enrollFailures.Tokens() < 1 {
-		return EnrolledDevice{}, errcode.Errorf(errcode.Busy, "too many failed enrollment attempts on this server; try again in a minute")
+	if err := s.enrollFailures.check(from, s.now()); err != nil {
+		return EnrolledDevice{}, err
 	}
 	token, hash := auth.NewToken("td_")
 	d := monitor.Device{ID: auth.NewID("d_"), Name: name, TokenHash: hash, CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
 	err := s.store.RedeemEnrollment(ctx, auth.HashToken(norm), s.now(), &d)
 	if errors.Is(err, store.ErrNotFound) {
-		s.enrollFailures.Allow()
+		s.enrollFailures.fail(from, s.now())
 		return EnrolledDevice{}, errcode.Errorf(errcode.BadToken, "this enrollment code is unknown, has been used, or has expired: ask the provider for a new one")
 	}
 	if err != nil {

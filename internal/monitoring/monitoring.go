@@ -15,8 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
-
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/audit"
 	"github.com/telemed/telemed/internal/auth"
@@ -37,11 +35,6 @@ const (
 	// it joins, so that a revoked device cannot join for long.
 	DeviceLinkTTL = time.Hour
 )
-
-// EnrollFailureBurst is how many failed device enrollments in a row the server allows before it
-// makes every attempt wait (one more a second). With codes of 31^8, that leaves a guesser a chance
-// of about one in a million a day for each code outstanding.
-const EnrollFailureBurst = 30
 
 // Store is what monitoring reads and keeps: the monitoring records, the provider a patient belongs
 // to, and the audit lines about a patient.
@@ -88,9 +81,8 @@ type Service struct {
 	// patientLocks serialise the alert states of one patient's uploads; patientLock across nodes.
 	patientLocks stripedLocks
 	patientLock  func(ctx context.Context, patientID string) (unlock func(), err error)
-	// enrollFailures is the allowance of failed device enrollments: one a second, in bursts of
-	// EnrollFailureBurst.
-	enrollFailures *rate.Limiter
+	// enrollFailures counts failed device enrollments per client address and server-wide.
+	enrollFailures *enrollThrottle
 }
 
 // New returns a Service.
@@ -102,7 +94,7 @@ func New(o Options) (*Service, error) {
 		o.Now = time.Now
 	}
 	return &Service{store: o.Store, audit: o.Audit, links: o.DeviceLinks, baseURL: strings.TrimRight(o.BaseURL, "/"), now: o.Now, bus: o.Bus,
-		patientLock: o.PatientLock, enrollFailures: rate.NewLimiter(rate.Every(time.Second), EnrollFailureBurst)}, nil
+		patientLock: o.PatientLock, enrollFailures: newEnrollThrottle()}, nil
 }
 
 // Now returns the service's current time.

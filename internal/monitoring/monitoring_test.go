@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -57,7 +58,7 @@ func TestConcurrentUploadsKeepAlertState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := s.EnrollDevice(ctx, e.Code, name)
+		d, err := s.EnrollDevice(ctx, e.Code, name, netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}

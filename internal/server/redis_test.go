@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func TestPatientPageSeesAnotherNodesUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	device, err := mon.EnrollDevice(ctx, e.Code, "oximeter")
+	device, err := mon.EnrollDevice(ctx, e.Code, "oximeter", netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
