@@ -77,7 +77,8 @@ type Options struct {
 	Static fs.FS
 	// SecureCookies marks cookies Secure; set when served over TLS.
 	SecureCookies bool
-	// AllowedOrigins are the hosts, besides the request's own, whose pages may call the API with a cookie.
+	// AllowedOrigins are the hosts (host or host:port) whose pages may call the API with a cookie:
+	// the public URL's and --allowed-origin's. The request's Host is not trusted. Default: none.
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests; GET /readyz answers 503 while it errs
 	// (ErrDraining: the server is shutting down; any other error: the store does not answer).
