@@ -73,7 +73,8 @@ type Options struct {
 	Signaling http.Handler
 	// EndConsultation is told when a consultation is ended, to disconnect its participants.
 	EndConsultation func(id string)
-	// Static is the browser client's files.
+	// Static is the browser client's files. A folder that opens is listed by the file server:
+	// web.Static opens files only.
 	Static fs.FS
 	// SecureCookies marks cookies Secure; set when served over TLS.
 	SecureCookies bool

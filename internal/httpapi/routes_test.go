@@ -11,6 +11,7 @@ import (
 	"github.com/telemed/telemed/internal/consult"
 	"github.com/telemed/telemed/internal/consultations"
 	"github.com/telemed/telemed/internal/httpapi"
+	"github.com/telemed/telemed/web"
 )
 
 // fakeInvitations is an Invitations whose every call panics: the tests here never reach one.
@@ -69,7 +70,7 @@ func routesAPI(t *testing.T) http.Handler {
 	cons := &fakeConsultations{checkAccess: func(context.Context, consultations.Caller, string) error { return nil }}
 	return newAPI(t, httpapi.Options{Consultations: cons, Invitations: &fakeInvitations{},
 		Quality: &fakeQuality{}, Patients: &fakePatients{}, Events: &fakeEvents{},
-		Devices: &fakeDevices{byToken: knownDevice}})
+		Devices: &fakeDevices{byToken: knownDevice}, Static: web.Static})
 }
 
 // TestWrongMethod: each endpoint answers a method it does not take with 405, the error JSON and an
@@ -131,4 +132,18 @@ func bodyMethod(methods []string) string {
 		}
 	}
 	return ""
+}
+
+// TestStaticFoldersAreNotListed: a folder of the browser client's files answers 404, not a listing;
+// the files in it are served.
+func TestStaticFoldersAreNotListed(t *testing.T) {
+	h := routesAPI(t)
+	for _, path := range []string{"/static/", "/static/js/", "/static/js", "/static/css/"} {
+		if w := serve(h, request("GET", path, "")); w.Code != http.StatusNotFound || strings.Contains(w.Body.String(), "<a href") {
+			t.Errorf("GET %s: %d %.80q, want 404", path, w.Code, w.Body)
+		}
+	}
+	if w := serve(h, request("GET", "/static/js/call.js", "")); w.Code != http.StatusOK {
+		t.Errorf("GET /static/js/call.js: %d, want 200", w.Code)
+	}
 }
