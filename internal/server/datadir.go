@@ -58,7 +58,8 @@ func secureDatabase(dataDir string, log *slog.Logger) error {
 	return nil
 }
 
-// narrowMode sets path's permission bits to want when they differ, with a warning saying what changed.
+// narrowMode sets path's permission bits to want when they differ (wider, as a rule), with a warning
+// saying what changed.
 func narrowMode(path string, want fs.FileMode, what string, log *slog.Logger) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -72,7 +73,7 @@ func narrowMode(path string, want fs.FileMode, what string, log *slog.Logger) er
 		return fmt.Errorf("%s %s has mode %04o and it could not be narrowed to %04o (it holds secrets "+
 			"and patient records; change its mode or owner, or give another --data): %w", what, path, got, want, err)
 	}
-	log.Warn(what+" mode narrowed: it holds secrets and patient records", "path", path,
+	log.Warn(what+" mode changed: it holds secrets and patient records, for this account only", "path", path,
 		"was", fmt.Sprintf("%04o", got), "now", fmt.Sprintf("%04o", want))
 	return nil
 }

@@ -94,7 +94,7 @@ func TestServeNarrowsDataDir(t *testing.T) {
 	}
 	defer srv.Close()
 	checkModes(t, dir)
-	for _, want := range []string{"data folder mode narrowed", "database file mode narrowed", "was=0755", "was=0644", "now=0600"} {
+	for _, want := range []string{"data folder mode changed", "database file mode changed", "was=0755", "was=0644", "now=0600"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
