@@ -87,6 +87,16 @@ func TestAPI(t *testing.T) {
 		}
 	}
 	a.expectError("GET", "/api/v1/nothing", "", nil, 404, "not_found")
+	for _, p := range []string{"/static/", "/static/js/", "/static/css"} {
+		if resp := a.do("GET", p, "", nil, nil); resp.StatusCode != 404 {
+			t.Errorf("GET %s: %d, want 404, no listing", p, resp.StatusCode)
+		}
+	}
+	a.expectError("PUT", "/api/v1/session", "", nil, 405, "method_not_allowed")
+	if resp := a.do("PUT", "/api/v1/session", "", nil, nil); resp.Header.Get("Allow") != "POST, DELETE" {
+		t.Errorf("PUT /api/v1/session: Allow %q, want \"POST, DELETE\"", resp.Header.Get("Allow"))
+	}
+	a.expectError("POST", "/api/v1/session", `{"email":"`+strings.Repeat("x", 64<<10)+`"}`, nil, 413, "too_large")
 	a.expectError("GET", "/api/v1/me", "", nil, 401, "unauthenticated")
 
 	// Sign in.

@@ -296,9 +296,10 @@ func startBrowserCall(t *testing.T, provider, patient context.Context, startURL,
 // "Reconnecting", resumes on its own, and the call goes on; the provider never sees them leave.
 func TestBrowserReconnect(t *testing.T) {
 	chromium := findChromium(t)
-	e := startServer(t, serverOptions())
+	px := listenProxy(t)
+	e := startServerEnv(t, func(c *config.Serve) { c.AllowedOrigins = append(c.AllowedOrigins, px.origin()) }, serverOptions())
+	px.start(e.srv.Addr().String())
 	c := e.newConsultation(t, time.Hour)
-	px := newProxy(t, e.srv.Addr().String())
 	provider := newBrowser(t, chromium)
 	patient := newBrowser(t, chromium)
 

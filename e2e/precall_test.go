@@ -306,7 +306,7 @@ func TestQualityAPI(t *testing.T) {
 		{"a reporter in the body", `{"kind":"call","from":{"role":"provider","name":"Dr Who"},"call":{"peers":[]}}`, patient, 400, "bad_json"},
 		{"an address for a family", strings.Replace(precall, `"stun":false,"public_address":""`, `"stun":true,"public_address":"203.0.113.9"`, 1), patient, 400, "bad_field"},
 		{"loss over 100%", strings.Replace(call, `"loss_pct":1.5`, `"loss_pct":150`, 1), patient, 400, "bad_field"},
-		{"a body over 64 KiB", `{"kind":"call","call":{"peers":[{"role":"patient","name":"` + strings.Repeat("x", 64<<10) + `","quality":"good"}]}}`, patient, 400, "bad_json"},
+		{"a body over 64 KiB", `{"kind":"call","call":{"peers":[{"role":"patient","name":"` + strings.Repeat("x", 64<<10) + `","quality":"good"}]}}`, patient, 413, "too_large"},
 		{"a tampered token", precall, tampered, 403, "bad_token"},
 		{"another consultation's link", precall, bearer(linkToken(t, other.JoinURL)), 403, "bad_token"},
 		{"no credentials", precall, nil, 401, "unauthenticated"},

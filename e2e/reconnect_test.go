@@ -35,15 +35,33 @@ type proxy struct {
 
 func newProxy(t *testing.T, target string) *proxy {
 	t.Helper()
+	p := listenProxy(t)
+	p.start(target)
+	return p
+}
+
+// listenProxy returns a proxy that listens but does not forward until start: a browser test needs
+// its origin among the server's allowed origins before the server starts.
+func listenProxy(t *testing.T) *proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target}
+	p := &proxy{ln: ln}
 	t.Cleanup(func() { p.mu.Lock(); p.stopped = true; p.mu.Unlock(); ln.Close(); p.cut() })
-	go p.serve()
 	return p
 }
+
+// start forwards the proxy's connections to target.
+func (p *proxy) start(target string) {
+	p.target = target
+	go p.serve()
+}
+
+// origin is the origin of a page loaded through the proxy, for config.Serve.AllowedOrigins: it is
+// not the server's public URL, and the server does not trust the Host header.
+func (p *proxy) origin() string { return "http://" + p.ln.Addr().String() }
 
 func (p *proxy) serve() {
 	for {

@@ -51,6 +51,8 @@ const (
 	Conflict Code = "conflict"
 	// BadOrigin: a browser request from another site, or a cookie-authenticated write that is not JSON.
 	BadOrigin Code = "bad_origin"
+	// MethodNotAllowed: the endpoint exists but not with this method; Allow lists those it takes.
+	MethodNotAllowed Code = "method_not_allowed"
 
 	// Codes of the signaling protocol only.
 
@@ -92,7 +94,7 @@ const (
 // API returns the codes the HTTP API answers with (docs/api.md).
 func API() []Code {
 	return []Code{BadField, BadJSON, WeakPassword, BadCredentials, Unauthenticated, BadToken, BadOrigin,
-		NotFound, Conflict, Ended, TooLarge, Busy, Unavailable, Internal}
+		NotFound, MethodNotAllowed, Conflict, Ended, TooLarge, Busy, Unavailable, Internal}
 }
 
 // Signaling returns the codes of the signaling protocol's error message (docs/signaling.md).

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -181,6 +183,34 @@ func TestBadInvocations(t *testing.T) {
 	for _, args := range [][]string{{}, {"fly"}, {"provider", "remove"}, {"serve", "--http", "nonsense"}, {"serve", "--log-level", "loud"}} {
 		if _, err := runCmd(t, "", args...); err == nil {
 			t.Errorf("telemed %v: no error", args)
+		}
+	}
+}
+
+// TestAdminCommandNarrowsDataDir: a one-off command given a 0755 data folder holding a 0644
+// database leaves them 0700 and 0600, as serve does.
+func TestAdminCommandNarrowsDataDir(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	const pw = "a long enough password\n"
+	if out, err := runCmd(t, pw, "provider", "add", "--data", data, "--email", "grace@clinic.example", "--name", "Dr Grace Hopper", "--password-stdin"); err != nil {
+		t.Fatalf("provider add: %v\n%s", err, out)
+	}
+	db := filepath.Join(data, "telemed.db")
+	for p, mode := range map[string]os.FileMode{data: 0o755, db: 0o644} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := runCmd(t, pw, "provider", "add", "--data", data, "--email", "ada@clinic.example", "--name", "Dr Ada", "--password-stdin"); err != nil {
+		t.Fatalf("provider add: %v\n%s", err, out)
+	}
+	for p, want := range map[string]os.FileMode{data: 0o700, db: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), want)
 		}
 	}
 }

@@ -157,6 +157,16 @@ func TestCSRF(t *testing.T) {
 			r.Header.Set("Origin", "https://evil.example")
 			return r
 		}, true},
+		{"another origin sent to its own name (DNS rebinding)", func() *http.Request {
+			r := browser("POST", "http://evil.example/api/v1/session", creds, "")
+			r.Header.Set("Origin", "http://evil.example")
+			return r
+		}, true},
+		{"a state change from another origin sent to its own name", func() *http.Request {
+			r := browser("DELETE", "http://evil.example/api/v1/session", "", aliceSession)
+			r.Header.Set("Origin", "http://evil.example")
+			return r
+		}, true},
 		{"another origin with the cookie", func() *http.Request {
 			r := browser("DELETE", "/api/v1/session", "", aliceSession)
 			r.Header.Set("Origin", "https://evil.example")

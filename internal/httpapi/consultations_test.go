@@ -55,11 +55,15 @@ func TestCreateConsultationRefusesABadBody(t *testing.T) {
 		{`{"title":"x","expires_in":"90"}`, errcode.BadField},
 		{`{"title":"x","colour":"red"}`, errcode.BadJSON},
 		{`{"title":`, errcode.BadJSON},
-		{`{"title":"` + strings.Repeat("x", 64<<10) + `"}`, errcode.BadJSON},
+		{`{"title":"` + strings.Repeat("x", 64<<10) + `"}`, errcode.TooLarge},
 	}
 	for _, c := range cases {
 		w := serve(h, request("POST", "/api/v1/consultations", c.body))
-		wantError(t, w, http.StatusBadRequest, c.code)
+		status := http.StatusBadRequest
+		if c.code == errcode.TooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		wantError(t, w, status, c.code)
 	}
 }
 

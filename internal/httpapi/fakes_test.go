@@ -199,6 +199,9 @@ func newAPI(t *testing.T, o httpapi.Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
+	// httptest's requests go to example.com: it stands for the server's public URL, which serve
+	// puts among the allowed origins.
+	o.AllowedOrigins = append(o.AllowedOrigins, "example.com")
 	return httpapi.New(o)
 }
 

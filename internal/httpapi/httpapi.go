@@ -73,11 +73,13 @@ type Options struct {
 	Signaling http.Handler
 	// EndConsultation is told when a consultation is ended, to disconnect its participants.
 	EndConsultation func(id string)
-	// Static is the browser client's files.
+	// Static is the browser client's files. A folder that opens is listed by the file server:
+	// web.Static opens files only.
 	Static fs.FS
 	// SecureCookies marks cookies Secure; set when served over TLS.
 	SecureCookies bool
-	// AllowedOrigins are the hosts, besides the request's own, whose pages may call the API with a cookie.
+	// AllowedOrigins are the hosts (host or host:port) whose pages may call the API with a cookie:
+	// the public URL's and --allowed-origin's. The request's Host is not trusted. Default: none.
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests; GET /readyz answers 503 while it errs
 	// (ErrDraining: the server is shutting down; any other error: the store does not answer).
@@ -154,9 +156,7 @@ func New(o Options) http.Handler {
 	a.monitoringRoutes(mux)
 	fhirapi.Mount(mux, fhirapi.Options{Export: o.Export, BaseURL: o.BaseURL, Now: o.Now, Logger: o.Logger,
 		Authenticate: a.authenticateProvider, UserError: statusOf})
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, errcode.NotFound, "no such API endpoint")
-	})
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { apiNotFound(w, r, mux) })
 
 	mux.HandleFunc("GET /{$}", a.page("index.html"))
 	mux.HandleFunc("GET /login", a.page("login.html"))
@@ -166,6 +166,31 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /enroll", a.page("enroll.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(o.Static)))
 	return securityHeaders(a.csrf(mux))
+}
+
+// apiMethods are the methods the API's routes are tried with to tell a wrong method from a wrong path.
+var apiMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// apiNotFound answers an API request that no route took. The "/api/" catch-all that gives every
+// API error its JSON shape also matches a known path with a wrong method, which ServeMux would
+// otherwise answer 405 itself; so the other methods are tried on mux, and a path that takes some of
+// them gets 405 with Allow, a path that takes none 404.
+func apiNotFound(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	var allow []string
+	for _, m := range apiMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, errcode.NotFound, "no such API endpoint")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, errcode.MethodNotAllowed,
+		fmt.Sprintf("%s is not allowed here; this endpoint takes %s", r.Method, strings.Join(allow, ", ")))
 }
 
 // csrf refuses state-changing API requests that a page on another site could make a browser send:
@@ -267,20 +292,21 @@ func writeError(w http.ResponseWriter, status int, code errcode.Code, message st
 
 // statusOfCode is the HTTP status of each code of errcode.API.
 var statusOfCode = map[errcode.Code]int{
-	errcode.BadField:        http.StatusBadRequest,
-	errcode.BadJSON:         http.StatusBadRequest,
-	errcode.WeakPassword:    http.StatusBadRequest,
-	errcode.BadCredentials:  http.StatusUnauthorized,
-	errcode.Unauthenticated: http.StatusUnauthorized,
-	errcode.TooLarge:        http.StatusRequestEntityTooLarge,
-	errcode.BadToken:        http.StatusForbidden,
-	errcode.NotFound:        http.StatusNotFound,
-	errcode.Busy:            http.StatusTooManyRequests,
-	errcode.Conflict:        http.StatusConflict,
-	errcode.Ended:           http.StatusConflict,
-	errcode.BadOrigin:       http.StatusForbidden,
-	errcode.Unavailable:     http.StatusServiceUnavailable,
-	errcode.Internal:        http.StatusInternalServerError,
+	errcode.BadField:         http.StatusBadRequest,
+	errcode.BadJSON:          http.StatusBadRequest,
+	errcode.WeakPassword:     http.StatusBadRequest,
+	errcode.BadCredentials:   http.StatusUnauthorized,
+	errcode.Unauthenticated:  http.StatusUnauthorized,
+	errcode.TooLarge:         http.StatusRequestEntityTooLarge,
+	errcode.BadToken:         http.StatusForbidden,
+	errcode.NotFound:         http.StatusNotFound,
+	errcode.MethodNotAllowed: http.StatusMethodNotAllowed,
+	errcode.Busy:             http.StatusTooManyRequests,
+	errcode.Conflict:         http.StatusConflict,
+	errcode.Ended:            http.StatusConflict,
+	errcode.BadOrigin:        http.StatusForbidden,
+	errcode.Unavailable:      http.StatusServiceUnavailable,
+	errcode.Internal:         http.StatusInternalServerError,
 }
 
 // retryAfter is the Retry-After of an unavailable answer, in seconds: long enough for a database
@@ -384,7 +410,7 @@ var errTooLarge = errors.New("request body is too large")
 func decode(r *http.Request, v any) error {
 	err := decodeLimit(r, v, maxBody)
 	if errors.Is(err, errTooLarge) {
-		return &errcode.Error{Code: errcode.BadJSON, Message: "request body is too large"}
+		return errcode.Errorf(errcode.TooLarge, "the request body is over %d KiB", maxBody>>10)
 	}
 	return err
 }
@@ -396,6 +422,10 @@ func decodeLimit(r *http.Request, v any, limit int64) error {
 		return errTooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge // a body limited further out, by http.MaxBytesReader
+	}
 	if err != nil {
 		return &errcode.Error{Code: errcode.BadJSON, Message: "could not read the request body"}
 	}

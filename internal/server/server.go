@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -129,10 +128,11 @@ func Start(ctx context.Context, cfg config.Serve, o Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data folder %s: %w", cfg.DataDir, err)
+	// The data folder holds the TURN secret and snapshots even when the records are in PostgreSQL.
+	if err := prepareDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
 	}
-	st, err := OpenStore(ctx, cfg.DataDir, cfg.StoreURL)
+	st, err := openStore(ctx, cfg.DataDir, cfg.StoreURL, log)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,8 @@ type Options struct {
 	// Metrics receives the node's signaling collectors (connections, people and consultations
 	// present, messages by type). Default: none.
 	Metrics prometheus.Registerer
-	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket, besides the Host
-	// the request came in on. Default: none.
+	// AllowedOrigins are the hosts (host or host:port) whose pages may open a socket: the public
+	// URL's and --allowed-origin's. The Host the request came in on is not trusted. Default: none.
 	AllowedOrigins []string
 	// JoinTimeout is how long a new connection has to send join. Default: 20 s.
 	JoinTimeout time.Duration

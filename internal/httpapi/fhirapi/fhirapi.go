@@ -57,6 +57,7 @@ func Mount(mux *http.ServeMux, o Options) {
 	mux.HandleFunc("GET "+fhir.BasePath+"/Observation", a.fhirProvider(a.fhirSearch))
 	mux.HandleFunc(fhir.BasePath+"/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
 			writeFHIR(w, http.StatusMethodNotAllowed, fhir.NewOperationOutcome(fhir.IssueNotSupported,
 				"this FHIR API is read-only: GET Patient/{id}, Observation/{id}, Observation?patient=... and metadata"))
 			return

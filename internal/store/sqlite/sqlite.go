@@ -33,6 +33,14 @@ func Dialect() sqlstore.Dialect {
 	}
 }
 
+// Pool bounds. SQLite has one writer at a time (a write transaction holds the database), so
+// connections beyond a few only wait in busy_timeout, each holding a file and a thread; WAL lets a
+// few readers run beside the writer. Kept open when idle: a new connection reruns the pragmas.
+const (
+	maxOpenConns = 8
+	maxIdleConns = maxOpenConns
+)
+
 // isUnique reports a UNIQUE violation; SQLite reports primary key violations alike.
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
@@ -60,6 +68,8 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxIdleConns)
 	s, err := sqlstore.Open(ctx, db, Dialect())
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
