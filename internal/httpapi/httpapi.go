@@ -4,12 +4,10 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/telemed/telemed/errcode"
 	"github.com/telemed/telemed/internal/httpapi/fhirapi"
+	"github.com/telemed/telemed/internal/httpapi/jsonbody"
 	"github.com/telemed/telemed/internal/store"
 )
 
@@ -396,54 +395,18 @@ func (a *api) decodeLarge(w http.ResponseWriter, r *http.Request, v any, l large
 	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(l.readTimeout)); err != nil {
 		a.Logger.Debug("could not extend the read deadline for a large body", "path", r.URL.Path, "err", err)
 	}
-	err := decodeLimit(r, v, l.limit)
-	if errors.Is(err, errTooLarge) {
+	err := jsonbody.Decode(r, v, l.limit)
+	if errors.Is(err, jsonbody.ErrTooLarge) {
 		return errcode.Errorf(errcode.TooLarge, l.what, l.limit>>20)
 	}
 	return err
 }
 
-// errTooLarge is decodeLimit's answer to a body over its limit.
-var errTooLarge = errors.New("request body is too large")
-
 // decode reads a JSON body of at most maxBody bytes into v. An empty body leaves v as it is.
 func decode(r *http.Request, v any) error {
-	err := decodeLimit(r, v, maxBody)
-	if errors.Is(err, errTooLarge) {
+	err := jsonbody.Decode(r, v, maxBody)
+	if errors.Is(err, jsonbody.ErrTooLarge) {
 		return errcode.Errorf(errcode.TooLarge, "the request body is over %d KiB", maxBody>>10)
 	}
 	return err
-}
-
-// decodeLimit reads a JSON body of at most limit bytes into v, returning errTooLarge for a longer one.
-// An empty body leaves v as it is.
-func decodeLimit(r *http.Request, v any, limit int64) error {
-	if r.ContentLength > limit {
-		return errTooLarge
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return errTooLarge // a body limited further out, by http.MaxBytesReader
-	}
-	if err != nil {
-		return &errcode.Error{Code: errcode.BadJSON, Message: "could not read the request body"}
-	}
-	if int64(len(body)) > limit {
-		return errTooLarge
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		msg := err.Error()
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			msg = fmt.Sprintf("%s (at byte %d)", msg, se.Offset)
-		}
-		return &errcode.Error{Code: errcode.BadJSON, Message: "request body is not the expected JSON: " + msg}
-	}
-	return nil
 }
