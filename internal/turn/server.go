@@ -379,6 +379,13 @@ func (s *Server) authenticate(ra *pionturn.RequestAttributes) (string, []byte, b
 		s.refuse(reasonBadCredential, "refused a malformed TURN username", "client", ra.SrcAddr.String(), "err", err)
 		return "", nil, false
 	}
+	if ra.Realm != s.opts.Realm {
+		// A credential is for this relay's realm only: a client naming another realm is not one
+		// of ours, whatever its username says.
+		s.refuse(reasonBadCredential, "refused a TURN request in another realm", "user", user,
+			"client", ra.SrcAddr.String(), "realm", ra.Realm)
+		return "", nil, false
+	}
 	if ra.Method == stun.MethodAllocate && s.opts.Now().After(expires) {
 		s.refuse(reasonExpired, "refused an expired TURN credential", "user", user, "client", ra.SrcAddr.String(),
 			"expired", expires.UTC().Format(time.RFC3339))

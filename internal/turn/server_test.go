@@ -63,6 +63,8 @@ type stunClient struct {
 	password string
 	realm    string
 	nonce    string
+	// otherRealm, when set, is named in requests instead of the realm the server gave.
+	otherRealm string
 }
 
 func dial(t *testing.T, s *Server, transport string) *stunClient {
@@ -96,8 +98,12 @@ func (c *stunClient) do(method stun.Method, setters ...stun.Setter) *stun.Messag
 	for attempt := 0; attempt < 3; attempt++ {
 		all := append([]stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}, setters...)
 		if c.nonce != "" {
-			all = append(all, stun.NewUsername(c.username), stun.NewRealm(c.realm), stun.NewNonce(c.nonce),
-				stun.NewLongTermIntegrity(c.username, c.realm, c.password))
+			realm := c.realm
+			if c.otherRealm != "" {
+				realm = c.otherRealm
+			}
+			all = append(all, stun.NewUsername(c.username), stun.NewRealm(realm), stun.NewNonce(c.nonce),
+				stun.NewLongTermIntegrity(c.username, realm, c.password))
 		}
 		all = append(all, stun.Fingerprint)
 		req, err := stun.Build(all...)
@@ -321,15 +327,19 @@ func TestCredentials(t *testing.T) {
 		{"expired", NewCredential(testSecret, "p2", now.Add(-time.Second)), 401},
 		{"wrong secret", NewCredential([]byte("other"), "p3", now.Add(time.Hour)), 401},
 		{"not the REST form", Credential{Username: "alice", Password: "x"}, 401},
+		{"another realm", NewCredential(testSecret, "p4", now.Add(time.Hour)), 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, s, "udp").withCredential(tc.cred)
+			if tc.name == "another realm" {
+				c.otherRealm = "example.org"
+			}
 			if got := errorCode(c.do(stun.MethodAllocate, requestedTransport(transportUDP))); got != tc.want {
 				t.Fatalf("allocate: got %d, want %d", got, tc.want)
 			}
 		})
 	}
-	for reason, want := range map[string]float64{reasonExpired: 1, reasonBadCredential: 2} {
+	for reason, want := range map[string]float64{reasonExpired: 1, reasonBadCredential: 3} {
 		if got := testutil.ToFloat64(s.metrics.refusals.WithLabelValues(reason)); got != want {
 			t.Errorf("refusals{reason=%s} = %v, want %v", reason, got, want)
 		}
