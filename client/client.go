@@ -496,7 +496,7 @@ func (s *Session) WaitPeer(ctx context.Context) (*Peer, error) {
 	var found *Peer
 	err := s.waitFor(ctx, func() bool {
 		for _, p := range s.Peers() {
-			if p.Role != roleDevice && p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			if p.role() != roleDevice && p.PC.ConnectionState() == webrtc.PeerConnectionStateConnected {
 				found = p
 				return true
 			}

@@ -88,7 +88,7 @@ func (p *Peer) route(dc *webrtc.DataChannel, remote bool) {
 		}
 	case VitalsLabel, WaveformLabel:
 		// Readings are taken from devices only: a person's client cannot pass off made-up ones.
-		if remote && p.Role == roleDevice {
+		if remote && p.role() == roleDevice {
 			p.receiveVitals(dc)
 		}
 	default:

@@ -133,7 +133,7 @@ func (s *Session) SendReading(r vitals.Reading) error {
 		ch = vitalsWaveform
 	}
 	for _, p := range s.Peers() {
-		if p.Role != roleDevice {
+		if p.role() != roleDevice {
 			p.sendVitals(ch, body)
 		}
 	}
